@@ -1,0 +1,152 @@
+"""Images for search and evaluation: an ImageFolder (labels optional) or the offline default.
+
+The default: deterministic crops (random scale, position, aspect, flip) of the real photos that
+scikit-image and scikit-learn ship in their wheels. Photos are split between the search set and
+the held-out set, so held-out fidelity is measured on photos the search never saw.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+from PIL import Image
+
+from hwsearch.errors import HwsearchError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm"}
+
+
+def _skimage(name: str) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        import skimage.data
+
+        return getattr(skimage.data, name)()
+    return load
+
+
+def _sklearn(index: int) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        from sklearn.datasets import load_sample_images
+
+        return load_sample_images().images[index]
+    return load
+
+
+# Photos that load with no network (checked); grayscale ones are repeated to RGB.
+SEARCH_PHOTOS: dict[str, Callable[[], np.ndarray]] = {
+    "astronaut": _skimage("astronaut"), "coffee": _skimage("coffee"), "rocket": _skimage("rocket"),
+    "hubble_deep_field": _skimage("hubble_deep_field"), "immunohistochemistry": _skimage("immunohistochemistry"),
+    "retina": _skimage("retina"), "china": _sklearn(0), "moon": _skimage("moon"), "coins": _skimage("coins"),
+    "brick": _skimage("brick"), "grass": _skimage("grass"), "gravel": _skimage("gravel"),
+}
+EVAL_PHOTOS: dict[str, Callable[[], np.ndarray]] = {
+    "chelsea": _skimage("chelsea"), "flower": _sklearn(1), "camera": _skimage("camera"),
+}
+
+
+@dataclass
+class ImageSet:
+    """uint8 images ``[N, 3, H, W]`` and optional integer labels."""
+
+    images: torch.Tensor
+    labels: torch.Tensor | None
+    source: str
+    classes: list[str] | None = None
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def take(self, index: torch.Tensor | slice) -> "ImageSet":
+        labels = self.labels[index] if self.labels is not None else None
+        return ImageSet(self.images[index], labels, self.source, self.classes)
+
+
+def _rgb(photo: np.ndarray) -> np.ndarray:
+    if photo.dtype == bool:
+        photo = photo.astype(np.uint8) * 255
+    if photo.ndim == 2:
+        photo = np.repeat(photo[..., None], 3, axis=-1)
+    return np.ascontiguousarray(photo[..., :3].astype(np.uint8))
+
+
+def random_crop(photo: np.ndarray, rng: np.random.Generator, size: int) -> np.ndarray:
+    """One RandomResizedCrop-style crop (scale 0.1-1, aspect 3/4-4/3, flip), resized bicubic."""
+    h, w = photo.shape[:2]
+    for _ in range(20):
+        area = h * w * rng.uniform(0.1, 1.0)
+        aspect = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
+        ch, cw = int(round(np.sqrt(area / aspect))), int(round(np.sqrt(area * aspect)))
+        if 0 < ch <= h and 0 < cw <= w:
+            break
+    else:
+        ch = cw = min(h, w)
+    top, left = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
+    crop = Image.fromarray(photo[top:top + ch, left:left + cw]).resize((size, size), Image.BICUBIC)
+    out = np.asarray(crop)
+    return out[:, ::-1] if rng.random() < 0.5 else out
+
+
+def default_images(size: int, count: int, split: str = "search", seed: int = 0) -> torch.Tensor:
+    """``count`` deterministic crops of the search or held-out photos, uint8 ``[N, 3, size, size]``."""
+    photos = SEARCH_PHOTOS if split == "search" else EVAL_PHOTOS
+    rng = np.random.default_rng([seed, 0 if split == "search" else 1])
+    loaded = [_rgb(load()) for load in photos.values()]
+    crops = [random_crop(loaded[i % len(loaded)], rng, size) for i in range(count)]
+    return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).contiguous()
+
+
+def default_sets(size: int, num_images: int = 1000, eval_fraction: float = 0.2, seed: int = 0
+                 ) -> tuple[ImageSet, ImageSet]:
+    """The offline default: search and held-out sets from disjoint photos."""
+    n_eval = max(1, int(round(num_images * eval_fraction)))
+    search = default_images(size, num_images - n_eval, "search", seed)
+    held_out = default_images(size, n_eval, "eval", seed)
+    return ImageSet(search, None, "default:search-photos"), ImageSet(held_out, None, "default:held-out-photos")
+
+
+def _load_file(path: Path, size: int, crop_pct: float) -> np.ndarray:
+    """Resize the short side to size/crop_pct (bicubic), then center-crop (timm eval transform)."""
+    try:
+        img = Image.open(path).convert("RGB")
+    except Exception as exc:
+        raise HwsearchError(f"cannot read image {path}: {exc}") from None
+    scale = int(round(size / crop_pct)) / min(img.size)
+    img = img.resize((max(size, round(img.width * scale)), max(size, round(img.height * scale))), Image.BICUBIC)
+    left, top = (img.width - size) // 2, (img.height - size) // 2
+    return np.asarray(img.crop((left, top, left + size, top + size)))
+
+
+def folder_sets(root: str | Path, size: int, crop_pct: float = 0.875, num_images: int | None = None,
+                eval_fraction: float = 0.2, seed: int = 0) -> tuple[ImageSet, ImageSet]:
+    """An ImageFolder (``root/class/img``, labelled) or a flat folder of images (unlabelled)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise HwsearchError(f"data directory not found: {root}")
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir())
+    files: list[tuple[Path, int]] = []
+    if classes:
+        for label, name in enumerate(classes):
+            files += [(p, label) for p in sorted((root / name).rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES]
+    else:
+        files = [(p, -1) for p in sorted(root.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
+    if len(files) < 2:
+        raise HwsearchError(f"{root}: need at least 2 images (ImageFolder layout root/class/image or a flat folder)")
+    order = np.random.default_rng(seed).permutation(len(files))[: num_images or len(files)]
+    files = [files[i] for i in order]
+    images = torch.from_numpy(np.stack([_load_file(p, size, crop_pct) for p, _ in files])).permute(0, 3, 1, 2)
+    labels = torch.tensor([label for _, label in files]) if classes else None
+    full = ImageSet(images.contiguous(), labels, str(root), classes or None)
+    n_eval = max(1, int(round(len(files) * eval_fraction)))
+    return full.take(slice(n_eval, None)), full.take(slice(0, n_eval))
+
+
+def normalize(images: torch.Tensor, cfg: Mapping[str, Any] | Any) -> torch.Tensor:
+    """uint8 ``[N, 3, H, W]`` to float, normalized with the model's own mean/std."""
+    mean = cfg["mean"] if isinstance(cfg, Mapping) else cfg.mean
+    std = cfg["std"] if isinstance(cfg, Mapping) else cfg.std
+    m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+    return (images.float() / 255.0 - m) / s

