@@ -168,6 +168,7 @@ class BlockKeep:
     merge_mask: Tensor
     prune_probs: Tensor | None = None
     merge_probs: Tensor | None = None
+    dense: bool = False  # a block that never compresses (before ``compress_from``)
 
 
 def hard_mask(count: int | Tensor, num: int, like: Tensor | None = None) -> Tensor:
@@ -244,7 +245,7 @@ class RateSchedule(nn.Module):
         for i in range(self.depth):
             j = i - self.compress_from
             if j < 0:
-                keeps.append(BlockKeep(full, full, ones, ones))
+                keeps.append(BlockKeep(full, full, ones, ones, dense=True))
                 continue
             if self.prune is not None:
                 p_count, p_mask, p_probs = self.prune[j].keep(current)

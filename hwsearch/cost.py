@@ -7,8 +7,8 @@ DiffRate and fvcore; ``FlopCounterMode`` counts 2 per multiply-add.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -19,10 +19,13 @@ Counts = Sequence[tuple[int, int]]
 
 
 class CostModel(ABC):
-    """Cost of a compressed model as a function of its per-block token counts."""
+    """Cost of a compressed model as a function of its per-block token counts.
 
-    unit: str = ""
-    num_tokens: int = 0
+    Implementations provide ``unit`` and ``num_tokens`` (tokens entering the first block).
+    """
+
+    unit: str
+    num_tokens: int
 
     @abstractmethod
     def expected_cost(self, keeps: Sequence[BlockKeep]) -> Tensor:
@@ -39,6 +42,10 @@ class CostModel(ABC):
 def _linear_macs(module: nn.Module) -> int:
     """Multiply-adds per token of all Linear layers inside ``module``."""
     return sum(m.in_features * m.out_features for m in module.modules() if isinstance(m, nn.Linear))
+
+
+def _value(v: Tensor | float) -> float:
+    return float(v.detach()) if isinstance(v, Tensor) else float(v)
 
 
 @dataclass
@@ -83,7 +90,7 @@ class FlopsCost(CostModel):
         n_in: Tensor | float = float(self.num_tokens)
         for prune_kept, merge_kept in counts:
             total = total + self.block_macs(n_in, merge_kept)
-            if float(merge_kept) < float(n_in):
+            if _value(merge_kept) < _value(n_in):
                 total = total + self.overhead_macs(n_in, prune_kept, merge_kept)
             n_in = merge_kept
         return total / 1e9

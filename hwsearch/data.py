@@ -6,9 +6,10 @@ the held-out set, so held-out fidelity is measured on photos the search never sa
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch

@@ -7,10 +7,11 @@ import platform
 import socket
 import sys
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 
 @contextmanager
@@ -39,6 +40,11 @@ def write_json(path: str | Path, data: Any) -> None:
     write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
+def plain(data: Any) -> Any:
+    """Only JSON/YAML-safe types (tuples to lists, str subclasses and other objects to str)."""
+    return json.loads(json.dumps(data, default=str))
+
+
 def provenance(command: str | None = None) -> dict[str, Any]:
     """Versions, host and command: written beside every result."""
     import numpy
@@ -49,7 +55,7 @@ def provenance(command: str | None = None) -> dict[str, Any]:
         "host": socket.gethostname(),
         "platform": platform.platform(),
         "python": sys.version.split()[0],
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
         "numpy": numpy.__version__,
         "command": command if command is not None else " ".join(sys.argv),
     }

@@ -6,9 +6,9 @@ block's own children, so ``state_dict`` keys stay timm's and a timm checkpoint l
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -97,6 +97,8 @@ class CompressionBlock(nn.Module):
     def forward_tokens(self, tokens: Tokens, keep: BlockKeep | tuple[int, int] | None) -> Tokens:
         """One block on a token state; ``keep`` is a search-mode BlockKeep or deploy-mode counts."""
         x, size, policy = tokens.x, tokens.size, tokens.policy
+        if isinstance(keep, BlockKeep) and keep.dense:
+            keep = None
         if isinstance(keep, BlockKeep) and policy is None:
             policy, size = torch.ones_like(x[..., :1]), torch.ones_like(x[..., :1])
         deploy_compress = isinstance(keep, tuple) and min(keep) < x.shape[1]
@@ -146,7 +148,7 @@ class CompressedViT(nn.Module):
         state = Tokens(x)
         plan: Sequence[BlockKeep | tuple[int, int] | None] = keeps if keeps is not None else (
             self.counts if self.counts is not None else [None] * self.depth)
-        for block, keep in zip(vit.blocks, plan):
+        for block, keep in zip(vit.blocks, plan, strict=True):
             state = block.forward_tokens(state, keep)
         state.x = vit.norm(state.x)
         return state
@@ -238,21 +240,31 @@ def create_vit(name: str, checkpoint: str | Path | None = None, img_size: int | 
         raise HwsearchError(f"unknown model {name!r}: not a timm model name (see timm.list_models('vit*'))")
     if img_size is not None:
         kwargs["img_size"] = img_size
-    if checkpoint is not None and not Path(checkpoint).is_file():
-        raise HwsearchError(f"checkpoint not found: {checkpoint}")
+    state = None
+    if checkpoint is not None:
+        state = read_checkpoint(checkpoint)
+        if "num_classes" not in kwargs:  # a classifier checkpoint sets its own head size
+            head = state.get("head.weight")
+            kwargs["num_classes"] = int(head.shape[0]) if head is not None else 0
     try:
         model = timm.create_model(name, pretrained=False, **kwargs)
     except (TypeError, ValueError, AssertionError) as exc:
         raise HwsearchError(f"cannot build {name!r} with {kwargs}: {exc}") from None
     check_vit(model)
-    if checkpoint is not None:
-        load_checkpoint(model, checkpoint)
+    if state is not None:
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            first = " ".join(str(exc).splitlines()[0:2])
+            raise HwsearchError(f"checkpoint {checkpoint} does not match {name}: {first}") from None
     return model.eval()
 
 
-def load_checkpoint(model: nn.Module, path: str | Path) -> None:
-    """Load timm-keyed weights from ``.safetensors`` or a torch state_dict (``weights_only``)."""
+def read_checkpoint(path: str | Path) -> dict[str, Tensor]:
+    """timm-keyed weights from ``.safetensors`` or a torch state_dict (``weights_only``, no pickle)."""
     path = Path(path)
+    if not path.is_file():
+        raise HwsearchError(f"checkpoint not found: {path}")
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -265,12 +277,10 @@ def load_checkpoint(model: nn.Module, path: str | Path) -> None:
                     state = state[key]
                     break
     except Exception as exc:  # corrupt file: one clear line
-        raise HwsearchError(f"cannot read checkpoint {path}: {exc}") from None
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0:2]
-        raise HwsearchError(f"checkpoint {path} does not match the model: {' '.join(first)}") from None
+        raise HwsearchError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(state, dict):
+        raise HwsearchError(f"checkpoint {path} is not a state_dict")
+    return state
 
 
 def model_info(vit: nn.Module, name: str, checkpoint: str | None) -> ModelInfo:

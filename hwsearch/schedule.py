@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 
 from hwsearch.errors import HwsearchError
-from hwsearch.io import write_text
+from hwsearch.io import plain, write_text
 
 
 @dataclass
@@ -62,7 +62,7 @@ class Schedule:
         return cls(model, img_size, num_tokens, num_prefix, blocks, **extra).validate()
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = plain(asdict(self))
         data["blocks"] = [[b.prune_kept, b.merge_kept] for b in self.blocks]
         return data
 

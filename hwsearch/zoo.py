@@ -124,7 +124,7 @@ def convert_state_dict(onnx_file: Path, img_size: int = DEFAULT_IMG_SIZE, patch:
         sd[f"blocks.{layer}.attn.qkv.weight"] = np.concatenate([qkv_w[layer][k] for k in ("query", "key", "value")])
         sd[f"blocks.{layer}.attn.qkv.bias"] = np.concatenate([qkv_b[layer][k] for k in ("query", "key", "value")])
     sd["pos_embed"] = _position_embedding(arrays, sd["cls_token"].shape[-1], img_size // patch)
-    return {k: torch.from_numpy(np.ascontiguousarray(v)).float() for k, v in sd.items()}
+    return {k: torch.from_numpy(np.array(v, dtype=np.float32)) for k, v in sd.items()}
 
 
 def _position_embedding(arrays: dict[str, np.ndarray], dim: int, grid: int) -> np.ndarray:
@@ -189,3 +189,23 @@ def default_checkpoint() -> Path:
     write_json(path.with_suffix(".json"), {"source": str(src), "verification": report})
     print(f"verified against ONNX Runtime: min token cosine {report['min_token_cosine']:.6f}", flush=True)
     return path
+
+
+def load_model(name: str | None = None, checkpoint: str | None = None, img_size: int | None = None
+               ) -> tuple[torch.nn.Module, str, str | None]:
+    """The model to search: the embedded default, or a timm name (+ local checkpoint).
+
+    Returns ``(vit, name, checkpoint label)``; the label is what a schedule records so that
+    ``evaluate`` rebuilds the same weights.
+    """
+    from hwsearch.models import create_vit
+
+    if name is None or checkpoint == DEFAULT_CHECKPOINT:
+        if name not in (None, DEFAULT_MODEL) or img_size not in (None, DEFAULT_IMG_SIZE):
+            raise HwsearchError(f"the embedded checkpoint is {DEFAULT_MODEL} at {DEFAULT_IMG_SIZE} px")
+        vit = create_vit(DEFAULT_MODEL, default_checkpoint(), img_size=DEFAULT_IMG_SIZE)
+        return vit, DEFAULT_MODEL, DEFAULT_CHECKPOINT
+    if checkpoint is None:
+        print(f"note: {name} without --checkpoint has random weights: fine for latency, not for fidelity",
+              flush=True)
+    return create_vit(name, checkpoint, img_size=img_size), name, checkpoint

@@ -1,0 +1,74 @@
+"""``hwsearch`` command line: optimize (gradient search) and evaluate (measured check).
+
+User errors are one line on stderr and exit code 2 (never a traceback).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from hwsearch.errors import HwsearchError
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="timm ViT name (default: the embedded DINOv2 ViT-S/14)")
+    p.add_argument("--checkpoint", help="local weights: .safetensors or torch state_dict, timm keys")
+    p.add_argument("--img-size", type=int, help="input size (default: the model's)")
+    p.add_argument("--data", help="ImageFolder dir (root/class/img) or flat image dir; default: offline photos")
+    p.add_argument("--num-images", type=int, default=1000, help="images used in all (search + held-out)")
+    p.add_argument("--target", help="target name (default: $HWSEARCH_TARGET, newest profile, cpu_onnxruntime)")
+    p.add_argument("--out", default="results", help="results root")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hwsearch", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    opt = sub.add_parser("optimize", help="search a per-block prune/merge schedule under a budget")
+    budget = opt.add_mutually_exclusive_group(required=True)
+    budget.add_argument("--flops-ratio", type=float, help="budget as a fraction of the dense model's GMACs")
+    budget.add_argument("--gflops", type=float, help="budget in GMACs (multiply-adds, as DiffRate/fvcore)")
+    _add_model_args(opt)
+    opt.add_argument("--epochs", type=int, default=1)
+    opt.add_argument("--batch-size", type=int, default=16)
+    opt.add_argument("--lr", type=float, default=0.1)
+    opt.add_argument("--lam", type=float, default=10.0, help="weight of the (cost/target - 1)^2 term")
+    opt.add_argument("--granularity", type=int, default=4, help="candidate kept counts step")
+    opt.add_argument("--compress-from", type=int, default=1, help="first block that may compress")
+    opt.add_argument("--ops", default="prune,merge", help="prune, merge or prune,merge")
+    opt.add_argument("--seed", type=int, default=0)
+    opt.add_argument("--name", help="schedule name (default from the budget)")
+    opt.add_argument("--resume", action="store_true", help="continue an interrupted search of the same name")
+    opt.add_argument("--no-progress", action="store_true")
+
+    ev = sub.add_parser("evaluate", help="dense vs compressed: GMACs, measured latency, fidelity")
+    ev.add_argument("schedule", help="schedule YAML")
+    ev.add_argument("--checkpoint", help="weights (default: the one the schedule records)")
+    ev.add_argument("--data", help="as for optimize; its held-out split is used")
+    ev.add_argument("--num-images", type=int, default=1000)
+    ev.add_argument("--batch", type=int, help="latency batch size (default: the target's)")
+    ev.add_argument("--threads", type=int, help="CPU threads (default: the target's, else 2)")
+    ev.add_argument("--target", help="target the latency is measured for (default: the schedule's)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        from hwsearch import commands
+
+        return int(getattr(commands, args.command)(args) or 0)
+    except HwsearchError as exc:
+        print(f"hwsearch: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hwsearch: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

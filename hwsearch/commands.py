@@ -1,0 +1,163 @@
+"""What each CLI command does (argument parsing lives in :mod:`hwsearch.cli`)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from hwsearch.cost import FlopsCost
+from hwsearch.data import ImageSet, default_sets, folder_sets, normalize
+from hwsearch.errors import HwsearchError
+from hwsearch.io import provenance, write_json
+from hwsearch.models import CompressedViT, apply_schedule
+from hwsearch.quality import collect, fidelity
+from hwsearch.schedule import Schedule
+from hwsearch.schedule import load as load_schedule
+from hwsearch.search.gradient import SearchConfig, gradient_search, save_history
+from hwsearch.targets import load_target, resolve_target
+from hwsearch.zoo import load_model
+
+
+def _target(args: argparse.Namespace, fallback: str | None = None):  # type: ignore[no-untyped-def]
+    name, why = (args.target, "--target") if args.target else (
+        (fallback, "schedule") if fallback else resolve_target(None, Path(getattr(args, "out", "results"))))
+    target = load_target(name)
+    print(f"target: {target.name} ({why})", flush=True)
+    return target
+
+
+def _data(args: argparse.Namespace, vit: torch.nn.Module) -> tuple[ImageSet, ImageSet]:
+    size = int(vit.patch_embed.img_size[0])
+    if args.data:
+        crop_pct = float(vit.pretrained_cfg.get("crop_pct", 0.875))
+        return folder_sets(args.data, size, crop_pct, args.num_images)
+    if args.num_images < 2:
+        raise HwsearchError("--num-images must be at least 2")
+    return default_sets(size, args.num_images)
+
+
+def _budget(args: argparse.Namespace, cost: FlopsCost, depth: int, min_count: int) -> tuple[float, dict]:
+    """Target GMACs from --flops-ratio / --gflops, refused outside the reachable range."""
+    dense = cost.dense_cost(depth)
+    compress_from = args.compress_from
+    cheapest = cost.cost([(cost.num_tokens, cost.num_tokens)] * compress_from
+                         + [(min_count, min_count)] * (depth - compress_from))
+    target = args.gflops if args.gflops is not None else args.flops_ratio * dense
+    if not cheapest <= target <= dense * (1 + 1e-9):
+        raise HwsearchError(
+            f"budget {target:.3f} GMACs ({target / dense:.3f} of dense) is not reachable: "
+            f"reachable range is [{cheapest:.3f}, {dense:.3f}] GMACs = [{cheapest / dense:.3f}, 1.0] of dense")
+    kind = {"kind": "gflops", "value": args.gflops} if args.gflops is not None else \
+        {"kind": "flops_ratio", "value": args.flops_ratio}
+    return target, {**kind, "target_gmacs": target, "dense_gmacs": dense, "unit": cost.unit}
+
+
+def optimize(args: argparse.Namespace) -> int:
+    target = _target(args)
+    ops = tuple(o.strip() for o in args.ops.split(",") if o.strip())
+    if not ops or set(ops) - {"prune", "merge"}:
+        raise HwsearchError(f"--ops must be prune, merge or prune,merge (got {args.ops!r})")
+    if args.granularity < 1 or args.epochs < 1 or args.batch_size < 1:
+        raise HwsearchError("--granularity, --epochs and --batch-size must be positive")
+    vit, name, checkpoint = load_model(args.model, args.checkpoint, args.img_size)
+    model = CompressedViT(vit)
+    if not 0 <= args.compress_from < model.depth:
+        raise HwsearchError(f"--compress-from must be in [0, {model.depth - 1}]")
+    cost = FlopsCost.from_model(vit)
+    patches = model.num_tokens - model.num_prefix
+    min_count = model.num_prefix + (patches % args.granularity or args.granularity)
+    goal, budget = _budget(args, cost, model.depth, min_count)
+    search_set, _ = _data(args, vit)
+    config = SearchConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lam=args.lam,
+                          granularity=args.granularity, compress_from=args.compress_from, ops=ops, seed=args.seed)
+    label = args.name or (f"flops{args.flops_ratio:g}" if args.flops_ratio is not None else f"gmacs{args.gflops:g}")
+    out_dir = Path(args.out) / target.name / name / "schedules"
+    resume = out_dir / f".{label}.search.json" if args.resume else None
+    print(f"model: {name} ({checkpoint or 'random weights'}), {model.num_tokens} tokens, {model.depth} blocks; "
+          f"search images: {len(search_set)} ({search_set.source})", flush=True)
+    print(f"budget: {goal:.3f} GMACs = {goal / budget['dense_gmacs']:.3f} x dense "
+          f"({budget['dense_gmacs']:.3f} GMACs)", flush=True)
+    result = gradient_search(model, cost, goal, search_set, config, resume=resume, progress=not args.no_progress)
+    info = model_provenance(name, checkpoint, search_set)
+    schedule = Schedule.from_counts(
+        name, int(vit.patch_embed.img_size[0]), model.num_tokens, model.num_prefix, result.counts,
+        budget=budget,
+        predicted={"gmacs": result.predicted, "flops_ratio": result.predicted / budget["dense_gmacs"],
+                   "error_vs_target": result.predicted / goal - 1.0, **cost.breakdown(result.counts)},
+        provenance={**provenance(), **info, "target": target.name, "search_seconds": round(result.seconds, 1),
+                    "search_steps": result.steps, "search": {k: v for k, v in vars(config).items()}})
+    path = schedule.save(out_dir / f"{label}.yaml")
+    save_history(out_dir / f"{label}.history.json", result, config, {"schedule": str(path)})
+    if resume is not None and resume.exists():
+        resume.unlink()
+    print(f"schedule: {[list(c) for c in result.counts]}")
+    print(f"predicted: {result.predicted:.3f} GMACs = {result.predicted / budget['dense_gmacs']:.3f} x dense "
+          f"({100 * (result.predicted / goal - 1):+.2f}% vs budget); search took {result.seconds:.0f} s")
+    print(f"wrote {path}\nnext: hwsearch evaluate {path}")
+    return 0
+
+
+def model_provenance(name: str, checkpoint: str | None, data: ImageSet) -> dict[str, object]:
+    return {"model": name, "checkpoint": checkpoint, "data": data.source, "num_search_images": len(data)}
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    schedule = load_schedule(args.schedule)
+    target = _target(args, schedule.provenance.get("target") or None)
+    checkpoint = args.checkpoint or schedule.provenance.get("checkpoint")
+    vit, name, checkpoint = load_model(schedule.model, checkpoint, schedule.img_size)
+    dense = CompressedViT(vit)
+    compressed = apply_schedule(vit, schedule)
+    args.num_images = max(args.num_images, 2)
+    _, held_out = _data(args, vit)
+    classifier = vit.num_classes > 0
+    ref = collect(dense, held_out)
+    report = fidelity(ref, collect(compressed, held_out), classifier, held_out.labels)
+    cost = FlopsCost.from_model(vit)
+    gmacs = {"dense": cost.dense_cost(dense.depth), "compressed": cost.cost(schedule.counts())}
+    batch = args.batch or target.batch
+    threads = args.threads or target.threads or 2
+    timing = measure_latency(dense, compressed, held_out, batch, threads, target.timing)
+    speedup = timing["dense"]["median_ms"] / timing["compressed"]["median_ms"]
+    print(f"model: {name} ({checkpoint or 'random weights'}); held-out images: {len(held_out)} ({held_out.source})")
+    print(f"{'':12s}{'GMACs':>10s}{'latency ms (median, p10-p90)':>34s}")
+    for key in ("dense", "compressed"):
+        t = timing[key]
+        print(f"{key:12s}{gmacs[key]:10.3f}{t['median_ms']:14.2f} ({t['p10_ms']:.2f}-{t['p90_ms']:.2f}) "
+              f"cv {100 * t['cv']:.1f}%")
+    print(f"speedup: {speedup:.2f}x measured (torch eager, CPU, batch {batch}, {threads} threads, same run); "
+          f"GMACs ratio {gmacs['compressed'] / gmacs['dense']:.3f}")
+    for key, value in report.items():
+        print(f"{key}: {value:.4f}")
+    out = Path(args.schedule).with_suffix(".eval.json")
+    write_json(out, {"schedule": str(args.schedule), "gmacs": gmacs, "latency": timing, "speedup": speedup,
+                     "batch": batch, "threads": threads, "backend": "torch-eager-cpu", "fidelity": report,
+                     "held_out": {"source": held_out.source, "images": len(held_out)},
+                     "provenance": provenance()})
+    print(f"wrote {out}")
+    return 0
+
+
+def measure_latency(dense: CompressedViT, compressed: CompressedViT, data: ImageSet, batch: int, threads: int,
+                    protocol: dict) -> dict[str, dict]:
+    """Median latency of both models in one process, alternating repeats (torch eager, CPU)."""
+    from profilers.timing import measure_interleaved
+
+    torch.set_num_threads(threads)
+    index = torch.arange(batch) % len(data)
+    images = normalize(data.images[index], dense.vit.pretrained_cfg)
+
+    def run(model: CompressedViT):  # type: ignore[no-untyped-def]
+        def call() -> None:
+            with torch.inference_mode():
+                model(images)
+        return call
+
+    keys = ("warmup_s", "repeat_s", "repeats", "max_cv")
+    stats = measure_interleaved({"dense": run(dense), "compressed": run(compressed)},
+                                **{k: protocol[k] for k in keys if k in protocol})
+    return {k: v.as_dict() for k, v in stats.items()}
+
+
+__all__ = ["optimize", "evaluate"]

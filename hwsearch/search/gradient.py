@@ -1,0 +1,134 @@
+"""DiffRate gradient search: learn per-block prune/merge counts under a cost budget.
+
+loss = distillation to the dense model + lam * (cost / target - 1)^2; only the DDP logits are
+trained (AdamW, cosine LR), the backbone is frozen. Dense outputs are computed once and cached.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from hwsearch.compress import RateSchedule
+from hwsearch.cost import CostModel
+from hwsearch.data import ImageSet, normalize
+from hwsearch.io import atomic_path, write_json
+from hwsearch.models import CompressedViT
+from hwsearch.quality import Reference, collect, distill_loss
+
+
+@dataclass
+class SearchConfig:
+    """Knobs of the DiffRate loop (defaults sized for ~1,000 images on a 2-core CPU)."""
+
+    epochs: int = 2
+    batch_size: int = 32
+    lr: float = 0.1
+    lr_min: float = 0.01
+    lam: float = 10.0
+    granularity: int = 4
+    compress_from: int = 1
+    ops: tuple[str, ...] = ("prune", "merge")
+    seed: int = 0
+    use_labels: bool = True
+
+
+@dataclass
+class SearchResult:
+    counts: list[tuple[int, int]]
+    predicted: float
+    target: float
+    seconds: float
+    steps: int
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def _save_state(path: Path, rates: RateSchedule, optim: torch.optim.Optimizer, step: int) -> None:
+    """Resume point as JSON (no pickle): logits, AdamW moments, step."""
+    state = {
+        "step": step,
+        "rates": {k: v.tolist() for k, v in rates.state_dict().items() if k.endswith("logits")},
+        "optim": [{k: (v.tolist() if torch.is_tensor(v) else v) for k, v in s.items()}
+                  for s in optim.state_dict()["state"].values()],
+    }
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(state))
+
+
+def _load_state(path: Path, rates: RateSchedule, optim: torch.optim.Optimizer) -> int:
+    state = json.loads(path.read_text())
+    current = rates.state_dict()
+    current.update({k: torch.tensor(v) for k, v in state["rates"].items()})
+    rates.load_state_dict(current)
+    opt_state = optim.state_dict()
+    opt_state["state"] = {i: {k: torch.tensor(v) for k, v in s.items()} for i, s in enumerate(state["optim"])}
+    optim.load_state_dict(opt_state)
+    return int(state["step"])
+
+
+def gradient_search(model: CompressedViT, cost: CostModel, target: float, data: ImageSet,
+                    cfg: SearchConfig, resume: Path | None = None, progress: bool = True,
+                    stop_after: int | None = None) -> SearchResult:
+    """Run the DiffRate loop; returns the rounded schedule and its predicted cost.
+
+    With ``resume``, the state is saved after every step and a rerun continues from it;
+    ``stop_after`` ends the run early after that many steps (as an interruption would).
+    """
+    torch.manual_seed(cfg.seed)
+    start_time = time.perf_counter()
+    model.eval().requires_grad_(False)
+    classifier = model.vit.num_classes > 0
+    labels = data.labels if (cfg.use_labels and data.labels is not None and classifier) else None
+    ref = collect(model, data, cfg.batch_size)
+    rates = RateSchedule(model.depth, model.num_tokens, model.num_prefix, cfg.granularity,
+                         cfg.compress_from, cfg.ops)
+    optim = torch.optim.AdamW(rates.parameters(), lr=cfg.lr, weight_decay=0.0)
+    steps_per_epoch = math.ceil(len(data) / cfg.batch_size)
+    total = cfg.epochs * steps_per_epoch
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(optim, T_max=max(total, 1), eta_min=cfg.lr_min)
+    step = _load_state(resume, rates, optim) if resume is not None and resume.is_file() else 0
+    for _ in range(step):
+        sched.step()
+    gen = torch.Generator().manual_seed(cfg.seed)
+    orders = [torch.randperm(len(data), generator=gen) for _ in range(cfg.epochs)]
+    history: list[dict[str, float]] = []
+    bar = tqdm(total=total, initial=step, desc="DiffRate search", disable=not progress, dynamic_ncols=True)
+    end = total if stop_after is None else min(total, stop_after)
+    while step < end:
+        epoch, i = divmod(step, steps_per_epoch)
+        idx = orders[epoch][i * cfg.batch_size:(i + 1) * cfg.batch_size]
+        images = normalize(data.images[idx], model.vit.pretrained_cfg)
+        keeps = rates()
+        out = model.features(images, keeps)
+        task = distill_loss(ref.take(idx), out, classifier, labels[idx] if labels is not None else None)
+        expected = cost.expected_cost(keeps)
+        loss = task + cfg.lam * (expected / target - 1.0) ** 2
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        optim.step()
+        sched.step()
+        step += 1
+        record = {"step": step, "loss": loss.item(), "task": task.item(), "cost": expected.item()}
+        history.append(record)
+        bar.set_postfix(task=f"{record['task']:.4f}", cost=f"{record['cost']:.3f}/{target:.3f} {cost.unit}")
+        bar.update()
+        if resume is not None:
+            _save_state(resume, rates, optim, step)
+    bar.close()
+    with torch.no_grad():
+        counts = RateSchedule.counts(rates())
+    return SearchResult(counts, cost.cost(counts), target, time.perf_counter() - start_time, step, history)
+
+
+def save_history(path: Path, result: SearchResult, config: SearchConfig, extra: dict[str, Any]) -> None:
+    """Per-step loss/cost history beside the schedule."""
+    write_json(path, {"config": asdict(config), "history": result.history, **extra})
+
+
+__all__ = ["SearchConfig", "SearchResult", "gradient_search", "Reference"]
