@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--granularity", type=int, default=4, help="candidate kept counts step")
     opt.add_argument("--compress-from", type=int, default=1, help="first block that may compress")
     opt.add_argument("--ops", default="prune,merge", help="prune, merge or prune,merge")
+    opt.add_argument("--init", default="tome", choices=["tome", "uniform", "evit", "flat"],
+                     help="warm start: a hand schedule solved for the budget, or flat (DiffRate's zero logits)")
     opt.add_argument("--seed", type=int, default=0)
     opt.add_argument("--name", help="schedule name (default from the budget)")
     opt.add_argument("--resume", action="store_true", help="continue an interrupted search of the same name")

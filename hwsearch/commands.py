@@ -70,7 +70,8 @@ def optimize(args: argparse.Namespace) -> int:
     goal, budget = _budget(args, cost, model.depth, min_count)
     search_set, _ = _data(args, vit)
     config = SearchConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lam=args.lam,
-                          granularity=args.granularity, compress_from=args.compress_from, ops=ops, seed=args.seed)
+                          granularity=args.granularity, compress_from=args.compress_from, ops=ops, seed=args.seed,
+                          init=args.init)
     label = args.name or (f"flops{args.flops_ratio:g}" if args.flops_ratio is not None else f"gmacs{args.gflops:g}")
     out_dir = Path(args.out) / target.name / name / "schedules"
     resume = out_dir / f".{label}.search.json" if args.resume else None

@@ -205,6 +205,23 @@ class DiffRate(nn.Module):
     def probs(self) -> Tensor:
         return self.logits.softmax(-1)
 
+    @torch.no_grad()
+    def init_at(self, count: int, sharpness: float = 2.0) -> None:
+        """Peak the distribution so the kept count starts at ``count`` (warm start).
+
+        Logits fall linearly (``sharpness`` per candidate step) away from a centre found by
+        bisection so that the expectation is ``count - 0.5`` (ceil gives ``count``).
+        """
+        step = float(self.candidates[0] - self.candidates[1]) if len(self.candidates) > 1 else 1.0
+        lo, hi = float(self.candidates[-1]) - 2 * step, float(self.candidates[0]) + 2 * step
+        for _ in range(40):
+            mid = (lo + hi) / 2
+            self.logits.copy_(-sharpness * (self.candidates - mid).abs() / step)
+            if self.expected() < count - 0.5:
+                lo = mid
+            else:
+                hi = mid
+
     def expected(self) -> Tensor:
         return self.probs() @ self.candidates
 
@@ -235,6 +252,15 @@ class RateSchedule(nn.Module):
             if "prune" in ops else None
         self.merge = nn.ModuleList(DiffRate(num_tokens, num_prefix, granularity) for _ in range(n_learned)) \
             if "merge" in ops else None
+
+    def init_from(self, counts: list[tuple[int, int]]) -> None:
+        """Warm start every learned block at a schedule's counts."""
+        for j in range(self.depth - self.compress_from):
+            prune_kept, merge_kept = counts[j + self.compress_from]
+            if self.prune is not None:
+                self.prune[j].init_at(prune_kept)
+            if self.merge is not None:
+                self.merge[j].init_at(merge_kept)
 
     def forward(self) -> list[BlockKeep]:
         """Sample the current kept counts and masks for every block."""

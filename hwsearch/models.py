@@ -252,12 +252,21 @@ def create_vit(name: str, checkpoint: str | Path | None = None, img_size: int | 
         raise HwsearchError(f"cannot build {name!r} with {kwargs}: {exc}") from None
     check_vit(model)
     if state is not None:
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            first = " ".join(str(exc).splitlines()[0:2])
-            raise HwsearchError(f"checkpoint {checkpoint} does not match {name}: {first}") from None
+        load_strict(model, state, f"checkpoint {checkpoint} does not match {name}")
     return model.eval()
+
+
+def load_strict(model: nn.Module, state: dict[str, Tensor], what: str) -> None:
+    """``load_state_dict`` that fails with one short line (counts and a first example)."""
+    current = model.state_dict()
+    missing = [k for k in current if k not in state]
+    unexpected = [k for k in state if k not in current]
+    shapes = [k for k in current if k in state and tuple(state[k].shape) != tuple(current[k].shape)]
+    problems = [f"{len(v)} {label} (e.g. {v[0]})" for label, v in
+                (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes)) if v]
+    if problems:
+        raise HwsearchError(f"{what}: {'; '.join(problems)}")
+    model.load_state_dict(state, strict=True)
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Tensor]:

@@ -26,7 +26,7 @@ def train_classifier(root, path):
     """A few steps so the labels mean something; then save a timm-keyed checkpoint."""
     from hwsearch.data import folder_sets, normalize
 
-    vit = make_vit("deit_tiny", num_classes=3)
+    vit = make_vit("deit_tiny", num_classes=3, depth=12)  # deit_tiny_patch16_224 itself, at 64 px
     train, _ = folder_sets(root, 64, crop_pct=0.875, eval_fraction=0.2)
     opt = torch.optim.Adam(vit.parameters(), lr=1e-3)
     vit.train()

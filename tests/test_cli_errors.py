@@ -47,6 +47,16 @@ def test_schedule_for_another_model(tmp_path, capsys):
     assert code == 2 and len(err.splitlines()) == 1
 
 
+def test_checkpoint_of_another_model(tmp_path, capsys):
+    import torch
+    from conftest import make_vit
+
+    torch.save(make_vit("deit_tiny").state_dict(), tmp_path / "w.pth")  # 4 blocks, not 12
+    code, err = run(["optimize", "--flops-ratio", "0.6", "--checkpoint", str(tmp_path / "w.pth"), *TINY,
+                     "--out", str(tmp_path)], capsys)
+    assert code == 2 and "missing keys" in err and len(err) < 300
+
+
 def test_console_script_exit_code(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "hwsearch.cli", "optimize", "--flops-ratio", "2", *TINY,
                            "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)

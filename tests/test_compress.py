@@ -63,5 +63,7 @@ def test_rate_schedule_monotone_and_block0_dense():
 def test_rate_schedule_ops_subset():
     rates = RateSchedule(depth=3, num_tokens=17, num_prefix=1, ops=("merge",))
     assert rates.prune is None
-    for keep in rates()[1:]:
-        assert keep.prune_kept.item() == 17
+    entering = 17
+    for keep in rates():
+        assert keep.prune_kept.item() == entering  # nothing pruned: merge only
+        entering = keep.merge_kept.item()

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from hwsearch.baselines import solve
 from hwsearch.compress import RateSchedule
 from hwsearch.cost import CostModel
 from hwsearch.data import ImageSet, normalize
@@ -37,6 +38,7 @@ class SearchConfig:
     ops: tuple[str, ...] = ("prune", "merge")
     seed: int = 0
     use_labels: bool = True
+    init: str = "tome"  # warm start: a hand schedule solved for the budget (tome, uniform, evit) or "flat"
 
 
 @dataclass
@@ -72,6 +74,11 @@ def _load_state(path: Path, rates: RateSchedule, optim: torch.optim.Optimizer) -
     return int(state["step"])
 
 
+def cosine_lr(step: int, total: int, lr: float, lr_min: float) -> float:
+    """Cosine decay from ``lr`` at step 0 to ``lr_min`` at the last step."""
+    return lr_min + (lr - lr_min) * 0.5 * (1 + math.cos(math.pi * step / max(total - 1, 1)))
+
+
 def gradient_search(model: CompressedViT, cost: CostModel, target: float, data: ImageSet,
                     cfg: SearchConfig, resume: Path | None = None, progress: bool = True,
                     stop_after: int | None = None) -> SearchResult:
@@ -88,13 +95,12 @@ def gradient_search(model: CompressedViT, cost: CostModel, target: float, data: 
     ref = collect(model, data, cfg.batch_size)
     rates = RateSchedule(model.depth, model.num_tokens, model.num_prefix, cfg.granularity,
                          cfg.compress_from, cfg.ops)
+    if cfg.init != "flat":  # "flat" = DiffRate's zero logits (uniform over candidates)
+        rates.init_from(solve(cfg.init, cost, target, model.depth, model.num_prefix, cfg.compress_from))
     optim = torch.optim.AdamW(rates.parameters(), lr=cfg.lr, weight_decay=0.0)
     steps_per_epoch = math.ceil(len(data) / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(optim, T_max=max(total, 1), eta_min=cfg.lr_min)
     step = _load_state(resume, rates, optim) if resume is not None and resume.is_file() else 0
-    for _ in range(step):
-        sched.step()
     gen = torch.Generator().manual_seed(cfg.seed)
     orders = [torch.randperm(len(data), generator=gen) for _ in range(cfg.epochs)]
     history: list[dict[str, float]] = []
@@ -111,8 +117,9 @@ def gradient_search(model: CompressedViT, cost: CostModel, target: float, data: 
         loss = task + cfg.lam * (expected / target - 1.0) ** 2
         optim.zero_grad(set_to_none=True)
         loss.backward()
+        for group in optim.param_groups:
+            group["lr"] = cosine_lr(step, total, cfg.lr, cfg.lr_min)
         optim.step()
-        sched.step()
         step += 1
         record = {"step": step, "loss": loss.item(), "task": task.item(), "cost": expected.item()}
         history.append(record)

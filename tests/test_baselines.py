@@ -1,0 +1,23 @@
+import pytest
+from conftest import make_vit
+
+from hwsearch.baselines import evit, solve, tome, uniform
+from hwsearch.cost import FlopsCost
+from hwsearch.schedule import Schedule
+
+
+@pytest.mark.parametrize("kind", ["uniform", "evit", "tome"])
+def test_solved_baselines_hit_budget_and_are_valid(kind):
+    vit = make_vit("deit_small", depth=12)  # 37 tokens, 12 blocks
+    cost = FlopsCost.from_model(vit)
+    goal = 0.7 * cost.dense_cost(12)
+    counts = solve(kind, cost, goal, 12, 1, start=1)
+    assert counts[0] == (37, 37)
+    assert cost.cost(counts) == pytest.approx(goal, rel=0.03)
+    Schedule.from_counts("m", 96, 37, 1, counts)  # validates monotone counts
+
+
+def test_builders_shapes():
+    assert tome(17, 1, 4, 2.0) == [(17, 17), (17, 15), (15, 13), (13, 11)]
+    assert all(p == m for p, m in evit(17, 1, 12, 0.5))
+    assert uniform(17, 1, 3, 0.5)[1] == (13, 9)
