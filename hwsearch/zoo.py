@@ -124,7 +124,7 @@ def convert_state_dict(onnx_file: Path, img_size: int = DEFAULT_IMG_SIZE, patch:
         sd[f"blocks.{layer}.attn.qkv.weight"] = np.concatenate([qkv_w[layer][k] for k in ("query", "key", "value")])
         sd[f"blocks.{layer}.attn.qkv.bias"] = np.concatenate([qkv_b[layer][k] for k in ("query", "key", "value")])
     sd["pos_embed"] = _position_embedding(arrays, sd["cls_token"].shape[-1], img_size // patch)
-    return {k: torch.from_numpy(np.array(v, dtype=np.float32)) for k, v in sd.items()}
+    return {k: torch.from_numpy(np.array(v, dtype=np.float32, order="C")) for k, v in sd.items()}
 
 
 def _position_embedding(arrays: dict[str, np.ndarray], dim: int, grid: int) -> np.ndarray:
