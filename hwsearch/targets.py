@@ -14,7 +14,31 @@ import yaml
 from hwsearch.errors import HwsearchError
 
 DEFAULT_TARGET = "cpu_onnxruntime"
-_REQUIRED = {"name": str, "backend": str, "precision": str, "batch_sizes": list, "power_meter": str}
+BACKENDS = ("tensorrt", "onnxruntime", "torch")
+METERS = ("tegrastats", "nvml", "rapl", "jtop", "none")
+
+# key: (type, required, check or allowed values)
+_SCHEMA: dict[str, tuple[type | tuple[type, ...], bool, Any]] = {
+    "name": (str, True, None),
+    "description": (str, False, None),
+    "host": (str, True, ("local", "remote")),
+    "backend": (str, True, BACKENDS),
+    "device": (str, True, ("cpu", "cuda", "jetson")),
+    "precision": (str, True, ("fp32", "fp16", "int8")),
+    "batch_sizes": (list, True, lambda v: v and all(isinstance(b, int) and b > 0 for b in v)),
+    "threads": ((int, type(None)), False, None),
+    "cuda_graphs": (bool, False, None),
+    "tensorrt": (dict, False, None),
+    "token_grid": (dict, True, lambda v: v.get("rule") in ("ddp_candidates", "every")
+                   and isinstance(v.get("granularity", 1), int) and v.get("granularity", 1) > 0),
+    "timing": (dict, True, lambda v: all(isinstance(v.get(k), (int, float)) and v[k] > 0
+                                         for k in ("warmup_s", "repeat_s", "repeats", "max_cv"))),
+    "power_meter": (str, True, METERS),
+    "power": (dict, False, None),
+    "setup": (list, True, lambda v: all(isinstance(c, str) for c in v)),
+}
+_RULES = {"ddp_candidates": "counts N, N-g, ... (the DDP candidates) plus the smallest count",
+          "every": "every count from the smallest to N"}
 
 
 def targets_dir() -> Path:
@@ -32,6 +56,8 @@ def available() -> list[str]:
 
 @dataclass
 class Target:
+    """One device: how to run and time graphs there (``targets/<name>.yaml``)."""
+
     name: str
     backend: str
     precision: str
@@ -40,18 +66,55 @@ class Target:
     threads: int | None = None
     timing: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
 
     @property
     def batch(self) -> int:
         return int(self.batch_sizes[0])
 
     @property
-    def is_host_cpu(self) -> bool:
-        return self.raw.get("device") == "cpu"
+    def is_local(self) -> bool:
+        """Runs on this host (the CPU targets); others need a bundle or --remote."""
+        return self.raw.get("host") == "local"
+
+    @property
+    def granularity(self) -> int:
+        return int(self.raw["token_grid"].get("granularity", 1))
+
+    def token_grid(self, num_tokens: int, num_prefix: int) -> list[int]:
+        """Token counts to profile, largest first (the rule is in the target file)."""
+        rule = self.raw["token_grid"]["rule"]
+        low = num_prefix + 1
+        if rule == "every":
+            return list(range(num_tokens, low - 1, -1))
+        counts = list(range(num_tokens, low - 1, -self.granularity))
+        return counts if counts[-1] == low else counts + [low]
+
+
+def validate(data: Any, where: str) -> dict[str, Any]:
+    """Check a parsed target file against the schema; the error names the key."""
+    if not isinstance(data, dict):
+        raise HwsearchError(f"{where}: expected a mapping of target keys")
+    unknown = sorted(set(data) - set(_SCHEMA))
+    if unknown:
+        raise HwsearchError(f"{where}: unknown key {unknown[0]!r}")
+    for key, (typ, required, check) in _SCHEMA.items():
+        if key not in data:
+            if required:
+                raise HwsearchError(f"{where}: missing key {key!r}")
+            continue
+        value = data[key]
+        if not isinstance(value, typ) or (isinstance(value, bool) and typ is int):
+            raise HwsearchError(f"{where}: key {key!r} has the wrong type ({type(value).__name__})")
+        if isinstance(check, tuple) and value not in check:
+            raise HwsearchError(f"{where}: key {key!r} must be one of {', '.join(check)} (got {value!r})")
+        if callable(check) and not check(value):
+            raise HwsearchError(f"{where}: key {key!r} is invalid ({value!r})")
+    return data
 
 
 def load_target(name: str) -> Target:
-    """Load and check ``targets/<name>.yaml``; errors name the file and key."""
+    """Load and validate ``targets/<name>.yaml``."""
     path = targets_dir() / f"{name}.yaml"
     if not path.is_file():
         raise HwsearchError(f"unknown target {name!r} (known: {', '.join(available()) or 'none'})")
@@ -59,15 +122,9 @@ def load_target(name: str) -> Target:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise HwsearchError(f"{path}: malformed YAML ({str(exc).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise HwsearchError(f"{path}: expected a mapping")
-    for key, typ in _REQUIRED.items():
-        if not isinstance(data.get(key), typ):
-            raise HwsearchError(f"{path}: key {key!r} missing or not a {typ.__name__}")
-    if not data["batch_sizes"] or not all(isinstance(b, int) and b > 0 for b in data["batch_sizes"]):
-        raise HwsearchError(f"{path}: key 'batch_sizes' must be positive integers")
+    data = validate(data, str(path))
     return Target(data["name"], data["backend"], data["precision"], data["batch_sizes"], data["power_meter"],
-                  data.get("threads"), data.get("timing") or {}, data)
+                  data.get("threads"), data["timing"], data, path)
 
 
 def resolve_target(name: str | None, results: Path) -> tuple[str, str]:

@@ -38,27 +38,35 @@ def summarize(repeat_ms: list[float], iterations: int, attempts: int, max_cv: fl
                        mean, cv, iterations, len(arr), attempts, cv <= max_cv)
 
 
-def _repeat(fn: Callable[[], object], seconds: float, min_iters: int) -> tuple[float, int]:
-    """Run ``fn`` until ``seconds`` passed and at least ``min_iters`` times; mean ms, iterations."""
+def _repeat(fn: Callable[[], object], seconds: float, min_iters: int,
+            sync: Callable[[], object] | None = None) -> tuple[float, int]:
+    """Run ``fn`` until ``seconds`` passed and at least ``min_iters`` times; mean ms, iterations.
+
+    ``sync`` (GPU backends) waits for the enqueued work before the clock is read.
+    """
     count, start = 0, time.perf_counter()
     while True:
         fn()
         count += 1
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds and count >= min_iters:
-            return elapsed * 1e3 / count, count
+        if time.perf_counter() - start >= seconds and count >= min_iters:
+            break
+    if sync is not None:
+        sync()
+    return (time.perf_counter() - start) * 1e3 / count, count
 
 
 def measure_interleaved(fns: Mapping[str, Callable[[], object]], warmup_s: float = 1.0, repeat_s: float = 0.5,
                         repeats: int = 7, max_cv: float = 0.02, max_attempts: int = 3,
-                        min_iters: int = 1) -> dict[str, TimingStats]:
+                        min_iters: int = 1, syncs: Mapping[str, Callable[[], object]] | None = None
+                        ) -> dict[str, TimingStats]:
     """Measure several functions in one process, alternating repeats (ABAB) to cancel drift.
 
     A function whose CV exceeds ``max_cv`` is re-measured, up to ``max_attempts`` times; the
     attempt with the lowest CV is kept and ``cv_ok`` says whether it met the bound.
     """
-    for fn in fns.values():
-        _repeat(fn, warmup_s, 1)
+    syncs = syncs or {}
+    for name, fn in fns.items():
+        _repeat(fn, warmup_s, 1, syncs.get(name))
     best: dict[str, TimingStats] = {}
     pending = list(fns)
     for attempt in range(1, max_attempts + 1):
@@ -66,7 +74,7 @@ def measure_interleaved(fns: Mapping[str, Callable[[], object]], warmup_s: float
         iters = dict.fromkeys(pending, 0)
         for _ in range(repeats):
             for name in pending:
-                ms, n = _repeat(fns[name], repeat_s, min_iters)
+                ms, n = _repeat(fns[name], repeat_s, min_iters, syncs.get(name))
                 samples[name].append(ms)
                 iters[name] += n
         for name in pending:

@@ -1,0 +1,34 @@
+"""ONNX Runtime backend (CPU execution provider, or CUDA where the target device is a GPU)."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from profilers.backends.base import BACKENDS, Backend, random_inputs
+from profilers.bundle import Graph
+
+
+@BACKENDS.register("onnxruntime")
+class OnnxRuntimeBackend(Backend):
+    def prepare(self, graph: Graph) -> tuple[Callable[[], object], Callable[[], None]]:
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if self.threads:
+            opts.intra_op_num_threads = int(self.threads)
+            opts.inter_op_num_threads = 1
+        providers = ["CPUExecutionProvider"]
+        if self.target.get("device") in ("cuda", "jetson") and "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        self.session = ort.InferenceSession(str(self.root / graph.onnx), opts, providers=providers)
+        feeds: dict[str, Any] = random_inputs(graph, np.float32)
+        session = self.session
+        return (lambda: session.run(None, feeds)), (lambda: None)
+
+    def release(self) -> None:
+        self.session = None
+
+    def versions(self) -> dict[str, str]:
+        return {"onnxruntime": ort.__version__}

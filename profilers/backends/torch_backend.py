@@ -1,0 +1,55 @@
+"""PyTorch backend: TorchScript graphs from the bundle, on CPU or CUDA (CUDA graphs optional)."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from profilers.backends.base import BACKENDS, Backend, BackendUnavailable, random_inputs
+from profilers.bundle import Graph
+
+
+@BACKENDS.register("torch")
+class TorchBackend(Backend):
+    def __init__(self, target: dict[str, Any], root: Any) -> None:
+        super().__init__(target, root)
+        self.device = torch.device("cuda" if target.get("device") in ("cuda", "jetson") else "cpu")
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise BackendUnavailable("torch backend: target needs CUDA, torch.cuda.is_available() is False")
+        if self.threads and self.device.type == "cpu":
+            torch.set_num_threads(int(self.threads))
+        self.dtype = torch.float16 if self.precision == "fp16" and self.device.type == "cuda" else torch.float32
+
+    def prepare(self, graph: Graph) -> tuple[Callable[[], object], Callable[[], None]]:
+        if not graph.torchscript:
+            raise BackendUnavailable(f"graph {graph.id} has no TorchScript file in this bundle")
+        module = torch.jit.load(str(self.root / graph.torchscript), map_location=self.device).eval().to(self.dtype)
+        inputs = [torch.from_numpy(a).to(self.device, self.dtype) for a in random_inputs(graph, "float32").values()]
+        if self.device.type == "cpu":
+            def run() -> object:
+                with torch.inference_mode():
+                    return module(*inputs)
+            return run, (lambda: None)
+        return self._cuda_runner(module, inputs)
+
+    def _cuda_runner(self, module: Any, inputs: list[Any]) -> tuple[Callable[[], object], Callable[[], None]]:
+        with torch.inference_mode():
+            for _ in range(3):
+                module(*inputs)
+        torch.cuda.synchronize()
+        if not self.target.get("cuda_graphs"):
+            def eager() -> object:
+                with torch.inference_mode():
+                    return module(*inputs)
+            return eager, torch.cuda.synchronize
+        graph = torch.cuda.CUDAGraph()
+        with torch.inference_mode(), torch.cuda.graph(graph):
+            module(*inputs)
+        return graph.replay, torch.cuda.synchronize
+
+    def versions(self) -> dict[str, str]:
+        info = {"torch": torch.__version__}
+        if self.device.type == "cuda":
+            info["gpu"] = torch.cuda.get_device_name()
+        return info
