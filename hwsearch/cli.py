@@ -55,6 +55,22 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--batch", type=int, help="latency batch size (default: the target's)")
     ev.add_argument("--threads", type=int, help="CPU threads (default: the target's, else 2)")
     ev.add_argument("--target", help="target the latency is measured for (default: the schedule's)")
+    prof = sub.add_parser("profile", help="measure block/part latency (and energy) across token counts")
+    prof.add_argument("--target", help="target name (default: $HWSEARCH_TARGET, newest profile, cpu_onnxruntime)")
+    prof.add_argument("--model", help="timm ViT name (default: the embedded DINOv2 ViT-S/14)")
+    prof.add_argument("--checkpoint", help="local weights (latency does not depend on them)")
+    prof.add_argument("--img-size", type=int)
+    prof.add_argument("--batch", type=int, help="batch size (default: the target's batch_sizes)")
+    prof.add_argument("--whole-models", type=int, default=8, help="whole compressed models for the additivity check")
+    prof.add_argument("--bundle", help="write a device bundle OUT.tar.gz instead of measuring here")
+    prof.add_argument("--import", dest="import_csv", help="ingest measurements.csv from a device run")
+    prof.add_argument("--apply-setup", action="store_true", help="run the target's setup steps (nvpmodel, ...)")
+    prof.add_argument("--out", default="results")
+    prof.add_argument("--no-progress", action="store_true")
+
+    rep = sub.add_parser("report", help="plots from a profile")
+    rep.add_argument("--profile", required=True, help="results/<target>/<model>/profile.csv")
+    rep.add_argument("--out-png", help="output PNG (default: beside the profile, report/profile.png)")
     return parser
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import torch
@@ -162,3 +163,106 @@ def measure_latency(dense: CompressedViT, compressed: CompressedViT, data: Image
 
 
 __all__ = ["optimize", "evaluate"]
+
+
+def profile(args: argparse.Namespace) -> int:
+    """Measure the parts of a model on a target (locally), or make/import a device bundle."""
+    from hwsearch.profile import make_tarball, meta_for, read_profile, reuse_or_build, temp_bundle_dir, write_profile
+
+    target = _target(args)
+    vit, name, _ = load_model(args.model, args.checkpoint, args.img_size)
+    model = CompressedViT(vit)
+    batches = [args.batch] if args.batch else list(target.batch_sizes)
+    out_dir = Path(args.out) / target.name / name
+    meta = meta_for(target, name, model, batches)
+    if args.import_csv:
+        rows = read_profile(args.import_csv)
+        _check_rows(rows, meta, args.import_csv)
+        path, report = write_profile(Path(args.import_csv), out_dir, {**meta, "imported_from": args.import_csv})
+        return _print_profile(path, report)
+    if args.bundle:
+        work = temp_bundle_dir()
+        try:
+            reuse_or_build(work, model, name, target, batches, args.whole_models)
+            tar = make_tarball(work, Path(args.bundle))
+        finally:
+            import shutil
+
+            shutil.rmtree(work, ignore_errors=True)
+        print(f"wrote {tar}: copy it to the device, then there:\n  tar xzf {tar.name} && python3 -m profilers run "
+              f"bundle/\nand here: hwsearch profile --target {target.name} --import measurements.csv")
+        return 0
+    if not target.is_local:
+        raise HwsearchError(f"target {target.name} is not this host: use --bundle OUT.tar.gz, run "
+                            f"'python3 -m profilers run bundle/' on the device, then --import measurements.csv")
+    _setup(target, args.apply_setup)
+    work = reuse_or_build(out_dir / ".profile-work", model, name, target, batches, args.whole_models)
+    from tqdm import tqdm
+
+    from profilers.backends import BackendUnavailable
+    from profilers.runner import run_bundle
+
+    bar = tqdm(desc=f"profiling {name} on {target.name}", unit="graph", disable=args.no_progress)
+
+    def progress(i: int, total: int, graph: str) -> None:
+        bar.total = total
+        bar.n = i
+        bar.set_postfix_str(graph)
+        bar.refresh()
+
+    try:
+        csv_path = run_bundle(work, work / "measurements.csv", progress=progress)
+    except BackendUnavailable as exc:
+        raise HwsearchError(str(exc)) from None
+    bar.close()
+    host = json.loads(csv_path.with_suffix(".host.json").read_text())
+    path, report = write_profile(csv_path, out_dir, {**meta, "device": host})
+    import shutil
+
+    shutil.rmtree(work, ignore_errors=True)
+    return _print_profile(path, report)
+
+
+def _check_rows(rows: list[dict], meta: dict, where: str) -> None:
+    hashes = {r["model_hash"] for r in rows}
+    targets = {r["target"] for r in rows}
+    if hashes != {meta["model_hash"]}:
+        raise HwsearchError(f"{where}: measurements are from another model ({', '.join(sorted(hashes))}, "
+                            f"expected {meta['model']} {meta['model_hash']})")
+    if targets != {meta["target"]}:
+        raise HwsearchError(f"{where}: measurements are for target {', '.join(sorted(targets))}, not {meta['target']}")
+
+
+def _setup(target, apply: bool) -> None:  # type: ignore[no-untyped-def]
+    """Run the target's setup steps only when asked (they change clocks/power modes)."""
+    import subprocess
+
+    steps = target.raw.get("setup") or []
+    if steps and not apply:
+        print(f"note: setup steps not applied (use --apply-setup): {'; '.join(steps)}")
+    for step in steps if apply else []:
+        print(f"setup: {step}")
+        if subprocess.run(step, shell=True).returncode != 0:
+            raise HwsearchError(f"setup step failed: {step}")
+
+
+def _print_profile(path: Path, report: dict) -> int:
+    print(f"wrote {path} and {path.with_name('meta.json')}")
+    for batch, r in report.items():
+        if r["mape"] is not None:
+            print(f"additivity ({batch}): sum of parts vs {r['whole_models']} measured whole models: "
+                  f"MAPE {100 * r['mape']:.1f}%, within 5% {100 * r['within_5pct']:.0f}%, "
+                  f"within 10% {100 * r['within_10pct']:.0f}%; block position CV {100 * r['block_position_cv']:.1f}%")
+    return 0
+
+
+def report(args: argparse.Namespace) -> int:
+    """Plots: latency (and energy) vs token count per part, with the p10-p90 band."""
+    from hwsearch.profile import read_profile
+    from hwsearch.report import plot_profile
+
+    rows = read_profile(args.profile)
+    out = Path(args.out_png) if args.out_png else Path(args.profile).with_name("report") / "profile.png"
+    plot_profile(rows, out)
+    print(f"wrote {out}")
+    return 0

@@ -30,6 +30,7 @@ class Graph:
     prune_kept: int | None = None
     merge_kept: int | None = None
     torchscript: str | None = None
+    onnx_fp16: str | None = None
     schedule: list[list[int]] | None = None
 
 

@@ -185,6 +185,7 @@ class TensorRTBackend(Backend):
         self.cuda = _Cuda()
         self.engines = root / "engines"
         self.engines.mkdir(exist_ok=True)
+        self.live: list[Any] = []  # engines/contexts of prepared graphs stay alive until release()
 
     def prepare(self, graph: Graph) -> tuple[Callable[[], object], Callable[[], None]]:
         trt = self.trt
@@ -195,21 +196,21 @@ class TensorRTBackend(Backend):
             (self.engines / f"{graph.id}.trtexec.txt").write_text(
                 trtexec_command(self.plan, onnx, str(engine_path), "timing.cache") + "\n")
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-        self.engine = runtime.deserialize_cuda_engine(engine_path.read_bytes())
-        context = self.engine.create_execution_context()
+        engine = runtime.deserialize_cuda_engine(engine_path.read_bytes())
+        context = engine.create_execution_context()
+        self.live.append((runtime, engine, context))
         import numpy as np
 
         feeds = random_inputs(graph, np.float32)
-        for i in range(self.engine.num_io_tensors):
-            name = self.engine.get_tensor_name(i)
-            dtype = trt.nptype(self.engine.get_tensor_dtype(name))
-            if self.engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
+        for i in range(engine.num_io_tensors):
+            name = engine.get_tensor_name(i)
+            dtype = trt.nptype(engine.get_tensor_dtype(name))
+            if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
                 ptr = self.cuda.upload(np.ascontiguousarray(feeds[name].astype(dtype)))
             else:
-                shape = tuple(self.engine.get_tensor_shape(name))
+                shape = tuple(engine.get_tensor_shape(name))
                 ptr = self.cuda.empty(int(np.prod(shape)) * np.dtype(dtype).itemsize)
             context.set_tensor_address(name, ptr)
-        self.context = context
         handle = self.cuda.stream_handle
 
         def enqueue() -> object:
@@ -221,7 +222,7 @@ class TensorRTBackend(Backend):
         return (graph_launch or enqueue), self.cuda.sync
 
     def release(self) -> None:
-        self.context = self.engine = None
+        self.live.clear()
         self.cuda.free()
 
     def versions(self) -> dict[str, str]:

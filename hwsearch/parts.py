@@ -1,0 +1,115 @@
+"""The parts of a compressed ViT as standalone static-shape modules, for export and profiling.
+
+A deploy-mode block at ``n`` tokens entering, keeping ``(p, m)`` costs
+``attn(n) + compress(n, p, m) + mlp(m)``; the model adds ``embed`` and ``head(m_last)``.
+Each wrapper's ``forward`` takes only tensors (ONNX/TorchScript export friendly).
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from hwsearch.compress import merge, prune
+from hwsearch.models import CompressedViT, attend
+
+
+class Embed(nn.Module):
+    def __init__(self, model: CompressedViT) -> None:
+        super().__init__()
+        self.vit = model.vit
+
+    def forward(self, images: Tensor) -> Tensor:
+        vit = self.vit
+        return vit.norm_pre(vit.patch_drop(vit._pos_embed(vit.patch_embed(images))))
+
+
+class AttnPart(nn.Module):
+    """norm1 + attention with the ``log(size)`` bias + layer scale + residual."""
+
+    def __init__(self, model: CompressedViT, index: int = 0) -> None:
+        super().__init__()
+        self.block = model.vit.blocks[index]
+
+    def forward(self, x: Tensor, size: Tensor) -> Tensor:
+        b = self.block
+        y, _, _ = attend(b.attn, b.norm1(x), size, None, need_rank=False)
+        return x + b.drop_path1(b.ls1(y))
+
+
+class MlpPart(nn.Module):
+    def __init__(self, model: CompressedViT, index: int = 0) -> None:
+        super().__init__()
+        self.block = model.vit.blocks[index]
+
+    def forward(self, x: Tensor) -> Tensor:
+        b = self.block
+        return x + b.drop_path2(b.ls2(b.mlp(b.norm2(x))))
+
+
+class DenseBlock(nn.Module):
+    """A whole dense timm block (for the position-effect and additivity checks)."""
+
+    def __init__(self, model: CompressedViT, index: int = 0) -> None:
+        super().__init__()
+        self.block = model.vit.blocks[index]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.block(x)
+
+
+class CompressPart(nn.Module):
+    """Class-attention row + prune to ``p`` + merge to ``m`` (what a block adds when compressing)."""
+
+    def __init__(self, model: CompressedViT, prune_kept: int, merge_kept: int) -> None:
+        super().__init__()
+        attn = model.vit.blocks[0].attn
+        self.scale, self.num_prefix = float(attn.scale), model.num_prefix
+        self.prune_kept, self.merge_kept = prune_kept, merge_kept
+
+    def forward(self, x: Tensor, size: Tensor, q_cls: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
+        logits = (q_cls * self.scale) @ k.transpose(-2, -1) + size.log().reshape(size.shape[0], 1, 1, -1)
+        cls_attn = logits.softmax(-1)[:, :, 0].mean(1)
+        x, size, metric = prune(x, size, k.mean(1), cls_attn, self.num_prefix, self.prune_kept)
+        return merge(x, size, metric, self.num_prefix, self.merge_kept)
+
+
+class Head(nn.Module):
+    """Final norm, pooling and head on the tokens that are left."""
+
+    def __init__(self, model: CompressedViT) -> None:
+        super().__init__()
+        self.vit = model.vit
+
+    def forward(self, x: Tensor) -> Tensor:
+        vit = self.vit
+        x = vit.norm(x)
+        pooled = x[:, 0] if vit.global_pool == "token" else x[:, model_prefix(vit):].mean(1)
+        return vit.head(vit.head_drop(vit.fc_norm(pooled)))
+
+
+def model_prefix(vit: nn.Module) -> int:
+    return int(vit.num_prefix_tokens)
+
+
+def example_inputs(part: str, model: CompressedViT, batch: int, tokens: int) -> dict[str, Tensor]:
+    """Named example inputs of a part's static shapes (the order is the forward's)."""
+    vit = model.vit
+    dim = vit.embed_dim
+    attn = vit.blocks[0].attn
+    gen = torch.Generator().manual_seed(0)
+
+    def randn(*shape: int) -> Tensor:
+        return torch.randn(*shape, generator=gen)
+
+    if part == "embed" or part == "model":
+        size = vit.patch_embed.img_size
+        return {"images": randn(batch, 3, size[0], size[1])}
+    if part == "attn":
+        return {"x": randn(batch, tokens, dim), "size": torch.ones(batch, tokens, 1)}
+    if part in ("mlp", "block", "head"):
+        return {"x": randn(batch, tokens, dim)}
+    if part == "compress":
+        return {"x": randn(batch, tokens, dim), "size": torch.ones(batch, tokens, 1),
+                "q_cls": randn(batch, attn.num_heads, 1, attn.head_dim),
+                "k": randn(batch, attn.num_heads, tokens, attn.head_dim)}
+    raise ValueError(f"unknown part {part!r}")

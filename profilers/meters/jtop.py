@@ -1,0 +1,48 @@
+"""Jetson power through jetson-stats' Python API (no root needed where jtop's service runs)."""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from jtop import jtop
+
+from profilers.meters.base import METERS, MeterUnavailable, PowerMeter
+
+
+@METERS.register("jtop")
+class JtopMeter(PowerMeter):
+    """Samples jtop's total power (``power['tot']['power']``, mW) in a background thread."""
+
+    def check(self) -> None:
+        self.jetson = jtop()
+        try:
+            self.jetson.start()
+        except Exception as exc:  # jtop raises its own exception types
+            raise MeterUnavailable(f"jtop service unavailable: {exc}") from None
+        self.samples: list[tuple[float, float, float | None]] = []
+        self.thread = threading.Thread(target=self._poll, daemon=True)
+        self.thread.start()
+
+    def _poll(self) -> None:
+        while self.jetson.ok():
+            power = self.jetson.power.get("tot", {}).get("power")
+            temps = [t.get("temp") for t in self.jetson.temperature.values() if isinstance(t, dict)]
+            temps = [t for t in temps if isinstance(t, (int, float)) and t > -200]
+            if power is not None:
+                self.samples.append((time.perf_counter(), float(power), max(temps) if temps else None))
+
+    def begin(self) -> None:
+        self.start = time.perf_counter()
+
+    def end(self) -> tuple[float, dict[str, Any]]:
+        stop = time.perf_counter()
+        window = [s for s in self.samples if self.start <= s[0] <= stop]
+        if len(window) < 2:
+            raise MeterUnavailable("jtop gave fewer than 2 samples in the window: lengthen it")
+        watts = sum(p for _, p, _ in window) / len(window) / 1e3
+        temps = [t for _, _, t in window if t is not None]
+        return watts * (stop - self.start), {"temperature_c": max(temps) if temps else None}
+
+    def close(self) -> None:
+        self.jetson.close()

@@ -1,0 +1,140 @@
+"""hwsearch profile end to end on this CPU: a small real timm ViT, a quick timing protocol."""
+import csv
+import json
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hwsearch.cli import main
+from hwsearch.models import CompressedViT, create_vit
+from hwsearch.profile import build_bundle
+from hwsearch.targets import load_target, targets_dir
+from profilers.runner import run_bundle
+
+REPO = Path(__file__).resolve().parent.parent
+MODEL = ["--model", "deit_tiny_patch16_224", "--img-size", "64"]  # 17 tokens, 12 blocks
+QUICK = {"warmup_s": 0.02, "repeat_s": 0.01, "repeats": 3, "max_cv": 1.0, "max_attempts": 1}
+
+
+@pytest.fixture
+def quick_targets(tmp_path, monkeypatch):
+    """Copies of the shipped targets with a quick timing protocol (same schema, same backends)."""
+    folder = tmp_path / "targets"
+    folder.mkdir()
+    for path in targets_dir().glob("*.yaml"):
+        data = yaml.safe_load(path.read_text())
+        data["timing"] = QUICK
+        (folder / path.name).write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("HWSEARCH_TARGETS", str(folder))
+    return folder
+
+
+def test_local_profile_writes_csv_meta_and_report(quick_targets, tmp_path, capsys):
+    out = tmp_path / "results"
+    assert main(["profile", "--target", "cpu_onnxruntime", *MODEL, "--whole-models", "3", "--out", str(out),
+                 "--no-progress"]) == 0
+    folder = out / "cpu_onnxruntime" / "deit_tiny_patch16_224"
+    rows = list(csv.DictReader((folder / "profile.csv").open()))
+    parts = {r["part"] for r in rows}
+    assert parts == {"embed", "attn", "mlp", "block", "compress", "head", "model"}
+    assert {int(r["tokens"]) for r in rows if r["part"] == "attn"} == {17, 13, 9, 5, 2}
+    for r in rows:
+        assert float(r["p10_ms"]) <= float(r["median_ms"]) <= float(r["p90_ms"]) and float(r["cv"]) >= 0
+        assert r["energy_mj"] == ""  # no power meter on this CPU
+    meta = json.loads((folder / "meta.json").read_text())
+    assert meta["additivity"]["batch8"]["whole_models"] == 3 and meta["device"]["backend"] == "onnxruntime"
+    assert not (folder / ".profile-work").exists()
+    assert main(["report", "--profile", str(folder / "profile.csv")]) == 0
+    assert (folder / "report" / "profile.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_interrupted_run_resumes_without_remeasuring(quick_targets, tmp_path):
+    target = load_target("cpu_onnxruntime")
+    model = CompressedViT(create_vit("deit_tiny_patch16_224", img_size=64))
+    bundle = build_bundle(tmp_path / "b", model, "deit_tiny_patch16_224", target, [2], whole_models=2)
+    out = tmp_path / "m.csv"
+    calls = []
+
+    def interrupt(i, total, name):  # Ctrl-C while the third chunk is being measured
+        calls.append(i)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_bundle(bundle.root, out, progress=interrupt, chunk=8)
+    first = list(csv.DictReader(out.open()))
+    assert len(first) == 16
+    resumed_at = []
+    run_bundle(bundle.root, out, progress=lambda i, t, name: resumed_at.append(i), chunk=8)
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == len(bundle.graphs) and len({r["graph_id"] for r in rows}) == len(rows)
+    assert rows[:16] == first  # nothing already done was measured again
+    assert resumed_at[0] == 16
+
+
+def test_bundle_runs_in_a_fresh_venv_and_imports(quick_targets, tmp_path):
+    """jetson_orin bundle -> venv with only numpy, pyyaml, onnxruntime -> --import."""
+    tar = tmp_path / "b.tar.gz"
+    assert main(["profile", "--target", "jetson_orin", *MODEL, "--whole-models", "2", "--bundle", str(tar)]) == 0
+    unpack = tmp_path / "unpacked"
+    with tarfile.open(tar) as t:
+        t.extractall(unpack, filter="data")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    py = str(venv / "bin" / "python")
+    pip = subprocess.run([py, "-m", "pip", "install", "-q", "numpy", "pyyaml", "onnxruntime"],
+                         capture_output=True, text=True)
+    if pip.returncode != 0:
+        pytest.skip(f"could not install numpy/pyyaml/onnxruntime into a fresh venv: {pip.stderr[-300:]}")
+    run = subprocess.run([py, "-m", "profilers", "run", "bundle", "--backend", "onnxruntime"], cwd=unpack,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "energy not measured" in run.stderr  # no tegrastats on this host: energy columns stay empty
+    csv_path = unpack / "bundle" / "measurements.csv"
+    out = tmp_path / "results"
+    assert main(["profile", "--target", "jetson_orin", *MODEL, "--import", str(csv_path), "--out", str(out)]) == 0
+    rows = list(csv.DictReader((out / "jetson_orin" / "deit_tiny_patch16_224" / "profile.csv").open()))
+    assert rows and {r["target"] for r in rows} == {"jetson_orin"} and {r["backend"] for r in rows} == {"onnxruntime"}
+
+
+def test_profilers_import_without_torch_timm_optuna_sklearn(tmp_path):
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('torch', 'timm', 'optuna', 'sklearn', 'hwsearch'):\n"
+        "            raise ImportError('blocked: ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import profilers, profilers.runner, profilers.backends.ort, profilers.meters.tegrastats\n"
+        "import profilers.meters.rapl, profilers.backends.tensorrt_backend, profilers.__main__\n"
+        "print('ok')\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
+
+
+@pytest.mark.parametrize("case", ["unknown_target", "malformed_target", "other_model", "missing_columns"])
+def test_bad_inputs_exit_2_nothing_written(case, quick_targets, tmp_path, capsys):
+    out = tmp_path / "results"
+    argv = ["profile", "--target", "cpu_onnxruntime", *MODEL, "--out", str(out)]
+    if case == "unknown_target":
+        argv[2] = "no_such_board"
+    elif case == "malformed_target":
+        (quick_targets / "cpu_onnxruntime.yaml").write_text("name: cpu_onnxruntime\nbackend: [\n")
+    else:
+        bad = tmp_path / "m.csv"
+        header = "model,model_hash,target,part,tokens,batch,median_ms,p10_ms,p90_ms,cv\n"
+        if case == "other_model":
+            bad.write_text(header + "vit_x,0123456789abcdef,cpu_onnxruntime,attn,17,8,1.0,0.9,1.1,0.01\n")
+        else:
+            bad.write_text("model,target,part\nx,cpu_onnxruntime,attn\n")
+        argv += ["--import", str(bad)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("hwsearch: error:")
+    assert not out.exists() or not list(out.rglob("profile.csv"))
+    shutil.rmtree(out, ignore_errors=True)
