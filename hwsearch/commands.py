@@ -253,6 +253,11 @@ def _print_profile(path: Path, report: dict) -> int:
             print(f"additivity ({batch}): sum of parts vs {r['whole_models']} measured whole models: "
                   f"MAPE {100 * r['mape']:.1f}%, within 5% {100 * r['within_5pct']:.0f}%, "
                   f"within 10% {100 * r['within_10pct']:.0f}%; block position CV {100 * r['block_position_cv']:.1f}%")
+            c = r.get("drift_corrected")
+            if c:
+                print(f"  drift-corrected (reference graph per chunk): MAPE {100 * c['mape']:.1f}%, within 5% "
+                      f"{100 * c['within_5pct']:.0f}%, within 10% {100 * c['within_10pct']:.0f}%; block position "
+                      f"CV {100 * c['block_position_cv']:.1f}%")
     return 0
 
 

@@ -10,6 +10,7 @@ COLUMNS = [
     "model", "model_hash", "target", "backend", "precision", "part", "tokens", "prune_kept", "merge_kept",
     "batch", "graph_id", "median_ms", "p10_ms", "p90_ms", "mean_ms", "cv", "iterations", "repeats", "cv_ok",
     "energy_mj", "avg_power_w", "idle_power_w", "energy_method", "throttle", "temperature_c", "schedule",
+    "drift", "reference_ms",
 ]
 KEY = ("target", "backend", "precision", "graph_id")
 

@@ -26,7 +26,9 @@ def run_bundle(root: str | Path, out_csv: str | Path | None = None, backend: str
 
     Graphs are measured in shuffled chunks whose repeats alternate between the chunk's graphs, so
     slow drift of the host (other load, clocks, temperature) becomes noise spread over all token
-    counts instead of a bias on neighbouring ones. Rows are appended after each chunk.
+    counts instead of a bias on neighbouring ones. Every chunk also times one reference graph (the
+    first of the bundle); ``drift`` = its median in this chunk / in the first chunk, recorded
+    beside the raw numbers so that analysis can correct slow drift. Rows are appended per chunk.
     """
     bundle = load_bundle(root)
     target = dict(bundle.target)
@@ -44,15 +46,21 @@ def run_bundle(root: str | Path, out_csv: str | Path | None = None, backend: str
     todo = [g for g in bundle.graphs if row_key(_base_row(bundle, target, name, g)) not in done]
     random.Random(seed).shuffle(todo)
     finished = len(bundle.graphs) - len(todo)
+    reference, ref_first = bundle.graphs[0], _reference_median(out)
     for start in range(0, len(todo), chunk):
         group = todo[start:start + chunk]
         if progress:
             progress(finished, len(bundle.graphs), group[0].id)
         runners = {g.id: engine.prepare(g) for g in group}
+        ref_key = reference.id if reference.id in runners else "__reference__"
+        runners.setdefault(ref_key, engine.prepare(reference))
         stats = measure_interleaved({k: r for k, (r, _) in runners.items()},
                                     syncs={k: s for k, (_, s) in runners.items()}, **protocol)
+        ref_first = ref_first or stats[ref_key].median_ms
+        drift = stats[ref_key].median_ms / ref_first
         for graph in group:
-            row = {**_base_row(bundle, target, name, graph), **stats[graph.id].as_dict()}
+            row = {**_base_row(bundle, target, name, graph), **stats[graph.id].as_dict(), "drift": drift,
+                   "reference_ms": stats[ref_key].median_ms}
             if meter is not None:
                 run, sync = runners[graph.id]
                 window = float(target.get("power", {}).get("window_s", 1.0))
@@ -66,6 +74,19 @@ def run_bundle(root: str | Path, out_csv: str | Path | None = None, backend: str
     if progress:
         progress(len(bundle.graphs), len(bundle.graphs), "done")
     return out
+
+
+def _reference_median(out: Path) -> float | None:
+    """The reference graph's first-chunk median, from an interrupted run's rows (for ``drift``)."""
+    import csv
+
+    if not out.is_file():
+        return None
+    with out.open(newline="") as f:
+        for row in csv.DictReader(f):
+            if row.get("reference_ms") and row.get("drift"):
+                return float(row["reference_ms"]) / float(row["drift"])
+    return None
 
 
 def _meter(target: dict[str, Any]):  # type: ignore[no-untyped-def]

@@ -46,6 +46,7 @@ def test_local_profile_writes_csv_meta_and_report(quick_targets, tmp_path, capsy
     for r in rows:
         assert float(r["p10_ms"]) <= float(r["median_ms"]) <= float(r["p90_ms"]) and float(r["cv"]) >= 0
         assert r["energy_mj"] == ""  # no power meter on this CPU
+        assert float(r["drift"]) > 0 and float(r["reference_ms"]) > 0
     meta = json.loads((folder / "meta.json").read_text())
     assert meta["additivity"]["batch8"]["whole_models"] == 3 and meta["device"]["backend"] == "onnxruntime"
     assert not (folder / ".profile-work").exists()
