@@ -1,6 +1,7 @@
 """Name -> class registries for backends and power meters."""
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -8,11 +9,12 @@ T = TypeVar("T")
 
 
 class Registry(dict[str, type]):
-    """A small name -> class map with a decorator and one clear error for unknown names."""
+    """A small name -> class map with a decorator; classes live in modules imported on first use,
+    so a missing library only matters for the entry that needs it."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, modules: dict[str, str]) -> None:
         super().__init__()
-        self.kind = kind
+        self.kind, self.modules = kind, modules
 
     def register(self, name: str) -> Callable[[type[T]], type[T]]:
         def add(cls: type[T]) -> type[T]:
@@ -21,7 +23,12 @@ class Registry(dict[str, type]):
             return cls
         return add
 
-    def get_class(self, name: str) -> type:
-        if name not in self:
-            raise KeyError(f"unknown {self.kind} {name!r} (known: {', '.join(sorted(self))})")
+    def load(self, name: str, unavailable: type[Exception]) -> type:
+        """The class registered as ``name``, importing its module now; ``unavailable`` says why not."""
+        if name not in self.modules:
+            raise unavailable(f"unknown {self.kind} {name!r} (known: {', '.join(sorted(self.modules))})")
+        try:
+            importlib.import_module(self.modules[name])
+        except ImportError as exc:
+            raise unavailable(f"{self.kind} {name!r} needs {exc.name or exc}: not installed on this host") from None
         return self[name]

@@ -1,7 +1,6 @@
 """The backend interface: prepare a static-shape graph, return a runnable and a sync."""
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
@@ -10,9 +9,8 @@ from typing import Any
 from profilers.bundle import Graph
 from profilers.registry import Registry
 
-BACKENDS = Registry("backend")
-_MODULES = {"onnxruntime": "profilers.backends.ort", "torch": "profilers.backends.torch_backend",
-            "tensorrt": "profilers.backends.tensorrt_backend"}
+BACKENDS = Registry("backend", {"onnxruntime": "profilers.backends.ort", "torch": "profilers.backends.torch_backend",
+                                "tensorrt": "profilers.backends.tensorrt_backend"})
 
 
 class BackendUnavailable(Exception):
@@ -47,13 +45,7 @@ class Backend(ABC):
 
 def create_backend(name: str, target: dict[str, Any], root: Path) -> Backend:
     """Instantiate a backend by name, importing its module only now."""
-    if name not in _MODULES:
-        raise BackendUnavailable(f"unknown backend {name!r} (known: {', '.join(sorted(_MODULES))})")
-    try:
-        importlib.import_module(_MODULES[name])
-    except ImportError as exc:
-        raise BackendUnavailable(f"backend {name!r} needs {exc.name or exc}: not installed on this host") from None
-    return BACKENDS.get_class(name)(target, root)
+    return BACKENDS.load(name, BackendUnavailable)(target, root)
 
 
 def random_inputs(graph: Graph, dtype: Any) -> dict[str, Any]:

@@ -1,7 +1,6 @@
 """Meter interface: measure idle power once, then the energy of a window of inferences."""
 from __future__ import annotations
 
-import importlib
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -10,9 +9,9 @@ from typing import Any
 
 from profilers.registry import Registry
 
-METERS = Registry("power meter")
-_MODULES = {"none": "profilers.meters.base", "tegrastats": "profilers.meters.tegrastats",
-            "nvml": "profilers.meters.nvml", "rapl": "profilers.meters.rapl", "jtop": "profilers.meters.jtop"}
+METERS = Registry("power meter", {"none": "profilers.meters.base", "tegrastats": "profilers.meters.tegrastats",
+                                  "nvml": "profilers.meters.nvml", "rapl": "profilers.meters.rapl",
+                                  "jtop": "profilers.meters.jtop"})
 
 
 class MeterUnavailable(Exception):
@@ -104,12 +103,6 @@ def create_meter(name: str, config: dict[str, Any]) -> PowerMeter | None:
     """A ready meter, or None for 'none'. Raises MeterUnavailable with the reason."""
     if name == "none":
         return None
-    if name not in _MODULES:
-        raise MeterUnavailable(f"unknown power meter {name!r} (known: {', '.join(sorted(_MODULES))})")
-    try:
-        importlib.import_module(_MODULES[name])
-    except ImportError as exc:
-        raise MeterUnavailable(f"power meter {name!r} needs {exc.name or exc}") from None
-    meter = METERS.get_class(name)(config)
+    meter = METERS.load(name, MeterUnavailable)(config)
     meter.check()
     return meter
