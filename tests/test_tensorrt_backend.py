@@ -20,6 +20,18 @@ def test_tensorrt11_is_strongly_typed_with_fp16_graph():
     assert "--stronglyTyped" in cmd and "--fp16" not in cmd and "--useDLACore=0" in cmd
 
 
+def test_missing_tensorrt_is_a_clear_error(tmp_path):
+    try:
+        import tensorrt  # noqa: F401
+        pytest.skip("TensorRT is installed here")
+    except ImportError:
+        pass
+    from profilers.backends import create_backend
+
+    with pytest.raises(BackendUnavailable, match="needs the TensorRT Python package"):
+        create_backend("tensorrt", {"precision": "fp16"}, tmp_path)
+
+
 def test_old_tensorrt_refused():
     with pytest.raises(BackendUnavailable, match="TensorRT 10 and 11"):
         build_plan("8.6.1", "fp16", {})

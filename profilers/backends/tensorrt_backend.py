@@ -178,7 +178,11 @@ class _Cuda:
 class TensorRTBackend(Backend):
     def __init__(self, target: dict[str, Any], root: Path) -> None:
         super().__init__(target, root)
-        import tensorrt as trt
+        try:
+            import tensorrt as trt
+        except ImportError:
+            raise BackendUnavailable("backend 'tensorrt' needs the TensorRT Python package (JetPack's "
+                                     "python3-libnvinfer or NVIDIA's wheels): not installed on this host") from None
 
         self.trt = trt
         self.plan = build_plan(trt.__version__, self.precision, target.get("tensorrt") or {})
