@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from profilers.meters import MeterUnavailable
-from profilers.meters.tegrastats import module_total_mw, parse_line
+from profilers.meters.tegrastats import module_total_mw, parse_line, unlocked_clocks
 
 LINES = dict(line.split("|", 1) for line in (Path(__file__).parent / "fixtures" / "tegrastats_lines.txt")
              .read_text().splitlines() if line and not line.startswith("#"))
@@ -54,3 +54,15 @@ def test_missing_rails_are_a_clear_error():
     s = parse_line(LINES["orin_nano_jp6"])
     with pytest.raises(MeterUnavailable, match="input rails"):
         module_total_mw(s, {"rule": "rail", "rails": ["POM_5V_IN"]})
+
+
+def test_unlocked_gpu_clocks_detected(tmp_path):
+    # sysfs devfreq layout of an AGX Orin GPU (17000000.ga10b), values in Hz
+    node = tmp_path / "17000000.ga10b"
+    node.mkdir()
+    (node / "min_freq").write_text("306000000\n")
+    (node / "max_freq").write_text("1300500000\n")
+    (tmp_path / "3d00000.pcie").mkdir()  # not a GPU node
+    assert unlocked_clocks(tmp_path) == ["17000000.ga10b: 306-1300 MHz"]
+    (node / "min_freq").write_text("1300500000\n")  # after jetson_clocks: min == max
+    assert unlocked_clocks(tmp_path) == []

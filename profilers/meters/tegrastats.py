@@ -11,9 +11,11 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from profilers.meters.base import METERS, MeterUnavailable, PowerMeter
@@ -70,6 +72,24 @@ def module_total_mw(sample: TegraSample, total: dict[str, Any]) -> float:
     raise MeterUnavailable(f"unknown power total rule {rule!r} (use rail or sum)")
 
 
+GPU_DEVFREQ = ("gpu", "ga10b", "gv11b", "gp10b", "gm20b")
+
+
+def unlocked_clocks(devfreq: Path = Path("/sys/class/devfreq")) -> list[str]:
+    """Jetson GPU devfreq nodes whose min and max frequency differ (jetson_clocks not applied)."""
+    found = []
+    for node in sorted(devfreq.glob("*")):
+        if not any(key in node.name for key in GPU_DEVFREQ):
+            continue
+        try:
+            low, high = int((node / "min_freq").read_text()), int((node / "max_freq").read_text())
+        except (OSError, ValueError):
+            continue
+        if low < high:
+            found.append(f"{node.name}: {low // 1_000_000}-{high // 1_000_000} MHz")
+    return found
+
+
 @METERS.register("tegrastats")
 class TegrastatsMeter(PowerMeter):
     """Runs ``tegrastats --interval N`` in the background and integrates the module total."""
@@ -79,6 +99,10 @@ class TegrastatsMeter(PowerMeter):
             raise MeterUnavailable("tegrastats not found (not a Jetson?)")
         if "total" not in self.config:
             raise MeterUnavailable("target file lacks power.total (which rails make the module total)")
+        unlocked = unlocked_clocks()
+        if unlocked:
+            print(f"profilers: warning: GPU clocks not locked ({'; '.join(unlocked)}): run 'sudo jetson_clocks' "
+                  "or hwsearch profile --apply-setup, or latency and energy will vary", file=sys.stderr)
 
     def _start_process(self) -> None:
         interval = str(int(self.config.get("interval_ms", 100)))
