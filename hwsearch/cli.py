@@ -68,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     prof.add_argument("--out", default="results")
     prof.add_argument("--no-progress", action="store_true")
 
+    fitp = sub.add_parser("fit", help="fit costmodel.json (per-part latency tables) from profile.csv")
+    fitp.add_argument("--target", help="target name (default: $HWSEARCH_TARGET, newest profile, cpu_onnxruntime)")
+    fitp.add_argument("--model", help="model name (default: the embedded DINOv2 ViT-S/14)")
+    fitp.add_argument("--batch", type=int, help="batch size (default: the smallest profiled)")
+    fitp.add_argument("--out", default="results")
+
     rep = sub.add_parser("report", help="plots from a profile")
     rep.add_argument("--profile", required=True, help="results/<target>/<model>/profile.csv")
     rep.add_argument("--out-png", help="output PNG (default: beside the profile, report/profile.png)")

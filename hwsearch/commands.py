@@ -271,3 +271,31 @@ def report(args: argparse.Namespace) -> int:
     plot_profile(rows, out)
     print(f"wrote {out}")
     return 0
+
+
+def fit(args: argparse.Namespace) -> int:
+    """Fit costmodel.json from results/<target>/<model>/profile.csv."""
+    from hwsearch.fit import fit_costmodel, save_costmodel
+
+    target = _target(args)
+    name = args.model or load_model_name()
+    folder = Path(args.out) / target.name / name
+    model = fit_costmodel(folder / "profile.csv", args.batch)
+    path = save_costmodel(model, folder / "costmodel.json")
+    for part, p in model["parts"].items():
+        errors = ", ".join(f"{k} {100 * v:.1f}%" if v is not None else f"{k} n/a (too few points)"
+                           for k, v in p["cv_mape"].items())
+        print(f"{part}: {p['regressor']} (CV MAPE: {errors}); table {p['low']}..{p['high']} tokens")
+    c = model["correction"]
+    if c["models"] >= 2:
+        print(f"whole-model correction on {c['models']} measured models: {c['overhead_ms']:.2f} ms + "
+              f"{c['scale']:.3f} x parts; in-sample MAPE {100 * c['in_sample_mape_before']:.1f}% -> "
+              f"{100 * c['in_sample_mape_after']:.1f}%")
+    print(f"wrote {path}")
+    return 0
+
+
+def load_model_name() -> str:
+    from hwsearch.zoo import DEFAULT_MODEL
+
+    return DEFAULT_MODEL

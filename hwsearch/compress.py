@@ -169,6 +169,8 @@ class BlockKeep:
     prune_probs: Tensor | None = None
     merge_probs: Tensor | None = None
     dense: bool = False  # a block that never compresses (before ``compress_from``)
+    prune_candidates: Tensor | None = None  # the kept counts the probabilities are over
+    merge_candidates: Tensor | None = None
 
 
 def hard_mask(count: int | Tensor, num: int, like: Tensor | None = None) -> Tensor:
@@ -281,7 +283,9 @@ class RateSchedule(nn.Module):
                 m_count, m_mask, m_probs = self.merge[j].keep(p_count)
             else:
                 m_count, m_mask, m_probs = p_count, p_mask, None
-            keeps.append(BlockKeep(p_count, m_count, p_mask, m_mask, p_probs, m_probs))
+            keeps.append(BlockKeep(p_count, m_count, p_mask, m_mask, p_probs, m_probs,
+                                   prune_candidates=self.prune[j].candidates if self.prune is not None else None,
+                                   merge_candidates=self.merge[j].candidates if self.merge is not None else None))
             current = m_count
         return keeps
 

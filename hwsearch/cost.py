@@ -48,6 +48,7 @@ def _value(v: Tensor | float) -> float:
     return float(v.detach()) if isinstance(v, Tensor) else float(v)
 
 
+
 @dataclass
 class FlopsCost(CostModel):
     """Analytic MACs of a timm ViT, exact for its matmuls; softmax/norms/gather are not counted."""
@@ -114,3 +115,83 @@ class FlopsCost(CostModel):
             n_in = float(m)
         return {"embed": self.embed / 1e9, "blocks": blocks / 1e9, "overhead": overhead / 1e9,
                 "head": self.head / 1e9, "total": (self.embed + blocks + overhead + self.head) / 1e9}
+
+
+class MeasuredCost(CostModel):
+    """Latency (or energy) from a fitted cost model (``costmodel.json``, see :mod:`hwsearch.fit`).
+
+    ``cost(counts)`` = overhead + scale * (embed + sum over blocks of attn(n_in) + compress(n_in, p, m)
+    + mlp(m) + head(m_last)). ``expected_cost`` is differentiable w.r.t. the DDP logits: the MLP
+    term is the ProxylessNAS expectation sum_k q_k * mlp(min(c_k, prune_kept)) over the merge
+    distribution (a staircase table still gives a gradient through q); tokens entering the next
+    block are the straight-through count (the same integer the schedule will have), and attention
+    and compression terms interpolate the per-integer tables linearly at that count.
+    """
+
+    def __init__(self, data: dict) -> None:
+        self.data = data
+        self.unit = data.get("unit", "ms")
+        self.num_tokens = int(data["num_tokens"])
+        self.tables = {part: (int(p["low"]), int(p["high"]), torch.tensor(p["table_ms"], dtype=torch.float64))
+                       for part, p in data["parts"].items()}
+        self.embed = float(data["embed_ms"])
+        self.coef = torch.tensor(data["compress"]["coef"], dtype=torch.float64)
+        self.overhead = float(data["correction"]["overhead_ms"])
+        self.scale = float(data["correction"]["scale"])
+
+    def lookup(self, part: str, n: Tensor | float) -> Tensor:
+        """Piecewise-linear in n between the integer entries; refuses outside the profiled range."""
+        low, high, table = self.tables[part]
+        value = _value(n)
+        if not low <= value <= high:
+            from hwsearch.errors import HwsearchError
+
+            raise HwsearchError(f"cost model covers {part} at {low}..{high} tokens, not {value:g} (profile that range)")
+        n_t = n if isinstance(n, Tensor) else torch.tensor(float(n), dtype=torch.float64)
+        pos = n_t.to(torch.float64) - low
+        i = int(min(max(0, int(pos.detach().floor())), len(table) - 2)) if len(table) > 1 else 0
+        if len(table) == 1:
+            return table[0] + 0 * pos
+        return table[i] + (pos - i) * (table[i + 1] - table[i])
+
+    def compress(self, n: Tensor | float, p: Tensor | float, m: Tensor | float) -> Tensor:
+        from hwsearch.profile import compress_features
+
+        feats = compress_features(n, p, m)
+        total = torch.zeros((), dtype=torch.float64)
+        for c, f in zip(self.coef, feats, strict=True):
+            total = total + c * (f.to(torch.float64) if isinstance(f, Tensor) else float(f))
+        return total
+
+    def expected_mlp(self, probs: Tensor, candidates: Tensor, limit: float) -> Tensor:
+        """ProxylessNAS expectation over the kept-count distribution: sum_k q_k * mlp(min(c_k, limit))."""
+        values = torch.stack([self.lookup("mlp", min(float(c), limit)) for c in candidates])
+        return (probs.to(torch.float64) * values).sum()
+
+    def _parts(self, counts: Sequence[tuple[Tensor | float, Tensor | float]],
+               mlp_terms: Sequence[Tensor] | None = None) -> Tensor:
+        total = torch.tensor(self.embed, dtype=torch.float64)
+        n_in: Tensor | float = float(self.num_tokens)
+        for i, (p, m) in enumerate(counts):
+            total = total + self.lookup("attn", n_in)
+            total = total + (mlp_terms[i] if mlp_terms is not None else self.lookup("mlp", m))
+            if _value(m) < _value(n_in):
+                total = total + self.compress(n_in, p, m)
+            n_in = m
+        return total + self.lookup("head", n_in)
+
+    def cost(self, counts: Counts) -> float:
+        return float(self.overhead + self.scale * self._parts([(float(p), float(m)) for p, m in counts]))
+
+    def expected_cost(self, keeps: Sequence[BlockKeep]) -> Tensor:
+        mlp_terms = []
+        for k in keeps:
+            probs, cands = (k.merge_probs, k.merge_candidates) if k.merge_probs is not None else \
+                (k.prune_probs, k.prune_candidates)
+            if probs is None or cands is None:
+                mlp_terms.append(self.lookup("mlp", k.merge_kept))
+                continue
+            limit = _value(k.prune_kept) if k.merge_probs is not None else float(self.num_tokens)
+            mlp_terms.append(self.expected_mlp(probs, cands, limit))
+        parts = self._parts([(k.prune_kept, k.merge_kept) for k in keeps], mlp_terms)
+        return (self.overhead + self.scale * parts).to(torch.float32)

@@ -168,16 +168,24 @@ def _median(rows: list[dict[str, Any]], part: str, tokens: int, batch: int) -> f
 
 
 def compress_fit(rows: list[dict[str, Any]], batch: int) -> np.ndarray:
-    """Least-squares linear model of the compression step (features: :func:`_compress_features`)."""
+    """Least-squares linear model of the compression step (features: :func:`compress_features`)."""
     data = [r for r in rows if r["part"] == "compress" and int(r["batch"]) == batch]
-    feats = np.array([_compress_features(int(r["tokens"]), int(r["prune_kept"]), int(r["merge_kept"])) for r in data])
+    feats = np.array([compress_features(int(r["tokens"]), int(r["prune_kept"]), int(r["merge_kept"]))
+                      for r in data], dtype=float)
     return np.linalg.lstsq(feats, np.array([float(r["median_ms"]) for r in data]), rcond=None)[0]
 
 
-def _compress_features(n: int, p: int, m: int) -> list[float]:
-    """Ranking (n), gather (p); when merging: a fixed part, gather/scatter (p) and similarity ((p-m) m)."""
-    merging = float(m < p)
-    return [1.0, float(n), float(p), merging, merging * p, merging * (p - m) * m]
+def _number(v: Any) -> float:
+    return float(v.detach()) if hasattr(v, "detach") else float(v)
+
+
+def compress_features(n: Any, p: Any, m: Any) -> list[Any]:
+    """Ranking (n), gather (p); when merging: a fixed part, gather/scatter (p) and similarity ((p-m) m).
+
+    Works on numbers and on tensors (the cost model differentiates through it).
+    """
+    merging = float(_number(m) < _number(p))
+    return [1.0, n, p, merging, merging * p, merging * (p - m) * m]
 
 
 def sum_of_parts(rows: list[dict[str, Any]], counts: list[tuple[int, int]], batch: int, coef: np.ndarray) -> float:
@@ -187,7 +195,7 @@ def sum_of_parts(rows: list[dict[str, Any]], counts: list[tuple[int, int]], batc
     for p, m in counts:
         total += _median(rows, "attn", n_in, batch) + _median(rows, "mlp", m, batch)
         if m < n_in:
-            total += float(np.dot(coef, _compress_features(n_in, p, m)))
+            total += float(np.dot(coef, compress_features(n_in, p, m)))
         n_in = m
     heads = sorted((int(r["tokens"]), float(r["median_ms"])) for r in rows
                    if r["part"] == "head" and int(r["batch"]) == batch)

@@ -1,0 +1,148 @@
+"""Fit measured cost models from profile.csv and save them as plain JSON (no pickle).
+
+Per part (attn(n), mlp(n), head(n)): a regressor chosen by k-fold cross-validation among
+piecewise-linear interpolation, isotonic regression, monotone gradient boosting (keeps
+staircases) and a quadratic, then evaluated at EVERY integer count in the profiled range, so the
+search may output any count (the STE ceil gives integers) and the model covers it. Outside the
+profiled range the model refuses to predict. The compression step is the linear model of
+:func:`hwsearch.profile.compress_fit`; embed is its measured median. A whole-model correction
+``overhead + scale * sum_of_parts`` is fitted on the measured whole models.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hwsearch.errors import HwsearchError
+from hwsearch.io import write_json
+from hwsearch.profile import compress_fit, read_profile, sum_of_parts
+
+FORMAT = 1
+TABLE_PARTS = ("attn", "mlp", "head")
+Regressor = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
+def _interp(x: np.ndarray, y: np.ndarray, q: np.ndarray) -> np.ndarray:
+    order = np.argsort(x)
+    return np.interp(q, x[order], y[order])
+
+
+def _isotonic(x: np.ndarray, y: np.ndarray, q: np.ndarray) -> np.ndarray:
+    from sklearn.isotonic import IsotonicRegression
+
+    return IsotonicRegression(increasing=True, out_of_bounds="clip").fit(x, y).predict(q)
+
+
+def _boosting(x: np.ndarray, y: np.ndarray, q: np.ndarray) -> np.ndarray:
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    model = HistGradientBoostingRegressor(monotonic_cst=[1], max_iter=200, learning_rate=0.1, min_samples_leaf=2,
+                                          random_state=0)
+    return model.fit(x.reshape(-1, 1), y).predict(q.reshape(-1, 1))
+
+
+def _quadratic(x: np.ndarray, y: np.ndarray, q: np.ndarray) -> np.ndarray:
+    return np.polyval(np.polyfit(x, y, 2), q)
+
+
+REGRESSORS: dict[str, Regressor] = {"interp": _interp, "isotonic": _isotonic, "boosting": _boosting,
+                                    "quadratic": _quadratic}
+
+
+def cv_error(reg: Regressor, x: np.ndarray, y: np.ndarray, folds: int = 5) -> float:
+    """k-fold MAPE on interior points (the end points stay in every training fold)."""
+    interior = np.argsort(x)[1:-1]
+    errors = []
+    for k in range(folds):
+        held = interior[k::folds]
+        if len(held) == 0:
+            continue
+        train = np.setdiff1d(np.arange(len(x)), held)
+        pred = reg(x[train], y[train], x[held])
+        errors.append(np.abs(pred / y[held] - 1))
+    return float(np.concatenate(errors).mean()) if errors else float("nan")
+
+
+def fit_part(x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    """Choose the regressor with the lowest CV error; tabulate it at every integer count."""
+    if len(x) >= 4:
+        scores: dict[str, float | None] = {name: cv_error(reg, x, y) for name, reg in REGRESSORS.items()}
+        best = min(scores, key=lambda k: scores[k])  # type: ignore[arg-type,return-value]
+    else:  # too few points to cross-validate (head: 3 counts): interpolate
+        scores, best = {"interp": None}, "interp"
+    counts = np.arange(int(x.min()), int(x.max()) + 1)
+    table = np.maximum(REGRESSORS[best](x, y, counts.astype(float)), 0.0)
+    return {"regressor": best, "cv_mape": scores, "low": int(counts[0]), "high": int(counts[-1]),
+            "table_ms": [round(float(v), 6) for v in table]}
+
+
+def fit_costmodel(profile_csv: str | Path, batch: int | None = None) -> dict[str, Any]:
+    """Fit every part for one batch size; returns the JSON-ready cost model."""
+    path = Path(profile_csv)
+    rows = read_profile(path)
+    batches = sorted({int(r["batch"]) for r in rows})
+    batch = batch or batches[0]
+    if batch not in batches:
+        raise HwsearchError(f"{path}: no measurements at batch {batch} (have {batches})")
+    rows = [r for r in rows if int(r["batch"]) == batch]
+    parts: dict[str, Any] = {}
+    for part in TABLE_PARTS:
+        sel = [r for r in rows if r["part"] == part]
+        if not sel:
+            raise HwsearchError(f"{path}: no {part!r} rows: profile again")
+        x = np.array([float(r["tokens"]) for r in sel])
+        y = np.array([float(r["median_ms"]) for r in sel])
+        parts[part] = fit_part(x, y)
+    embed = [float(r["median_ms"]) for r in rows if r["part"] == "embed"]
+    coef = compress_fit(rows, batch)
+    correction = _whole_model_correction(rows, batch, coef)
+    first = rows[0]
+    return {"format": FORMAT, "unit": "ms", "quantity": "latency", "target": first["target"], "model": first["model"],
+            "model_hash": first["model_hash"], "batch": batch, "num_tokens": parts["attn"]["high"],
+            "rows_sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "parts": parts,
+            "embed_ms": float(np.median(embed)) if embed else 0.0,
+            "compress": {"features": "hwsearch.profile.compress_features", "coef": [float(c) for c in coef]},
+            "correction": correction}
+
+
+def _whole_model_correction(rows: list[dict[str, Any]], batch: int, coef: np.ndarray) -> dict[str, Any]:
+    """``measured = overhead + scale * sum_of_parts`` on the measured whole models."""
+    pairs = [(sum_of_parts(rows, [tuple(c) for c in json.loads(r["schedule"])], batch, coef), float(r["median_ms"]))
+             for r in rows if r["part"] == "model" and r.get("schedule")]
+    if len(pairs) < 2:
+        return {"overhead_ms": 0.0, "scale": 1.0, "models": len(pairs)}
+    parts, measured = np.array(pairs).T
+    scale, overhead = np.polyfit(parts, measured, 1)
+    before = np.abs(parts / measured - 1)
+    after = np.abs((overhead + scale * parts) / measured - 1)
+    return {"overhead_ms": float(overhead), "scale": float(scale), "models": len(pairs),
+            "in_sample_mape_before": float(before.mean()), "in_sample_mape_after": float(after.mean())}
+
+
+def save_costmodel(model: dict[str, Any], path: Path) -> Path:
+    write_json(path, model)
+    return path
+
+
+def load_costmodel(path: str | Path) -> dict[str, Any]:
+    """Read and check a costmodel.json (plain JSON; a corrupt file is one clear error)."""
+    path = Path(path)
+    if not path.is_file():
+        raise HwsearchError(f"cost model not found: {path} (run hwsearch fit)")
+    try:
+        data = json.loads(path.read_text())
+        if data.get("format") != FORMAT:
+            raise HwsearchError(f"{path}: cost model format {data.get('format')!r}, expected {FORMAT}")
+        for part in TABLE_PARTS:
+            p = data["parts"][part]
+            if len(p["table_ms"]) != p["high"] - p["low"] + 1:
+                raise HwsearchError(f"{path}: table of {part!r} does not cover {p['low']}..{p['high']}")
+        float(data["embed_ms"]), list(data["compress"]["coef"]), float(data["correction"]["scale"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise HwsearchError(f"{path}: corrupt cost model ({type(exc).__name__}: {exc})") from None
+    return data
