@@ -117,7 +117,10 @@ def _whole_model_correction(rows: list[dict[str, Any]], batch: int, coef: np.nda
     if len(pairs) < 2:
         return {"overhead_ms": 0.0, "scale": 1.0, "models": len(pairs)}
     parts, measured = np.array(pairs).T
-    scale, overhead = np.polyfit(parts, measured, 1)
+    if np.ptp(parts) < 0.05 * parts.mean():  # too little spread to separate overhead from scale
+        overhead, scale = 0.0, float(np.mean(measured / parts))
+    else:
+        overhead, scale = np.linalg.lstsq(np.stack([np.ones_like(parts), parts], 1), measured, rcond=None)[0]
     before = np.abs(parts / measured - 1)
     after = np.abs((overhead + scale * parts) / measured - 1)
     return {"overhead_ms": float(overhead), "scale": float(scale), "models": len(pairs),
