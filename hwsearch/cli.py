@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     budget = opt.add_mutually_exclusive_group(required=True)
     budget.add_argument("--flops-ratio", type=float, help="budget as a fraction of the dense model's GMACs")
     budget.add_argument("--gflops", type=float, help="budget in GMACs (multiply-adds, as DiffRate/fvcore)")
+    budget.add_argument("--latency-ms", type=float, help="latency budget on the target (needs its profile)")
     _add_model_args(opt)
     opt.add_argument("--epochs", type=int, default=1)
     opt.add_argument("--batch-size", type=int, default=16)
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--seed", type=int, default=0)
     opt.add_argument("--name", help="schedule name (default from the budget)")
     opt.add_argument("--resume", action="store_true", help="continue an interrupted search of the same name")
+    opt.add_argument("--refine", type=int, default=2, help="latency budgets: re-searches when the measurement misses")
     opt.add_argument("--no-progress", action="store_true")
 
     ev = sub.add_parser("evaluate", help="dense vs compressed: GMACs, measured latency, fidelity")

@@ -38,20 +38,45 @@ def _data(args: argparse.Namespace, vit: torch.nn.Module) -> tuple[ImageSet, Ima
     return default_sets(size, args.num_images)
 
 
-def _budget(args: argparse.Namespace, cost: FlopsCost, depth: int, min_count: int) -> tuple[float, dict]:
-    """Target GMACs from --flops-ratio / --gflops, refused outside the reachable range."""
+def _cost_model(args: argparse.Namespace, target, model: CompressedViT, name: str):  # type: ignore[no-untyped-def]
+    """FLOPs, or the fitted latency model of this target (fitted now when only the profile exists)."""
+    if args.latency_ms is None:
+        return FlopsCost.from_model(model.vit)
+    from hwsearch.cost import MeasuredCost
+    from hwsearch.fit import fit_costmodel, load_costmodel, save_costmodel
+    from hwsearch.profile import model_hash
+
+    folder = Path(args.out) / target.name / name
+    path = folder / "costmodel.json"
+    if not path.is_file():
+        if not (folder / "profile.csv").is_file():
+            raise HwsearchError(f"no profile of {name} on {target.name}: run hwsearch profile --target {target.name}"
+                                + (f" --model {name}" if args.model else ""))
+        print(f"fitting {path} from {folder / 'profile.csv'} ...", flush=True)
+        save_costmodel(fit_costmodel(folder / "profile.csv", target.batch), path)
+    data = load_costmodel(path)
+    if data["model_hash"] != model_hash(model, name):
+        raise HwsearchError(f"{path} is stale: it was fitted for another architecture; profile and fit again")
+    return MeasuredCost(data)
+
+
+def _budget(args: argparse.Namespace, cost, depth: int, min_count: int) -> tuple[float, dict]:  # type: ignore[no-untyped-def]
+    """The goal in the cost model's unit, refused outside the reachable range."""
     dense = cost.dense_cost(depth)
     compress_from = args.compress_from
     cheapest = cost.cost([(cost.num_tokens, cost.num_tokens)] * compress_from
                          + [(min_count, min_count)] * (depth - compress_from))
-    target = args.gflops if args.gflops is not None else args.flops_ratio * dense
+    if args.latency_ms is not None:
+        target, kind = args.latency_ms, {"kind": "latency_ms", "value": args.latency_ms}
+    elif args.gflops is not None:
+        target, kind = args.gflops, {"kind": "gflops", "value": args.gflops}
+    else:
+        target, kind = args.flops_ratio * dense, {"kind": "flops_ratio", "value": args.flops_ratio}
     if not cheapest <= target <= dense * (1 + 1e-9):
         raise HwsearchError(
-            f"budget {target:.3f} GMACs ({target / dense:.3f} of dense) is not reachable: "
-            f"reachable range is [{cheapest:.3f}, {dense:.3f}] GMACs = [{cheapest / dense:.3f}, 1.0] of dense")
-    kind = {"kind": "gflops", "value": args.gflops} if args.gflops is not None else \
-        {"kind": "flops_ratio", "value": args.flops_ratio}
-    return target, {**kind, "target_gmacs": target, "dense_gmacs": dense, "unit": cost.unit}
+            f"budget {target:.3f} {cost.unit} ({target / dense:.3f} of dense) is not reachable: "
+            f"reachable range is [{cheapest:.3f}, {dense:.3f}] {cost.unit} = [{cheapest / dense:.3f}, 1.0] of dense")
+    return target, {**kind, "target": target, "dense": dense, "unit": cost.unit}
 
 
 def optimize(args: argparse.Namespace) -> int:
@@ -65,7 +90,7 @@ def optimize(args: argparse.Namespace) -> int:
     model = CompressedViT(vit)
     if not 0 <= args.compress_from < model.depth:
         raise HwsearchError(f"--compress-from must be in [0, {model.depth - 1}]")
-    cost = FlopsCost.from_model(vit)
+    cost = _cost_model(args, target, model, name)
     patches = model.num_tokens - model.num_prefix
     min_count = model.num_prefix + (patches % args.granularity or args.granularity)
     goal, budget = _budget(args, cost, model.depth, min_count)
@@ -73,31 +98,66 @@ def optimize(args: argparse.Namespace) -> int:
     config = SearchConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lam=args.lam,
                           granularity=args.granularity, compress_from=args.compress_from, ops=ops, seed=args.seed,
                           init=args.init)
-    label = args.name or (f"flops{args.flops_ratio:g}" if args.flops_ratio is not None else f"gmacs{args.gflops:g}")
+    label = args.name or next(f"{k}{getattr(args, a):g}" for k, a in
+                              (("flops", "flops_ratio"), ("gmacs", "gflops"), ("latency", "latency_ms"))
+                              if getattr(args, a) is not None)
     out_dir = Path(args.out) / target.name / name / "schedules"
     resume = out_dir / f".{label}.search.json" if args.resume else None
     print(f"model: {name} ({checkpoint or 'random weights'}), {model.num_tokens} tokens, {model.depth} blocks; "
           f"search images: {len(search_set)} ({search_set.source})", flush=True)
-    print(f"budget: {goal:.3f} GMACs = {goal / budget['dense_gmacs']:.3f} x dense "
-          f"({budget['dense_gmacs']:.3f} GMACs)", flush=True)
-    result = gradient_search(model, cost, goal, search_set, config, resume=resume, progress=not args.no_progress)
+    measured: dict | None = None
+    for attempt in range(1 + (args.refine if args.latency_ms is not None and target.is_local else 0)):
+        print(f"budget: {goal:.3f} {cost.unit} = {goal / budget['dense']:.3f} x dense "
+              f"({budget['dense']:.3f} {cost.unit})", flush=True)
+        result = gradient_search(model, cost, goal, search_set, config, resume=resume, progress=not args.no_progress)
+        print(f"schedule: {[list(c) for c in result.counts]}")
+        print(f"predicted: {result.predicted:.3f} {cost.unit} = {result.predicted / budget['dense']:.3f} x dense "
+              f"({100 * (result.predicted / goal - 1):+.2f}% vs budget); search took {result.seconds:.0f} s")
+        if args.latency_ms is None:
+            break
+        if not target.is_local:
+            print(f"predicted only: {target.name} is not this host, nothing was measured")
+            break
+        measured = _measure_and_report(target, model, result.counts, args.latency_ms)
+        ratio = measured["compressed"]["median_ms"] / args.latency_ms
+        if 0.90 <= ratio <= 1.03:
+            break
+        if attempt < args.refine:
+            goal = goal / ratio * (0.965 if ratio > 1 else 1.0)
+            print(f"measured {ratio:.3f} x budget, outside [0.90, 1.03]: searching again with the cost-model "
+                  f"budget scaled by measured/predicted ({goal:.2f} {cost.unit})", flush=True)
     info = model_provenance(name, checkpoint, search_set)
+    predicted = {"value": result.predicted, "unit": cost.unit, "ratio_of_dense": result.predicted / budget["dense"],
+                 "error_vs_target": result.predicted / goal - 1.0}
+    if isinstance(cost, FlopsCost):
+        predicted.update({"gmacs": result.predicted, "flops_ratio": result.predicted / budget["dense"],
+                          **cost.breakdown(result.counts)})
     schedule = Schedule.from_counts(
         name, int(vit.patch_embed.img_size[0]), model.num_tokens, model.num_prefix, result.counts,
-        budget=budget,
-        predicted={"gmacs": result.predicted, "flops_ratio": result.predicted / budget["dense_gmacs"],
-                   "error_vs_target": result.predicted / goal - 1.0, **cost.breakdown(result.counts)},
+        budget=budget, predicted=predicted,
         provenance={**provenance(), **info, "target": target.name, "search_seconds": round(result.seconds, 1),
-                    "search_steps": result.steps, "search": {k: v for k, v in vars(config).items()}})
+                    "search_steps": result.steps, "search": {k: v for k, v in vars(config).items()},
+                    **({"measured": measured} if measured else {})})
     path = schedule.save(out_dir / f"{label}.yaml")
     save_history(out_dir / f"{label}.history.json", result, config, {"schedule": str(path)})
     if resume is not None and resume.exists():
         resume.unlink()
-    print(f"schedule: {[list(c) for c in result.counts]}")
-    print(f"predicted: {result.predicted:.3f} GMACs = {result.predicted / budget['dense_gmacs']:.3f} x dense "
-          f"({100 * (result.predicted / goal - 1):+.2f}% vs budget); search took {result.seconds:.0f} s")
     print(f"wrote {path}\nnext: hwsearch evaluate {path}")
     return 0
+
+
+def _measure_and_report(target, model: CompressedViT, counts, budget_ms: float) -> dict:  # type: ignore[no-untyped-def]
+    """Measure dense and compressed deploy-mode models here, in one run, and print the comparison."""
+    from hwsearch.measure import measure_models
+
+    compressed = apply_schedule(model.vit, counts)
+    stats = measure_models(target, {"dense": CompressedViT(model.vit), "compressed": compressed}, target.batch)
+    d, c = stats["dense"], stats["compressed"]
+    print(f"measured on {target.name} ({target.backend}, batch {target.batch}, same run): compressed "
+          f"{c['median_ms']:.2f} ms (p10-p90 {c['p10_ms']:.2f}-{c['p90_ms']:.2f}, cv {100 * c['cv']:.1f}%), "
+          f"dense {d['median_ms']:.2f} ms; speedup {d['median_ms'] / c['median_ms']:.2f}x; "
+          f"budget {budget_ms:.2f} ms -> {c['median_ms'] / budget_ms:.3f} x budget", flush=True)
+    return stats
 
 
 def model_provenance(name: str, checkpoint: str | None, data: ImageSet) -> dict[str, object]:

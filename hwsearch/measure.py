@@ -1,0 +1,46 @@
+"""Measure whole deploy-mode models on this host with the target's own backend and protocol.
+
+The models are exported exactly as ``hwsearch profile`` exports its graphs (static-shape ONNX,
+TorchScript for the torch backend) and timed in one process with interleaved repeats.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from hwsearch.errors import HwsearchError
+from hwsearch.models import CompressedViT
+from hwsearch.profile import _Exporter
+from hwsearch.targets import Target
+
+
+def measure_models(target: Target, models: dict[str, CompressedViT], batch: int,
+                   protocol: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """Latency statistics (ms) per named model, measured here on ``target``'s backend."""
+    from profilers.backends import BackendUnavailable, create_backend
+    from profilers.runner import PROTOCOL_KEYS
+    from profilers.timing import measure_interleaved
+
+    if not target.is_local:
+        raise HwsearchError(f"target {target.name} is not this host: its latency can only be predicted here")
+    root = Path(tempfile.mkdtemp(prefix="hwsearch-measure-"))
+    try:
+        first = next(iter(models.values()))
+        exporter = _Exporter(root, first, target)
+        for name, model in models.items():
+            exporter.add(name, "model", model, model.num_tokens, batch)
+        try:
+            backend = create_backend(target.backend, dict(target.raw), root)
+        except BackendUnavailable as exc:
+            raise HwsearchError(str(exc)) from None
+        runners = {g.id: backend.prepare(g) for g in exporter.graphs}
+        settings = {**target.timing, **(protocol or {})}
+        stats = measure_interleaved({k: r for k, (r, _) in runners.items()},
+                                    syncs={k: s for k, (_, s) in runners.items()},
+                                    **{k: settings[k] for k in PROTOCOL_KEYS if k in settings})
+        backend.release()
+        return {k: {**v.as_dict(), "backend": target.backend} for k, v in stats.items()}
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
