@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--seed", type=int, default=0)
     opt.add_argument("--name", help="schedule name (default from the budget)")
     opt.add_argument("--resume", action="store_true", help="continue an interrupted search of the same name")
-    opt.add_argument("--refine", type=int, default=2, help="latency budgets: re-searches when the measurement misses")
+    opt.add_argument("--refine", type=int, default=6,
+                     help="latency budgets: measured local-search steps when the measurement misses the band")
     opt.add_argument("--no-progress", action="store_true")
 
     ev = sub.add_parser("evaluate", help="dense vs compressed: GMACs, measured latency, fidelity")

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from hwsearch.cost import FlopsCost
-from hwsearch.data import ImageSet, default_sets, folder_sets, normalize
+from hwsearch.data import ImageSet, default_sets, folder_sets
 from hwsearch.errors import HwsearchError
 from hwsearch.io import provenance, write_json
 from hwsearch.models import CompressedViT, apply_schedule
@@ -42,19 +42,25 @@ def _cost_model(args: argparse.Namespace, target, model: CompressedViT, name: st
     """FLOPs, or the fitted latency model of this target (fitted now when only the profile exists)."""
     if args.latency_ms is None:
         return FlopsCost.from_model(model.vit)
+    import hashlib
+
     from hwsearch.cost import MeasuredCost
     from hwsearch.fit import fit_costmodel, load_costmodel, save_costmodel
     from hwsearch.profile import model_hash
 
     folder = Path(args.out) / target.name / name
-    path = folder / "costmodel.json"
-    if not path.is_file():
-        if not (folder / "profile.csv").is_file():
-            raise HwsearchError(f"no profile of {name} on {target.name}: run hwsearch profile --target {target.name}"
-                                + (f" --model {name}" if args.model else ""))
-        print(f"fitting {path} from {folder / 'profile.csv'} ...", flush=True)
-        save_costmodel(fit_costmodel(folder / "profile.csv", target.batch), path)
-    data = load_costmodel(path)
+    path, profile_csv = folder / "costmodel.json", folder / "profile.csv"
+    if not path.is_file() and not profile_csv.is_file():
+        raise HwsearchError(f"no profile of {name} on {target.name}: run hwsearch profile --target {target.name}"
+                            + (f" --model {name}" if args.model else ""))
+    data = load_costmodel(path) if path.is_file() else None
+    if profile_csv.is_file() and (data is None or data["rows_sha256"] != hashlib.sha256(
+            profile_csv.read_bytes()).hexdigest()):
+        print(f"fitting {path} from {profile_csv} ({'missing' if data is None else 'profile changed'}) ...",
+              flush=True)
+        save_costmodel(fit_costmodel(profile_csv, target.batch), path)
+        data = load_costmodel(path)
+    assert data is not None
     if data["model_hash"] != model_hash(model, name):
         raise HwsearchError(f"{path} is stale: it was fitted for another architecture; profile and fit again")
     return MeasuredCost(data)
@@ -106,26 +112,24 @@ def optimize(args: argparse.Namespace) -> int:
     print(f"model: {name} ({checkpoint or 'random weights'}), {model.num_tokens} tokens, {model.depth} blocks; "
           f"search images: {len(search_set)} ({search_set.source})", flush=True)
     measured: dict | None = None
-    for attempt in range(1 + (args.refine if args.latency_ms is not None and target.is_local else 0)):
-        print(f"budget: {goal:.3f} {cost.unit} = {goal / budget['dense']:.3f} x dense "
-              f"({budget['dense']:.3f} {cost.unit})", flush=True)
-        result = gradient_search(model, cost, goal, search_set, config, resume=resume, progress=not args.no_progress)
-        print(f"schedule: {[list(c) for c in result.counts]}")
-        print(f"predicted: {result.predicted:.3f} {cost.unit} = {result.predicted / budget['dense']:.3f} x dense "
-              f"({100 * (result.predicted / goal - 1):+.2f}% vs budget); search took {result.seconds:.0f} s")
-        if args.latency_ms is None:
-            break
-        if not target.is_local:
-            print(f"predicted only: {target.name} is not this host, nothing was measured")
-            break
+    print(f"budget: {goal:.3f} {cost.unit} = {goal / budget['dense']:.3f} x dense "
+          f"({budget['dense']:.3f} {cost.unit})", flush=True)
+    result = gradient_search(model, cost, goal, search_set, config, resume=resume, progress=not args.no_progress)
+    print(f"schedule: {[list(c) for c in result.counts]}")
+    print(f"predicted: {result.predicted:.3f} {cost.unit} = {result.predicted / budget['dense']:.3f} x dense "
+          f"({100 * (result.predicted / goal - 1):+.2f}% vs budget); search took {result.seconds:.0f} s")
+    if args.latency_ms is not None and not target.is_local:
+        print(f"predicted only: {target.name} is not this host, nothing was measured")
+    elif args.latency_ms is not None:
         measured = _measure_and_report(target, model, result.counts, args.latency_ms)
         ratio = measured["compressed"]["median_ms"] / args.latency_ms
-        if 0.90 <= ratio <= 1.03:
-            break
-        if attempt < args.refine:
-            goal = goal / ratio * (0.965 if ratio > 1 else 1.0)
-            print(f"measured {ratio:.3f} x budget, outside [0.90, 1.03]: searching again with the cost-model "
-                  f"budget scaled by measured/predicted ({goal:.2f} {cost.unit})", flush=True)
+        if not 0.90 <= ratio <= 1.03 and args.refine > 0:
+            print(f"measured {ratio:.3f} x budget, outside [0.90, 1.03]: measured local search around the "
+                  f"schedule (at most {args.refine} measurements)", flush=True)
+            result.counts = _local_search(target, model, result.counts, args, measured["compressed"]["median_ms"])
+            result.predicted = cost.cost(result.counts)
+            print(f"schedule: {[list(c) for c in result.counts]}; predicted {result.predicted:.2f} {cost.unit}")
+            measured = _measure_and_report(target, model, result.counts, args.latency_ms)
     info = model_provenance(name, checkpoint, search_set)
     predicted = {"value": result.predicted, "unit": cost.unit, "ratio_of_dense": result.predicted / budget["dense"],
                  "error_vs_target": result.predicted / goal - 1.0}
@@ -144,6 +148,21 @@ def optimize(args: argparse.Namespace) -> int:
         resume.unlink()
     print(f"wrote {path}\nnext: hwsearch evaluate {path}")
     return 0
+
+
+def _local_search(target, model: CompressedViT, counts, args: argparse.Namespace, first_ms: float):  # type: ignore[no-untyped-def]
+    """Bisection along the dense<->minimal axis with one real measurement per step."""
+    from hwsearch.measure import measure_models
+    from hwsearch.search.local import measured_search
+
+    def measure(candidate) -> float:  # type: ignore[no-untyped-def]
+        stats = measure_models(target, {"compressed": apply_schedule(model.vit, candidate)}, target.batch)
+        return float(stats["compressed"]["median_ms"])
+
+    low = model.num_prefix + 1
+    best, _ = measured_search(counts, measure, args.latency_ms, model.num_tokens, low, args.compress_from,
+                              steps=args.refine, first=first_ms, log=lambda m: print(m, flush=True))
+    return best
 
 
 def _measure_and_report(target, model: CompressedViT, counts, budget_ms: float) -> dict:  # type: ignore[no-untyped-def]
@@ -179,47 +198,33 @@ def evaluate(args: argparse.Namespace) -> int:
     cost = FlopsCost.from_model(vit)
     gmacs = {"dense": cost.dense_cost(dense.depth), "compressed": cost.cost(schedule.counts())}
     batch = args.batch or target.batch
-    threads = args.threads or target.threads or 2
-    timing = measure_latency(dense, compressed, held_out, batch, threads, target.timing)
+    host = target if target.is_local else load_target("cpu_torch")
+    if args.threads:
+        host.raw["threads"] = args.threads
+    from hwsearch.measure import measure_models
+
+    timing = measure_models(host, {"dense": dense, "compressed": compressed}, batch)
     speedup = timing["dense"]["median_ms"] / timing["compressed"]["median_ms"]
+    threads = host.raw.get("threads")
     print(f"model: {name} ({checkpoint or 'random weights'}); held-out images: {len(held_out)} ({held_out.source})")
     print(f"{'':12s}{'GMACs':>10s}{'latency ms (median, p10-p90)':>34s}")
     for key in ("dense", "compressed"):
         t = timing[key]
         print(f"{key:12s}{gmacs[key]:10.3f}{t['median_ms']:14.2f} ({t['p10_ms']:.2f}-{t['p90_ms']:.2f}) "
               f"cv {100 * t['cv']:.1f}%")
-    print(f"speedup: {speedup:.2f}x measured (torch eager, CPU, batch {batch}, {threads} threads, same run); "
+    print(f"speedup: {speedup:.2f}x measured on this host ({host.name}: {host.backend}, batch {batch}, "
+          f"{threads} threads, same run{'' if host is target else f'; {target.name} is not this host'}); "
           f"GMACs ratio {gmacs['compressed'] / gmacs['dense']:.3f}")
     for key, value in report.items():
         print(f"{key}: {value:.4f}")
     out = Path(args.schedule).with_suffix(".eval.json")
     write_json(out, {"schedule": str(args.schedule), "gmacs": gmacs, "latency": timing, "speedup": speedup,
-                     "batch": batch, "threads": threads, "backend": "torch-eager-cpu", "fidelity": report,
+                     "batch": batch, "threads": threads, "measured_on": host.name, "backend": host.backend,
+                     "fidelity": report,
                      "held_out": {"source": held_out.source, "images": len(held_out)},
                      "provenance": provenance()})
     print(f"wrote {out}")
     return 0
-
-
-def measure_latency(dense: CompressedViT, compressed: CompressedViT, data: ImageSet, batch: int, threads: int,
-                    protocol: dict) -> dict[str, dict]:
-    """Median latency of both models in one process, alternating repeats (torch eager, CPU)."""
-    from profilers.timing import measure_interleaved
-
-    torch.set_num_threads(threads)
-    index = torch.arange(batch) % len(data)
-    images = normalize(data.images[index], dense.vit.pretrained_cfg)
-
-    def run(model: CompressedViT):  # type: ignore[no-untyped-def]
-        def call() -> None:
-            with torch.inference_mode():
-                model(images)
-        return call
-
-    keys = ("warmup_s", "repeat_s", "repeats", "max_cv")
-    stats = measure_interleaved({"dense": run(dense), "compressed": run(compressed)},
-                                **{k: protocol[k] for k in keys if k in protocol})
-    return {k: v.as_dict() for k, v in stats.items()}
 
 
 __all__ = ["optimize", "evaluate"]

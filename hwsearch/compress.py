@@ -88,13 +88,11 @@ def merge(x: Tensor, size: Tensor, metric: Tensor, num_prefix: int, keep: int) -
         return x, size
     src = F.normalize(metric[:, keep:], dim=-1)
     dst = F.normalize(metric[:, num_prefix:keep], dim=-1)
-    target = (src @ dst.transpose(1, 2)).argmax(dim=-1) + num_prefix
-    contrib = size[:, keep:]
-    kept_x, kept_size = x[:, :keep], size[:, :keep]
-    index = target.unsqueeze(-1)
-    add_x = torch.zeros_like(kept_x).scatter_add(1, index.expand(-1, -1, x.shape[-1]), x[:, keep:] * contrib)
-    new_size = kept_size.scatter_add(1, index, contrib)
-    return (kept_x * kept_size + add_x) / new_size, new_size
+    src_target = (src @ dst.transpose(1, 2)).argmax(dim=-1) + num_prefix
+    kept = torch.arange(keep, device=x.device).expand(x.shape[0], keep)
+    weight = (torch.arange(x.shape[1], device=x.device) >= keep).to(x.dtype).view(1, -1, 1)
+    x, size = weighted_merge(x, size, weight, torch.cat([kept, src_target], dim=1))
+    return x[:, :keep], size[:, :keep]
 
 
 # ---------------------------------------------------------------------------------------------
