@@ -12,7 +12,7 @@ from typing import Any
 
 from hwsearch.errors import HwsearchError
 from hwsearch.models import CompressedViT
-from hwsearch.profile import _Exporter
+from hwsearch.profile import Exporter
 from hwsearch.targets import Target
 
 
@@ -28,7 +28,7 @@ def measure_models(target: Target, models: dict[str, CompressedViT], batch: int,
     root = Path(tempfile.mkdtemp(prefix="hwsearch-measure-"))
     try:
         first = next(iter(models.values()))
-        exporter = _Exporter(root, first, target)
+        exporter = Exporter(root, first, target)
         for name, model in models.items():
             exporter.add(name, "model", model, model.num_tokens, batch)
         try:

@@ -28,7 +28,7 @@ from hwsearch.errors import HwsearchError
 from hwsearch.io import atomic_path, provenance, write_json
 from hwsearch.models import CompressedViT
 from hwsearch.parts import AttnPart, CompressPart, DenseBlock, Embed, Head, MlpPart, example_inputs
-from hwsearch.targets import Target
+from hwsearch.targets import GRID_RULES, Target
 from profilers.bundle import Bundle, Graph
 from profilers.csvlog import COLUMNS
 
@@ -79,7 +79,7 @@ def compress_triples(grid: list[int], count: int, seed: int = 0) -> list[tuple[i
     return sorted(triples, reverse=True)
 
 
-class _Exporter:
+class Exporter:
     """Writes ONNX (+ TorchScript for the torch backend, + fp16 ONNX for strongly-typed TensorRT)."""
 
     def __init__(self, root: Path, model: CompressedViT, target: Target) -> None:
@@ -114,7 +114,7 @@ def build_bundle(root: Path, model: CompressedViT, name: str, target: Target, ba
     from hwsearch.models import apply_schedule
 
     grid = target.token_grid(model.num_tokens, model.num_prefix)
-    ex = _Exporter(root, model, target)
+    ex = Exporter(root, model, target)
     n_full = model.num_tokens
     for b in batches:
         ex.add(f"embed_b{b}", "embed", Embed(model), n_full, b)
@@ -288,6 +288,7 @@ def temp_bundle_dir() -> Path:
 def meta_for(target: Target, name: str, model: CompressedViT, batches: list[int]) -> dict[str, Any]:
     return {"target": target.name, "model": name, "model_hash": model_hash(model, name), "batches": batches,
             "token_grid": {"rule": target.raw["token_grid"]["rule"], "granularity": target.granularity,
+                           "meaning": GRID_RULES[target.raw["token_grid"]["rule"]],
                            "counts": target.token_grid(model.num_tokens, model.num_prefix)},
             "backend": target.backend, "precision": target.precision, "power_meter": target.power_meter,
             "provenance": provenance()}

@@ -37,8 +37,8 @@ _SCHEMA: dict[str, tuple[type | tuple[type, ...], bool, Any]] = {
     "power": (dict, False, None),
     "setup": (list, True, lambda v: all(isinstance(c, str) for c in v)),
 }
-_RULES = {"ddp_candidates": "counts N, N-g, ... (the DDP candidates) plus the smallest count",
-          "every": "every count from the smallest to N"}
+GRID_RULES = {"ddp_candidates": "counts N, N-g, ... (the DDP candidates) plus the smallest count",
+              "every": "every count from the smallest to N"}
 
 
 def targets_dir() -> Path:
