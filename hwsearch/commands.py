@@ -156,8 +156,10 @@ def _local_search(target, model: CompressedViT, counts, args: argparse.Namespace
     from hwsearch.search.local import measured_search
 
     def measure(candidate) -> float:  # type: ignore[no-untyped-def]
-        stats = measure_models(target, {"compressed": apply_schedule(model.vit, candidate)}, target.batch)
-        return float(stats["compressed"]["median_ms"])
+        # interleaved with the dense model, exactly like the final check: measured alone, the small
+        # model runs with warmer caches and reads up to ~25% faster on this CPU
+        models = {"dense": CompressedViT(model.vit), "compressed": apply_schedule(model.vit, candidate)}
+        return float(measure_models(target, models, target.batch)["compressed"]["median_ms"])
 
     low = model.num_prefix + 1
     best, _ = measured_search(counts, measure, args.latency_ms, model.num_tokens, low, args.compress_from,
