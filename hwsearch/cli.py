@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     fitp.add_argument("--target", help="target name (default: $HWSEARCH_TARGET, newest profile, cpu_onnxruntime)")
     fitp.add_argument("--model", help="model name (default: the embedded DINOv2 ViT-S/14)")
     fitp.add_argument("--batch", type=int, help="batch size (default: the smallest profiled)")
+    fitp.add_argument("--measure", type=int, default=0, metavar="N",
+                      help="measure N whole compressed models here (>= 30 recommended) for the accuracy report")
+    fitp.add_argument("--img-size", type=int, help="input size of --model (as profiled)")
     fitp.add_argument("--out", default="results")
 
     rep = sub.add_parser("report", help="plots from a profile")

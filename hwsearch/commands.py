@@ -358,8 +358,27 @@ def fit(args: argparse.Namespace) -> int:
         print(f"whole-model correction on {c['models']} measured models: {c['overhead_ms']:.2f} ms + "
               f"{c['scale']:.3f} x parts; in-sample MAPE {100 * c['in_sample_mape_before']:.1f}% -> "
               f"{100 * c['in_sample_mape_after']:.1f}%")
+    if args.measure:
+        _accuracy(args, target, name, folder, model, path)
     print(f"wrote {path}")
     return 0
+
+
+def _accuracy(args: argparse.Namespace, target, name: str, folder: Path, data: dict, path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Measure whole models here; report leave-one-out accuracy; keep the correction fitted on them."""
+    from hwsearch.accuracy import evaluate_costmodel, scatter_png
+    from hwsearch.cost import MeasuredCost
+    from hwsearch.fit import save_costmodel
+
+    vit, _, _ = load_model(args.model, None, args.img_size)  # weights do not change latency
+    report = evaluate_costmodel(MeasuredCost(data), target, CompressedViT(vit), args.measure)
+    print(f"accuracy on {report['models']} whole models measured now (leave-one-out correction): MAPE "
+          f"{100 * report['mape']:.1f}%, within 5% {100 * report['within_5pct']:.0f}%, within 10% "
+          f"{100 * report['within_10pct']:.0f}%, Spearman {report['spearman']:.3f}")
+    data["correction"] = {**report["correction"], "source": "whole models measured by hwsearch fit --measure"}
+    data["accuracy"] = {k: v for k, v in report.items() if k != "correction"}
+    save_costmodel(data, path)
+    print(f"wrote {scatter_png(report, folder / 'report' / 'costmodel_scatter.png', f'{name} on {target.name}')}")
 
 
 def load_model_name() -> str:

@@ -58,6 +58,19 @@ def test_corrupt_costmodel_is_one_error(tmp_path):
         load_costmodel(tmp_path / "none.json")
 
 
+def test_fit_measures_whole_models_for_accuracy(costmodel, capsys):
+    out = costmodel.parent.parent.parent
+    assert main(["fit", "--target", "cpu_onnxruntime", *MODEL, "--measure", "6", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "accuracy on 6 whole models measured now" in printed and "Spearman" in printed
+    data = load_costmodel(costmodel)
+    acc = data["accuracy"]
+    assert acc["models"] == 6 and len(acc["pairs_ms"]) == 6 and -1 <= acc["spearman"] <= 1
+    assert 0 <= acc["within_5pct"] <= acc["within_10pct"] <= 1 and data["correction"]["models"] == 6
+    png = costmodel.parent / "report" / "costmodel_scatter.png"
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
 def test_fit_without_profile(tmp_path, capsys):
     assert main(["fit", "--target", "cpu_onnxruntime", "--model", "deit_tiny_patch16_224", "--out",
                  str(tmp_path)]) == 2
