@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from hwsearch.cost import MeasuredCost
+from hwsearch.fit import affine_fit
 from hwsearch.io import atomic_path
 from hwsearch.measure import measure_models
 from hwsearch.models import CompressedViT, apply_schedule
@@ -43,8 +44,7 @@ def leave_one_out(parts: np.ndarray, measured: np.ndarray) -> np.ndarray:
     preds = np.empty_like(measured)
     for i in range(len(parts)):
         keep = np.arange(len(parts)) != i
-        design = np.stack([np.ones(keep.sum()), parts[keep]], 1)
-        overhead, scale = np.linalg.lstsq(design, measured[keep], rcond=None)[0]
+        overhead, scale = affine_fit(parts[keep], measured[keep])
         preds[i] = overhead + scale * parts[i]
     return preds
 
@@ -58,10 +58,10 @@ def evaluate_costmodel(cost: MeasuredCost, target: Target, model: CompressedViT,
     models = {f"s{i}": apply_schedule(model.vit, s) for i, s in enumerate(schedules)}
     stats = measure_models(target, models, target.batch)
     measured = np.array([stats[f"s{i}"]["median_ms"] for i in range(count)])
-    raw = (np.array([cost.cost(s) for s in schedules]) - cost.overhead) / cost.scale  # sum of parts
+    raw = np.array([cost.sum_of_parts(s) for s in schedules])
     predicted = leave_one_out(raw, measured)
     errors = predicted / measured - 1
-    overhead, scale = np.linalg.lstsq(np.stack([np.ones(count), raw], 1), measured, rcond=None)[0]
+    overhead, scale = affine_fit(raw, measured)
     within = np.abs(errors)
     return {"models": count, "mape": float(within.mean()),
             "within_5pct": float((within <= 0.05).mean()), "within_10pct": float((within <= 0.10).mean()),

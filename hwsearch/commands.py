@@ -17,7 +17,7 @@ from hwsearch.schedule import Schedule
 from hwsearch.schedule import load as load_schedule
 from hwsearch.search.gradient import SearchConfig, gradient_search, save_history
 from hwsearch.targets import load_target, resolve_target
-from hwsearch.zoo import load_model
+from hwsearch.zoo import DEFAULT_MODEL, load_model
 
 
 def _target(args: argparse.Namespace, fallback: str | None = None):  # type: ignore[no-untyped-def]
@@ -355,7 +355,7 @@ def fit(args: argparse.Namespace) -> int:
     from hwsearch.fit import fit_costmodel, save_costmodel
 
     target = _target(args)
-    name = args.model or load_model_name()
+    name = args.model or DEFAULT_MODEL
     folder = Path(args.out) / target.name / name
     model = fit_costmodel(folder / "profile.csv", args.batch)
     path = save_costmodel(model, folder / "costmodel.json")
@@ -390,8 +390,3 @@ def _accuracy(args: argparse.Namespace, target, name: str, folder: Path, data: d
     save_costmodel(data, path)
     print(f"wrote {scatter_png(report, folder / 'report' / 'costmodel_scatter.png', f'{name} on {target.name}')}")
 
-
-def load_model_name() -> str:
-    from hwsearch.zoo import DEFAULT_MODEL
-
-    return DEFAULT_MODEL

@@ -180,8 +180,12 @@ class MeasuredCost(CostModel):
             n_in = m
         return total + self.lookup("head", n_in)
 
+    def sum_of_parts(self, counts: Counts) -> float:
+        """The parts added up, before the whole-model correction."""
+        return float(self._parts([(float(p), float(m)) for p, m in counts]))
+
     def cost(self, counts: Counts) -> float:
-        return float(self.overhead + self.scale * self._parts([(float(p), float(m)) for p, m in counts]))
+        return self.overhead + self.scale * self.sum_of_parts(counts)
 
     def expected_cost(self, keeps: Sequence[BlockKeep]) -> Tensor:
         mlp_terms = []

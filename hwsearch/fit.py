@@ -20,7 +20,7 @@ import numpy as np
 
 from hwsearch.errors import HwsearchError
 from hwsearch.io import write_json
-from hwsearch.profile import compress_fit, read_profile, sum_of_parts
+from hwsearch.profile import compress_fit, read_profile, whole_model_pairs
 
 FORMAT = 1
 TABLE_PARTS = ("attn", "mlp", "head")
@@ -110,17 +110,21 @@ def fit_costmodel(profile_csv: str | Path, batch: int | None = None) -> dict[str
             "correction": correction}
 
 
+def affine_fit(parts: np.ndarray, measured: np.ndarray) -> tuple[float, float]:
+    """Least squares ``measured = overhead + scale * parts``; scale only when the parts barely differ."""
+    if np.ptp(parts) < 0.05 * parts.mean():  # too little spread to separate overhead from scale
+        return 0.0, float(np.mean(measured / parts))
+    overhead, scale = np.linalg.lstsq(np.stack([np.ones_like(parts), parts], 1), measured, rcond=None)[0]
+    return float(overhead), float(scale)
+
+
 def _whole_model_correction(rows: list[dict[str, Any]], batch: int, coef: np.ndarray) -> dict[str, Any]:
     """``measured = overhead + scale * sum_of_parts`` on the measured whole models."""
-    pairs = [(sum_of_parts(rows, [tuple(c) for c in json.loads(r["schedule"])], batch, coef), float(r["median_ms"]))
-             for r in rows if r["part"] == "model" and r.get("schedule")]
+    pairs = whole_model_pairs(rows, batch, coef)
     if len(pairs) < 2:
         return {"overhead_ms": 0.0, "scale": 1.0, "models": len(pairs)}
     parts, measured = np.array(pairs).T
-    if np.ptp(parts) < 0.05 * parts.mean():  # too little spread to separate overhead from scale
-        overhead, scale = 0.0, float(np.mean(measured / parts))
-    else:
-        overhead, scale = np.linalg.lstsq(np.stack([np.ones_like(parts), parts], 1), measured, rcond=None)[0]
+    overhead, scale = affine_fit(parts, measured)
     before = np.abs(parts / measured - 1)
     after = np.abs((overhead + scale * parts) / measured - 1)
     return {"overhead_ms": float(overhead), "scale": float(scale), "models": len(pairs),

@@ -20,7 +20,7 @@ def measure_models(target: Target, models: dict[str, CompressedViT], batch: int,
                    protocol: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
     """Latency statistics (ms) per named model, measured here on ``target``'s backend."""
     from profilers.backends import BackendUnavailable, create_backend
-    from profilers.runner import PROTOCOL_KEYS
+    from profilers.runner import timing_protocol
     from profilers.timing import measure_interleaved
 
     if not target.is_local:
@@ -36,10 +36,9 @@ def measure_models(target: Target, models: dict[str, CompressedViT], batch: int,
         except BackendUnavailable as exc:
             raise HwsearchError(str(exc)) from None
         runners = {g.id: backend.prepare(g) for g in exporter.graphs}
-        settings = {**target.timing, **(protocol or {})}
         stats = measure_interleaved({k: r for k, (r, _) in runners.items()},
                                     syncs={k: s for k, (_, s) in runners.items()},
-                                    **{k: settings[k] for k in PROTOCOL_KEYS if k in settings})
+                                    **timing_protocol(target.timing, protocol))
         backend.release()
         return {k: {**v.as_dict(), "backend": target.backend} for k, v in stats.items()}
     finally:

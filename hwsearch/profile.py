@@ -202,6 +202,12 @@ def sum_of_parts(rows: list[dict[str, Any]], counts: list[tuple[int, int]], batc
     return total + float(np.interp(n_in, [t for t, _ in heads], [v for _, v in heads]))
 
 
+def whole_model_pairs(rows: list[dict[str, Any]], batch: int, coef: np.ndarray) -> list[tuple[float, float]]:
+    """(sum of parts, measured) for every measured whole model at ``batch``."""
+    return [(sum_of_parts(rows, [tuple(c) for c in json.loads(r["schedule"])], batch, coef), float(r["median_ms"]))
+            for r in rows if r["part"] == "model" and int(r["batch"]) == batch and r.get("schedule")]
+
+
 def drift_corrected(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rows with timings divided by the chunk's ``drift`` (reference-graph ratio) where recorded."""
     out = []
@@ -225,11 +231,7 @@ def _additivity(rows: list[dict[str, Any]]) -> dict[str, Any]:
     report: dict[str, Any] = {}
     for batch in sorted({int(r["batch"]) for r in rows}):
         coef = compress_fit(rows, batch)
-        pairs = []
-        for r in rows:
-            if r["part"] == "model" and int(r["batch"]) == batch:
-                counts = [tuple(c) for c in json.loads(r["schedule"])]
-                pairs.append((sum_of_parts(rows, counts, batch, coef), float(r["median_ms"])))
+        pairs = whole_model_pairs(rows, batch, coef)
         errors = np.array([p / m - 1 for p, m in pairs]) if pairs else np.zeros(0)
         blocks = [float(r["median_ms"]) for r in rows if r["part"] == "block" and int(r["batch"]) == batch]
         full = max(int(r["tokens"]) for r in rows if r["part"] == "attn")

@@ -37,11 +37,7 @@ def run_bundle(root: str | Path, out_csv: str | Path | None = None, backend: str
     engine = create_backend(name, target, bundle.root)
     meter = _meter(target)
     done = done_keys(out)
-    protocol = {k: target["timing"][k] for k in PROTOCOL_KEYS if k in target.get("timing", {})}
-    protocol.update({k: v for k, v in (timing or {}).items() if k in PROTOCOL_KEYS})
-    for key in ("repeats", "max_attempts"):
-        if key in protocol:
-            protocol[key] = int(protocol[key])
+    protocol = timing_protocol(target.get("timing", {}), timing)
     _write_host(bundle, out.with_suffix(".host.json"), engine.versions(), name)
     todo = [g for g in bundle.graphs if row_key(_base_row(bundle, target, name, g)) not in done]
     random.Random(seed).shuffle(todo)
@@ -74,6 +70,15 @@ def run_bundle(root: str | Path, out_csv: str | Path | None = None, backend: str
     if progress:
         progress(len(bundle.graphs), len(bundle.graphs), "done")
     return out
+
+
+def timing_protocol(timing: dict[str, Any], overrides: dict[str, float] | None = None) -> dict[str, Any]:
+    """The measure_interleaved keyword arguments from a target's timing block (+ overrides)."""
+    protocol = {k: v for k, v in {**timing, **(overrides or {})}.items() if k in PROTOCOL_KEYS}
+    for key in ("repeats", "max_attempts"):
+        if key in protocol:
+            protocol[key] = int(protocol[key])
+    return protocol
 
 
 def _reference_median(out: Path) -> float | None:
