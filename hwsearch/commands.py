@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 
 import torch
@@ -263,8 +264,6 @@ def profile(args: argparse.Namespace) -> int:
             reuse_or_build(work, model, name, target, batches, args.whole_models)
             tar = make_tarball(work, Path(args.bundle))
         finally:
-            import shutil
-
             shutil.rmtree(work, ignore_errors=True)
         print(f"wrote {tar}: copy it to the device, then there:\n  tar xzf {tar.name} && python3 -m profilers run "
               f"bundle/\nand here: hwsearch profile --target {target.name} --import measurements.csv")
@@ -294,8 +293,6 @@ def profile(args: argparse.Namespace) -> int:
     bar.close()
     host = json.loads(csv_path.with_suffix(".host.json").read_text())
     path, report = write_profile(csv_path, out_dir, {**meta, "device": host})
-    import shutil
-
     shutil.rmtree(work, ignore_errors=True)
     return _print_profile(path, report)
 
