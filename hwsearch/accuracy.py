@@ -66,7 +66,7 @@ def evaluate_costmodel(cost: MeasuredCost, target: Target, model: CompressedViT,
     return {"models": count, "mape": float(within.mean()),
             "within_5pct": float((within <= 0.05).mean()), "within_10pct": float((within <= 0.10).mean()),
             "spearman": float(spearmanr(predicted, measured).statistic),
-            "correction": {"overhead_ms": float(overhead), "scale": float(scale), "models": count},
+            "correction": {"overhead": float(overhead), "scale": float(scale), "models": count},
             "pairs_ms": [[round(float(p), 3), round(float(m), 3)] for p, m in zip(predicted, measured, strict=True)],
             "schedules": [[list(c) for c in s] for s in schedules]}
 

@@ -29,10 +29,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     opt = sub.add_parser("optimize", help="search a per-block prune/merge schedule under a budget")
-    budget = opt.add_mutually_exclusive_group(required=True)
+    budget = opt.add_argument_group("budget (one; or --latency-ms and --energy-mj together: weighted loss)")
     budget.add_argument("--flops-ratio", type=float, help="budget as a fraction of the dense model's GMACs")
     budget.add_argument("--gflops", type=float, help="budget in GMACs (multiply-adds, as DiffRate/fvcore)")
     budget.add_argument("--latency-ms", type=float, help="latency budget on the target (needs its profile)")
+    budget.add_argument("--energy-mj", type=float,
+                        help="energy per inference on the target (needs a profile with power-meter readings)")
+    budget.add_argument("--energy-weight", type=float, default=1.0,
+                        help="weight of the energy term relative to latency when both are given")
     _add_model_args(opt)
     opt.add_argument("--epochs", type=int, default=1)
     opt.add_argument("--batch-size", type=int, default=16)

@@ -39,14 +39,15 @@ def _data(args: argparse.Namespace, vit: torch.nn.Module) -> tuple[ImageSet, Ima
     return default_sets(size, args.num_images)
 
 
-def _cost_model(args: argparse.Namespace, target, model: CompressedViT, name: str):  # type: ignore[no-untyped-def]
-    """FLOPs, or the fitted latency model of this target (fitted now when only the profile exists)."""
-    if args.latency_ms is None:
-        return FlopsCost.from_model(model.vit)
+BUDGETS = {"flops_ratio": "--flops-ratio", "gflops": "--gflops", "latency_ms": "--latency-ms",
+           "energy_mj": "--energy-mj"}
+
+
+def _costmodel_data(args: argparse.Namespace, target, model: CompressedViT, name: str) -> dict:  # type: ignore[no-untyped-def]
+    """This target's fitted cost model (fitted now when only the profile exists or it changed)."""
     import hashlib
 
-    from hwsearch.cost import MeasuredCost
-    from hwsearch.fit import fit_costmodel, load_costmodel, save_costmodel
+    from hwsearch.fit import FORMAT, fit_costmodel, load_costmodel, save_costmodel
     from hwsearch.profile import model_hash
 
     folder = Path(args.out) / target.name / name
@@ -54,36 +55,64 @@ def _cost_model(args: argparse.Namespace, target, model: CompressedViT, name: st
     if not path.is_file() and not profile_csv.is_file():
         raise HwsearchError(f"no profile of {name} on {target.name}: run hwsearch profile --target {target.name}"
                             + (f" --model {name}" if args.model else ""))
-    data = load_costmodel(path) if path.is_file() else None
+    fmt = _json_format(path) if path.is_file() else None
+    old_format = profile_csv.is_file() and isinstance(fmt, int) and fmt < FORMAT  # refit; corrupt files are errors
+    data = load_costmodel(path) if path.is_file() and not old_format else None
     if profile_csv.is_file() and (data is None or data["rows_sha256"] != hashlib.sha256(
             profile_csv.read_bytes()).hexdigest()):
-        print(f"fitting {path} from {profile_csv} ({'missing' if data is None else 'profile changed'}) ...",
-              flush=True)
+        why = "older format" if old_format else "missing" if data is None else "profile changed"
+        print(f"fitting {path} from {profile_csv} ({why}) ...", flush=True)
         save_costmodel(fit_costmodel(profile_csv, target.batch), path)
         data = load_costmodel(path)
     assert data is not None
     if data["model_hash"] != model_hash(model, name):
         raise HwsearchError(f"{path} is stale: it was fitted for another architecture; profile and fit again")
-    return MeasuredCost(data)
+    return data
 
 
-def _budget(args: argparse.Namespace, cost, depth: int, min_count: int) -> tuple[float, dict]:  # type: ignore[no-untyped-def]
-    """The goal in the cost model's unit, refused outside the reachable range."""
-    dense = cost.dense_cost(depth)
-    compress_from = args.compress_from
+def _json_format(path: Path) -> object:
+    try:
+        return json.loads(path.read_text()).get("format")
+    except (json.JSONDecodeError, AttributeError, UnicodeDecodeError):
+        return None
+
+
+def _budgets(args: argparse.Namespace, target, model: CompressedViT, name: str, min_count: int) -> list[tuple]:  # type: ignore[no-untyped-def]
+    """(Budget, YAML record) per budget given; each refused outside the reachable range."""
+    from hwsearch.cost import Budget, MeasuredCost
+
+    given = [k for k in BUDGETS if getattr(args, k) is not None]
+    if not given:
+        raise HwsearchError("give a budget: --flops-ratio, --gflops, --latency-ms and/or --energy-mj")
+    if len(given) > 1 and not set(given) <= {"latency_ms", "energy_mj"}:
+        raise HwsearchError(f"{' and '.join(BUDGETS[k] for k in given)} cannot be combined: two budgets at once "
+                            f"are --latency-ms and --energy-mj")
+    if args.energy_weight <= 0:
+        raise HwsearchError("--energy-weight must be positive")
+    data = _costmodel_data(args, target, model, name) if set(given) & {"latency_ms", "energy_mj"} else None
+    out = []
+    for kind in given:
+        if kind in ("flops_ratio", "gflops"):
+            cost = FlopsCost.from_model(model.vit)
+        else:
+            cost = MeasuredCost(data, "latency" if kind == "latency_ms" else "energy")  # type: ignore[arg-type]
+        dense = cost.dense_cost(model.depth)
+        goal = getattr(args, kind) * dense if kind == "flops_ratio" else getattr(args, kind)
+        _check_reachable(cost, goal, dense, model.depth, args.compress_from, min_count)
+        weight = args.energy_weight if kind == "energy_mj" else 1.0
+        out.append((Budget(cost, goal, weight, kind),
+                    {"kind": kind, "value": getattr(args, kind), "target": goal, "dense": dense, "unit": cost.unit,
+                     **({"weight": weight} if len(given) > 1 else {})}))
+    return out
+
+
+def _check_reachable(cost, goal: float, dense: float, depth: int, compress_from: int, min_count: int) -> None:  # type: ignore[no-untyped-def]
     cheapest = cost.cost([(cost.num_tokens, cost.num_tokens)] * compress_from
                          + [(min_count, min_count)] * (depth - compress_from))
-    if args.latency_ms is not None:
-        target, kind = args.latency_ms, {"kind": "latency_ms", "value": args.latency_ms}
-    elif args.gflops is not None:
-        target, kind = args.gflops, {"kind": "gflops", "value": args.gflops}
-    else:
-        target, kind = args.flops_ratio * dense, {"kind": "flops_ratio", "value": args.flops_ratio}
-    if not cheapest <= target <= dense * (1 + 1e-9):
+    if not cheapest <= goal <= dense * (1 + 1e-9):
         raise HwsearchError(
-            f"budget {target:.3f} {cost.unit} ({target / dense:.3f} of dense) is not reachable: "
+            f"budget {goal:.3f} {cost.unit} ({goal / dense:.3f} of dense) is not reachable: "
             f"reachable range is [{cheapest:.3f}, {dense:.3f}] {cost.unit} = [{cheapest / dense:.3f}, 1.0] of dense")
-    return target, {**kind, "target": target, "dense": dense, "unit": cost.unit}
 
 
 def optimize(args: argparse.Namespace) -> int:
@@ -97,41 +126,39 @@ def optimize(args: argparse.Namespace) -> int:
     model = CompressedViT(vit)
     if not 0 <= args.compress_from < model.depth:
         raise HwsearchError(f"--compress-from must be in [0, {model.depth - 1}]")
-    cost = _cost_model(args, target, model, name)
     patches = model.num_tokens - model.num_prefix
     min_count = model.num_prefix + (patches % args.granularity or args.granularity)
-    goal, budget = _budget(args, cost, model.depth, min_count)
-    search_set, _ = _data(args, vit)
+    budgets = _budgets(args, target, model, name, min_count)
+    search_set, held_out = _data(args, vit)
     config = SearchConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lam=args.lam,
                           granularity=args.granularity, compress_from=args.compress_from, ops=ops, seed=args.seed,
                           init=args.init)
-    label = args.name or next(f"{k}{getattr(args, a):g}" for k, a in
-                              (("flops", "flops_ratio"), ("gmacs", "gflops"), ("latency", "latency_ms"))
-                              if getattr(args, a) is not None)
+    label = args.name or "-".join(f"{_LABELS[r['kind']]}{r['value']:g}" for _, r in budgets)
     out_dir = Path(args.out) / target.name / name / "schedules"
     resume = out_dir / f".{label}.search.json" if args.resume else None
     print(f"model: {name} ({checkpoint or 'random weights'}), {model.num_tokens} tokens, {model.depth} blocks; "
           f"search images: {len(search_set)} ({search_set.source})", flush=True)
-    measured: dict | None = None
-    print(f"budget: {goal:.3f} {cost.unit} = {goal / budget['dense']:.3f} x dense "
-          f"({budget['dense']:.3f} {cost.unit})", flush=True)
-    result = gradient_search(model, cost, goal, search_set, config, resume=resume, progress=not args.no_progress)
+    for budget, record in budgets:
+        print(f"budget: {budget.target:.3f} {budget.cost.unit} = {budget.target / record['dense']:.3f} x dense "
+              f"({record['dense']:.3f} {budget.cost.unit})" + (f", weight {budget.weight:g}" if len(budgets) > 1
+                                                               else ""), flush=True)
+    result = gradient_search(model, [b for b, _ in budgets], search_set, config, resume=resume,
+                             progress=not args.no_progress)
     print(f"schedule: {[list(c) for c in result.counts]}")
-    print(f"predicted: {result.predicted:.3f} {cost.unit} = {result.predicted / budget['dense']:.3f} x dense "
-          f"({100 * (result.predicted / goal - 1):+.2f}% vs budget); search took {result.seconds:.0f} s")
-    if args.latency_ms is not None:
-        measured = _check_latency(args, target, model, cost, result)
-    info = model_provenance(name, checkpoint, search_set)
-    predicted = {"value": result.predicted, "unit": cost.unit, "ratio_of_dense": result.predicted / budget["dense"],
-                 "error_vs_target": result.predicted / goal - 1.0}
-    if isinstance(cost, FlopsCost):
-        predicted.update({"gmacs": result.predicted, "flops_ratio": result.predicted / budget["dense"],
-                          **cost.breakdown(result.counts)})
+    _print_predicted(budgets, result)
+    print(f"search took {result.seconds:.0f} s")
+    measured = _check_latency(args, target, model, budgets, result) if args.latency_ms is not None else None
+    agreement = fidelity(collect(model, held_out), collect(apply_schedule(vit, result.counts), held_out),
+                         vit.num_classes > 0, held_out.labels)
+    print("agreement with the dense model on " f"{len(held_out)} held-out images: "
+          + ", ".join(f"{k} {v:.4f}" for k, v in agreement.items()))
     schedule = Schedule.from_counts(
         name, int(vit.patch_embed.img_size[0]), model.num_tokens, model.num_prefix, result.counts,
-        budget=budget, predicted=predicted,
-        provenance={**provenance(), **info, "target": target.name, "search_seconds": round(result.seconds, 1),
-                    "search_steps": result.steps, "search": {k: v for k, v in vars(config).items()},
+        budget={**budgets[0][1], **({"also": [r for _, r in budgets[1:]]} if len(budgets) > 1 else {})},
+        predicted=_predicted_record(budgets, result),
+        provenance={**provenance(), **model_provenance(name, checkpoint, search_set), "target": target.name,
+                    "search_seconds": round(result.seconds, 1), "search_steps": result.steps,
+                    "search": {k: v for k, v in vars(config).items()}, "fidelity": agreement,
                     **({"measured": measured} if measured else {})})
     path = schedule.save(out_dir / f"{label}.yaml")
     save_history(out_dir / f"{label}.history.json", result, config, {"schedule": str(path)})
@@ -141,10 +168,37 @@ def optimize(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_latency(args: argparse.Namespace, target, model: CompressedViT, cost, result) -> dict | None:  # type: ignore[no-untyped-def]
+_LABELS = {"flops_ratio": "flops", "gflops": "gmacs", "latency_ms": "latency", "energy_mj": "energy"}
+
+
+def _print_predicted(budgets: list[tuple], result) -> None:  # type: ignore[no-untyped-def]
+    for budget, record in budgets:
+        value = result.predicted_by[budget.name]
+        print(f"predicted {budget.name}: {value:.3f} {budget.cost.unit} = {value / record['dense']:.3f} x dense "
+              f"({100 * (value / budget.target - 1):+.2f}% vs budget)")
+
+
+def _predicted_record(budgets: list[tuple], result) -> dict:  # type: ignore[no-untyped-def]
+    """The schedule's predicted cost: the primary budget's at the top level, others under ``also``."""
+    out: dict = {}
+    for i, (budget, record) in enumerate(budgets):
+        value = result.predicted_by[budget.name]
+        entry = {"value": value, "unit": budget.cost.unit, "ratio_of_dense": value / record["dense"],
+                 "error_vs_target": value / budget.target - 1.0}
+        if isinstance(budget.cost, FlopsCost):
+            entry.update({"gmacs": value, "flops_ratio": value / record["dense"],
+                          **budget.cost.breakdown(result.counts)})
+        if i == 0:
+            out.update(entry)
+        else:
+            out.setdefault("also", {})[budget.name] = entry
+    return out
+
+
+def _check_latency(args: argparse.Namespace, target, model: CompressedViT, budgets: list[tuple], result) -> dict | None:  # type: ignore[no-untyped-def]
     """Measure the searched schedule here (local targets); local search when it misses the band.
 
-    Updates ``result.counts``/``result.predicted`` when the local search moves the schedule.
+    Updates ``result.counts`` and its predictions when the local search moves the schedule.
     """
     if not target.is_local:
         print(f"predicted only: {target.name} is not this host, nothing was measured")
@@ -155,8 +209,10 @@ def _check_latency(args: argparse.Namespace, target, model: CompressedViT, cost,
         print(f"measured {ratio:.3f} x budget, outside [0.90, 1.03]: measured local search around the "
               f"schedule (at most {args.refine} measurements)", flush=True)
         result.counts = _local_search(target, model, result.counts, args, measured["compressed"]["median_ms"])
-        result.predicted = cost.cost(result.counts)
-        print(f"schedule: {[list(c) for c in result.counts]}; predicted {result.predicted:.2f} {cost.unit}")
+        result.predicted_by = {b.name: b.cost.cost(result.counts) for b, _ in budgets}
+        result.predicted = result.predicted_by[budgets[0][0].name]
+        print(f"schedule: {[list(c) for c in result.counts]}")
+        _print_predicted(budgets, result)
         measured = _measure_and_report(target, model, result.counts, args.latency_ms)
     return measured
 
@@ -356,15 +412,18 @@ def fit(args: argparse.Namespace) -> int:
     folder = Path(args.out) / target.name / name
     model = fit_costmodel(folder / "profile.csv", args.batch)
     path = save_costmodel(model, folder / "costmodel.json")
-    for part, p in model["parts"].items():
-        errors = ", ".join(f"{k} {100 * v:.1f}%" if v is not None else f"{k} n/a (too few points)"
-                           for k, v in p["cv_mape"].items())
-        print(f"{part}: {p['regressor']} (CV MAPE: {errors}); table {p['low']}..{p['high']} tokens")
-    c = model["correction"]
-    if c["models"] >= 2:
-        print(f"whole-model correction on {c['models']} measured models: {c['overhead_ms']:.2f} ms + "
-              f"{c['scale']:.3f} x parts; in-sample MAPE {100 * c['in_sample_mape_before']:.1f}% -> "
-              f"{100 * c['in_sample_mape_after']:.1f}%")
+    for quantity, q in model["quantities"].items():
+        for part, p in q["parts"].items():
+            errors = ", ".join(f"{k} {100 * v:.1f}%" if v is not None else f"{k} n/a (too few points)"
+                               for k, v in p["cv_mape"].items())
+            print(f"{quantity} {part}: {p['regressor']} (CV MAPE: {errors}); table {p['low']}..{p['high']} tokens")
+        c = q["correction"]
+        if c["models"] >= 2:
+            print(f"{quantity} whole-model correction on {c['models']} measured models: {c['overhead']:.2f} "
+                  f"{q['unit']} + {c['scale']:.3f} x parts; in-sample MAPE {100 * c['in_sample_mape_before']:.1f}% "
+                  f"-> {100 * c['in_sample_mape_after']:.1f}%")
+    if "energy" not in model["quantities"]:
+        print("energy: not in this profile (no power meter readings); latency only")
     if args.measure:
         _accuracy(args, target, name, folder, model, path)
     print(f"wrote {path}")
@@ -382,8 +441,9 @@ def _accuracy(args: argparse.Namespace, target, name: str, folder: Path, data: d
     print(f"accuracy on {report['models']} whole models measured now (leave-one-out correction): MAPE "
           f"{100 * report['mape']:.1f}%, within 5% {100 * report['within_5pct']:.0f}%, within 10% "
           f"{100 * report['within_10pct']:.0f}%, Spearman {report['spearman']:.3f}")
-    data["correction"] = {**report["correction"], "source": "whole models measured by hwsearch fit --measure"}
-    data["accuracy"] = {k: v for k, v in report.items() if k != "correction"}
+    latency = data["quantities"]["latency"]
+    latency["correction"] = {**report["correction"], "source": "whole models measured by hwsearch fit --measure"}
+    latency["accuracy"] = {k: v for k, v in report.items() if k != "correction"}
     save_costmodel(data, path)
     print(f"wrote {scatter_png(report, folder / 'report' / 'costmodel_scatter.png', f'{name} on {target.name}')}")
 

@@ -1,4 +1,4 @@
-"""Cost models with one interface: analytic FLOPs now, fitted latency/energy in the cost-model issue.
+"""Cost models with one interface: analytic FLOPs, and measured latency/energy fitted per device.
 
 Counts per block are ``(prune_kept, merge_kept)``: attention runs on the tokens entering the block,
 the MLP on ``merge_kept`` tokens. FLOPs are reported as GMACs (one multiply-add = 1), the unit of
@@ -37,6 +37,23 @@ class CostModel(ABC):
 
     def dense_cost(self, depth: int) -> float:
         return self.cost([(self.num_tokens, self.num_tokens)] * depth)
+
+
+@dataclass
+class Budget:
+    """One budget of the search: a cost model, its target and the weight of its loss term.
+
+    The search adds ``lam * weight * (expected_cost / target - 1)^2`` per budget; two budgets
+    (latency and energy) give a weighted sum of both terms.
+    """
+
+    cost: CostModel
+    target: float
+    weight: float = 1.0
+    name: str = ""
+
+    def penalty(self, expected: Tensor) -> Tensor:
+        return self.weight * (expected / self.target - 1.0) ** 2
 
 
 def _linear_macs(module: nn.Module) -> int:
@@ -128,16 +145,21 @@ class MeasuredCost(CostModel):
     and compression terms interpolate the per-integer tables linearly at that count.
     """
 
-    def __init__(self, data: dict) -> None:
-        self.data = data
-        self.unit = data.get("unit", "ms")
+    def __init__(self, data: dict, quantity: str = "latency") -> None:
+        if quantity not in data["quantities"]:
+            from hwsearch.errors import HwsearchError
+
+            raise HwsearchError(f"no {quantity} measurements for {data['model']} on {data['target']}: its profile "
+                                f"has none (profile on the device with a power meter, then hwsearch fit)")
+        q = data["quantities"][quantity]
+        self.data, self.quantity, self.unit = data, quantity, q["unit"]
         self.num_tokens = int(data["num_tokens"])
-        self.tables = {part: (int(p["low"]), int(p["high"]), torch.tensor(p["table_ms"], dtype=torch.float64))
-                       for part, p in data["parts"].items()}
-        self.embed = float(data["embed_ms"])
-        self.coef = torch.tensor(data["compress"]["coef"], dtype=torch.float64)
-        self.overhead = float(data["correction"]["overhead_ms"])
-        self.scale = float(data["correction"]["scale"])
+        self.tables = {part: (int(p["low"]), int(p["high"]), torch.tensor(p["table"], dtype=torch.float64))
+                       for part, p in q["parts"].items()}
+        self.embed = float(q["embed"])
+        self.coef = torch.tensor(q["compress"]["coef"], dtype=torch.float64)
+        self.overhead = float(q["correction"]["overhead"])
+        self.scale = float(q["correction"]["scale"])
 
     def lookup(self, part: str, n: Tensor | float) -> Tensor:
         """Piecewise-linear in n between the integer entries; refuses outside the profiled range."""

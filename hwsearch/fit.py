@@ -7,6 +7,10 @@ search may output any count (the STE ceil gives integers) and the model covers i
 profiled range the model refuses to predict. The compression step is the linear model of
 :func:`hwsearch.profile.compress_fit`; embed is its measured median. A whole-model correction
 ``overhead + scale * sum_of_parts`` is fitted on the measured whole models.
+
+Latency is always fitted; energy (mJ per inference, idle subtracted) only when every part row of
+the profile carries a meter reading, so an energy model exists only for a device that measured it.
+costmodel.json keeps one block per quantity under ``quantities``.
 """
 from __future__ import annotations
 
@@ -22,8 +26,10 @@ from hwsearch.errors import HwsearchError
 from hwsearch.io import write_json
 from hwsearch.profile import compress_fit, read_profile, whole_model_pairs
 
-FORMAT = 1
+FORMAT = 2
 TABLE_PARTS = ("attn", "mlp", "head")
+# quantity -> (profile.csv column, unit); energy is fitted only from real meter readings
+QUANTITIES = {"latency": ("median_ms", "ms"), "energy": ("energy_mj", "mJ")}
 Regressor = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
@@ -78,11 +84,33 @@ def fit_part(x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     counts = np.arange(int(x.min()), int(x.max()) + 1)
     table = np.maximum(REGRESSORS[best](x, y, counts.astype(float)), 0.0)
     return {"regressor": best, "cv_mape": scores, "low": int(counts[0]), "high": int(counts[-1]),
-            "table_ms": [round(float(v), 6) for v in table]}
+            "table": [round(float(v), 6) for v in table]}
+
+
+def _measured(rows: list[dict[str, Any]], column: str) -> bool:
+    """Every part row carries a value of ``column`` (energy only where a meter ran)."""
+    parts = [r for r in rows if r["part"] in (*TABLE_PARTS, "embed", "compress")]
+    return bool(parts) and all(r.get(column) not in (None, "") for r in parts)
+
+
+def fit_quantity(rows: list[dict[str, Any]], batch: int, quantity: str, where: Path) -> dict[str, Any]:
+    """Tables, compression model and whole-model correction of one measured quantity."""
+    column, unit = QUANTITIES[quantity]
+    parts: dict[str, Any] = {}
+    for part in TABLE_PARTS:
+        sel = [r for r in rows if r["part"] == part]
+        if not sel:
+            raise HwsearchError(f"{where}: no {part!r} rows: profile again")
+        parts[part] = fit_part(np.array([float(r["tokens"]) for r in sel]), np.array([float(r[column]) for r in sel]))
+    embed = [float(r[column]) for r in rows if r["part"] == "embed"]
+    coef = compress_fit(rows, batch, column)
+    return {"unit": unit, "column": column, "parts": parts, "embed": float(np.median(embed)) if embed else 0.0,
+            "compress": {"features": "hwsearch.profile.compress_features", "coef": [float(c) for c in coef]},
+            "correction": _whole_model_correction(rows, batch, coef, column)}
 
 
 def fit_costmodel(profile_csv: str | Path, batch: int | None = None) -> dict[str, Any]:
-    """Fit every part for one batch size; returns the JSON-ready cost model."""
+    """Fit every part for one batch size: latency always, energy where every part row has it."""
     path = Path(profile_csv)
     rows = read_profile(path)
     batches = sorted({int(r["batch"]) for r in rows})
@@ -90,24 +118,12 @@ def fit_costmodel(profile_csv: str | Path, batch: int | None = None) -> dict[str
     if batch not in batches:
         raise HwsearchError(f"{path}: no measurements at batch {batch} (have {batches})")
     rows = [r for r in rows if int(r["batch"]) == batch]
-    parts: dict[str, Any] = {}
-    for part in TABLE_PARTS:
-        sel = [r for r in rows if r["part"] == part]
-        if not sel:
-            raise HwsearchError(f"{path}: no {part!r} rows: profile again")
-        x = np.array([float(r["tokens"]) for r in sel])
-        y = np.array([float(r["median_ms"]) for r in sel])
-        parts[part] = fit_part(x, y)
-    embed = [float(r["median_ms"]) for r in rows if r["part"] == "embed"]
-    coef = compress_fit(rows, batch)
-    correction = _whole_model_correction(rows, batch, coef)
+    quantities = {q: fit_quantity(rows, batch, q, path) for q, (column, _) in QUANTITIES.items()
+                  if q == "latency" or _measured(rows, column)}
     first = rows[0]
-    return {"format": FORMAT, "unit": "ms", "quantity": "latency", "target": first["target"], "model": first["model"],
-            "model_hash": first["model_hash"], "batch": batch, "num_tokens": parts["attn"]["high"],
-            "rows_sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "parts": parts,
-            "embed_ms": float(np.median(embed)) if embed else 0.0,
-            "compress": {"features": "hwsearch.profile.compress_features", "coef": [float(c) for c in coef]},
-            "correction": correction}
+    return {"format": FORMAT, "target": first["target"], "model": first["model"], "model_hash": first["model_hash"],
+            "batch": batch, "num_tokens": quantities["latency"]["parts"]["attn"]["high"],
+            "rows_sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "quantities": quantities}
 
 
 def affine_fit(parts: np.ndarray, measured: np.ndarray) -> tuple[float, float]:
@@ -118,16 +134,16 @@ def affine_fit(parts: np.ndarray, measured: np.ndarray) -> tuple[float, float]:
     return float(overhead), float(scale)
 
 
-def _whole_model_correction(rows: list[dict[str, Any]], batch: int, coef: np.ndarray) -> dict[str, Any]:
+def _whole_model_correction(rows: list[dict[str, Any]], batch: int, coef: np.ndarray, column: str) -> dict[str, Any]:
     """``measured = overhead + scale * sum_of_parts`` on the measured whole models."""
-    pairs = whole_model_pairs(rows, batch, coef)
+    pairs = whole_model_pairs(rows, batch, coef, column)
     if len(pairs) < 2:
-        return {"overhead_ms": 0.0, "scale": 1.0, "models": len(pairs)}
+        return {"overhead": 0.0, "scale": 1.0, "models": len(pairs)}
     parts, measured = np.array(pairs).T
     overhead, scale = affine_fit(parts, measured)
     before = np.abs(parts / measured - 1)
     after = np.abs((overhead + scale * parts) / measured - 1)
-    return {"overhead_ms": float(overhead), "scale": float(scale), "models": len(pairs),
+    return {"overhead": float(overhead), "scale": float(scale), "models": len(pairs),
             "in_sample_mape_before": float(before.mean()), "in_sample_mape_after": float(after.mean())}
 
 
@@ -144,12 +160,16 @@ def load_costmodel(path: str | Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
         if data.get("format") != FORMAT:
-            raise HwsearchError(f"{path}: cost model format {data.get('format')!r}, expected {FORMAT}")
-        for part in TABLE_PARTS:
-            p = data["parts"][part]
-            if len(p["table_ms"]) != p["high"] - p["low"] + 1:
-                raise HwsearchError(f"{path}: table of {part!r} does not cover {p['low']}..{p['high']}")
-        float(data["embed_ms"]), list(data["compress"]["coef"]), float(data["correction"]["scale"])
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise HwsearchError(f"{path}: cost model format {data.get('format')!r}, expected {FORMAT} "
+                                f"(run hwsearch fit)")
+        if "latency" not in data["quantities"]:
+            raise KeyError("quantities.latency")
+        for q in data["quantities"].values():
+            for part in TABLE_PARTS:
+                p = q["parts"][part]
+                if len(p["table"]) != p["high"] - p["low"] + 1:
+                    raise HwsearchError(f"{path}: table of {part!r} does not cover {p['low']}..{p['high']}")
+            float(q["embed"]), list(q["compress"]["coef"]), float(q["correction"]["scale"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise HwsearchError(f"{path}: corrupt cost model ({type(exc).__name__}: {exc})") from None
     return data

@@ -160,19 +160,22 @@ def read_profile(path: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _median(rows: list[dict[str, Any]], part: str, tokens: int, batch: int) -> float:
+def _median(rows: list[dict[str, Any]], part: str, tokens: int, batch: int, column: str = "median_ms") -> float:
     for r in rows:
         if r["part"] == part and int(r["tokens"]) == tokens and int(r["batch"]) == batch:
-            return float(r["median_ms"])
+            return float(r[column])
     raise KeyError((part, tokens, batch))
 
 
-def compress_fit(rows: list[dict[str, Any]], batch: int) -> np.ndarray:
-    """Least-squares linear model of the compression step (features: :func:`compress_features`)."""
+def compress_fit(rows: list[dict[str, Any]], batch: int, column: str = "median_ms") -> np.ndarray:
+    """Least-squares linear model of the compression step (features: :func:`compress_features`).
+
+    ``column`` is the measured quantity: ``median_ms`` (latency) or ``energy_mj``.
+    """
     data = [r for r in rows if r["part"] == "compress" and int(r["batch"]) == batch]
     feats = np.array([compress_features(int(r["tokens"]), int(r["prune_kept"]), int(r["merge_kept"]))
                       for r in data], dtype=float)
-    return np.linalg.lstsq(feats, np.array([float(r["median_ms"]) for r in data]), rcond=None)[0]
+    return np.linalg.lstsq(feats, np.array([float(r[column]) for r in data]), rcond=None)[0]
 
 
 def _number(v: Any) -> float:
@@ -188,24 +191,28 @@ def compress_features(n: Any, p: Any, m: Any) -> list[Any]:
     return [1.0, n, p, merging, merging * p, merging * (p - m) * m]
 
 
-def sum_of_parts(rows: list[dict[str, Any]], counts: list[tuple[int, int]], batch: int, coef: np.ndarray) -> float:
-    """Whole-model latency predicted by adding the measured parts."""
+def sum_of_parts(rows: list[dict[str, Any]], counts: list[tuple[int, int]], batch: int, coef: np.ndarray,
+                 column: str = "median_ms") -> float:
+    """Whole-model latency (or energy, by ``column``) predicted by adding the measured parts."""
     n_in = counts[0][0]
-    total = _median(rows, "embed", n_in, batch)
+    total = _median(rows, "embed", n_in, batch, column)
     for p, m in counts:
-        total += _median(rows, "attn", n_in, batch) + _median(rows, "mlp", m, batch)
+        total += _median(rows, "attn", n_in, batch, column) + _median(rows, "mlp", m, batch, column)
         if m < n_in:
             total += float(np.dot(coef, compress_features(n_in, p, m)))
         n_in = m
-    heads = sorted((int(r["tokens"]), float(r["median_ms"])) for r in rows
+    heads = sorted((int(r["tokens"]), float(r[column])) for r in rows
                    if r["part"] == "head" and int(r["batch"]) == batch)
     return total + float(np.interp(n_in, [t for t, _ in heads], [v for _, v in heads]))
 
 
-def whole_model_pairs(rows: list[dict[str, Any]], batch: int, coef: np.ndarray) -> list[tuple[float, float]]:
+def whole_model_pairs(rows: list[dict[str, Any]], batch: int, coef: np.ndarray,
+                      column: str = "median_ms") -> list[tuple[float, float]]:
     """(sum of parts, measured) for every measured whole model at ``batch``."""
-    return [(sum_of_parts(rows, [tuple(c) for c in json.loads(r["schedule"])], batch, coef), float(r["median_ms"]))
-            for r in rows if r["part"] == "model" and int(r["batch"]) == batch and r.get("schedule")]
+    return [(sum_of_parts(rows, [tuple(c) for c in json.loads(r["schedule"])], batch, coef, column),
+             float(r[column]))
+            for r in rows if r["part"] == "model" and int(r["batch"]) == batch and r.get("schedule")
+            and r.get(column) not in (None, "")]
 
 
 def drift_corrected(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

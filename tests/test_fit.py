@@ -24,10 +24,12 @@ def costmodel(quick_targets, tmp_path):  # noqa: F811
 def test_costmodel_json_round_trip_and_covers_every_count(costmodel):
     data = load_costmodel(costmodel)
     assert json.loads(json.dumps(data)) == data  # plain JSON, no pickle
+    assert set(data["quantities"]) == {"latency"}  # no power meter on this CPU: no energy model
+    latency = data["quantities"]["latency"]
     for part in ("attn", "mlp", "head"):
-        p = data["parts"][part]
-        assert (p["low"], p["high"]) == (2, 17) and len(p["table_ms"]) == 16
-    assert data["correction"]["models"] == 4 and len(data["rows_sha256"]) == 64
+        p = latency["parts"][part]
+        assert (p["low"], p["high"]) == (2, 17) and len(p["table"]) == 16
+    assert latency["correction"]["models"] == 4 and len(data["rows_sha256"]) == 64
     cost = MeasuredCost(data)
     dense = [(17, 17)] * 12
     assert cost.cost(dense) > cost.cost([(17, 17)] + [(9, 5)] * 11) > 0
@@ -51,7 +53,7 @@ def test_expected_cost_gradients(costmodel):
 
 def test_corrupt_costmodel_is_one_error(tmp_path):
     bad = tmp_path / "costmodel.json"
-    bad.write_text('{"format": 1, "parts": {')
+    bad.write_text('{"format": 2, "quantities": {')
     with pytest.raises(HwsearchError, match="corrupt cost model"):
         load_costmodel(bad)
     with pytest.raises(HwsearchError, match="cost model not found"):
@@ -64,9 +66,10 @@ def test_fit_measures_whole_models_for_accuracy(costmodel, capsys):
     printed = capsys.readouterr().out
     assert "accuracy on 6 whole models measured now" in printed and "Spearman" in printed
     data = load_costmodel(costmodel)
-    acc = data["accuracy"]
+    latency = data["quantities"]["latency"]
+    acc = latency["accuracy"]
     assert acc["models"] == 6 and len(acc["pairs_ms"]) == 6 and -1 <= acc["spearman"] <= 1
-    assert 0 <= acc["within_5pct"] <= acc["within_10pct"] <= 1 and data["correction"]["models"] == 6
+    assert 0 <= acc["within_5pct"] <= acc["within_10pct"] <= 1 and latency["correction"]["models"] == 6
     png = costmodel.parent / "report" / "costmodel_scatter.png"
     assert png.read_bytes()[:4] == b"\x89PNG"
 

@@ -85,3 +85,59 @@ def _fit(out):
     from hwsearch.fit import fit_costmodel
 
     return fit_costmodel(out / "h100_torch" / "deit_tiny_patch16_224" / "profile.csv")
+
+
+def _synthetic_energy_profile(profiled, out):
+    """A copy of the real latency profile with a CLEARLY SYNTHETIC energy column (this CPU has no
+    power meter): 20 W x latency + 0.05 mJ per token. Test data only, written under tmp_path."""
+    import csv
+
+    src = profiled / "cpu_onnxruntime" / "deit_tiny_patch16_224"
+    dst = out / "cpu_onnxruntime" / "deit_tiny_patch16_224"
+    dst.mkdir(parents=True)
+    with (src / "profile.csv").open(newline="") as f:
+        reader = csv.DictReader(f)
+        rows, fields = list(reader), reader.fieldnames
+    for r in rows:
+        r["energy_mj"] = f"{20.0 * float(r['median_ms']) + 0.05 * int(r['tokens']):.6f}"
+        r["energy_method"] = "synthetic-test"
+    with (dst / "profile.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    return dst
+
+
+def test_energy_and_latency_budgets_give_a_weighted_search(profiled, tmp_path, capsys):
+    folder = _synthetic_energy_profile(profiled, tmp_path / "synthetic")
+    assert main(["fit", "--target", "cpu_onnxruntime", "--model", "deit_tiny_patch16_224", "--out",
+                 str(tmp_path / "synthetic")]) == 0
+    data = load_costmodel(folder / "costmodel.json")
+    assert set(data["quantities"]) == {"latency", "energy"} and data["quantities"]["energy"]["unit"] == "mJ"
+    latency, energy = MeasuredCost(data, "latency"), MeasuredCost(data, "energy")
+    lat_budget, en_budget = 0.85 * latency.dense_cost(12), 0.75 * energy.dense_cost(12)
+    capsys.readouterr()
+    assert main(["optimize", "--target", "cpu_onnxruntime", *MODEL, "--latency-ms", f"{lat_budget:.4f}",
+                 "--energy-mj", f"{en_budget:.4f}", "--refine", "0", *SEARCH,
+                 "--out", str(tmp_path / "synthetic")]) == 0
+    printed = capsys.readouterr().out
+    assert "predicted latency_ms" in printed and "predicted energy_mj" in printed and "agreement" in printed
+    schedule = load(next((folder / "schedules").glob("latency*-energy*.yaml")))
+    assert schedule.budget["kind"] == "latency_ms" and schedule.budget["also"][0]["kind"] == "energy_mj"
+    predicted_energy = schedule.predicted["also"]["energy_mj"]["value"]
+    assert predicted_energy == pytest.approx(energy.cost(schedule.counts()))
+    # energy alone: the search meets the energy budget within the loss's tolerance
+    assert main(["optimize", "--target", "cpu_onnxruntime", *MODEL, "--energy-mj", f"{en_budget:.4f}", *SEARCH,
+                 "--out", str(tmp_path / "synthetic")]) == 0
+    alone = load(next((folder / "schedules").glob("energy*.yaml")))
+    assert alone.predicted["unit"] == "mJ" and alone.predicted["value"] == pytest.approx(en_budget, rel=0.1)
+
+
+def test_energy_budget_without_energy_data_is_one_error(profiled, capsys):
+    assert main(["optimize", "--target", "cpu_onnxruntime", *MODEL, "--energy-mj", "5", *SEARCH,
+                 "--out", str(profiled)]) == 2
+    err = capsys.readouterr().err
+    assert "no energy measurements" in err and len(err.strip().splitlines()) == 1
+    assert main(["optimize", "--target", "cpu_onnxruntime", *MODEL, "--flops-ratio", "0.5", "--latency-ms", "5",
+                 *SEARCH, "--out", str(profiled)]) == 2
+    assert "cannot be combined" in capsys.readouterr().err

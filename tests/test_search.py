@@ -3,7 +3,7 @@ import pytest
 import torch
 from conftest import make_vit
 
-from hwsearch.cost import FlopsCost
+from hwsearch.cost import Budget, FlopsCost
 from hwsearch.data import ImageSet
 from hwsearch.models import CompressedViT
 from hwsearch.search.gradient import SearchConfig, gradient_search
@@ -18,7 +18,7 @@ def _run(tmp_path=None, epochs=4, stop_after=None, **kw):
     target = 0.6 * cost.dense_cost(model.depth)
     cfg = SearchConfig(epochs=epochs, batch_size=16, lr=0.2, lam=20.0, **kw)
     resume = tmp_path / "state.json" if tmp_path is not None else None
-    return gradient_search(model, cost, target, data, cfg, resume=resume, progress=False,
+    return gradient_search(model, [Budget(cost, target)], data, cfg, resume=resume, progress=False,
                            stop_after=stop_after), target
 
 

@@ -1,7 +1,8 @@
 """DiffRate gradient search: learn per-block prune/merge counts under a cost budget.
 
-loss = distillation to the dense model + lam * (cost / target - 1)^2; only the DDP logits are
-trained (AdamW, cosine LR), the backbone is frozen. Dense outputs are computed once and cached.
+loss = distillation to the dense model + lam * sum over budgets of weight * (cost / target - 1)^2;
+only the DDP logits are trained (AdamW, cosine LR), the backbone is frozen. Dense outputs are
+computed once and cached. The first budget is the primary one (warm start, reported prediction).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from tqdm import tqdm
 
 from hwsearch.baselines import solve
 from hwsearch.compress import RateSchedule
-from hwsearch.cost import CostModel
+from hwsearch.cost import Budget
 from hwsearch.data import ImageSet, normalize
 from hwsearch.io import atomic_path, write_json
 from hwsearch.models import CompressedViT
@@ -46,6 +47,7 @@ class SearchResult:
     counts: list[tuple[int, int]]
     predicted: float
     target: float
+    predicted_by: dict[str, float]
     seconds: float
     steps: int
     history: list[dict[str, float]] = field(default_factory=list)
@@ -79,15 +81,16 @@ def cosine_lr(step: int, total: int, lr: float, lr_min: float) -> float:
     return lr_min + (lr - lr_min) * 0.5 * (1 + math.cos(math.pi * step / max(total - 1, 1)))
 
 
-def gradient_search(model: CompressedViT, cost: CostModel, target: float, data: ImageSet,
+def gradient_search(model: CompressedViT, budgets: list[Budget], data: ImageSet,
                     cfg: SearchConfig, resume: Path | None = None, progress: bool = True,
                     stop_after: int | None = None) -> SearchResult:
-    """Run the DiffRate loop; returns the rounded schedule and its predicted cost.
+    """Run the DiffRate loop; returns the rounded schedule and its predicted cost(s).
 
     With ``resume``, the state is saved after every step and a rerun continues from it;
     ``stop_after`` ends the run early after that many steps (as an interruption would).
     """
     torch.manual_seed(cfg.seed)
+    cost, target = budgets[0].cost, budgets[0].target
     start_time = time.perf_counter()
     model.eval().requires_grad_(False)
     classifier = model.vit.num_classes > 0
@@ -113,15 +116,16 @@ def gradient_search(model: CompressedViT, cost: CostModel, target: float, data: 
         keeps = rates()
         out = model.features(images, keeps)
         task = distill_loss(ref.take(idx), out, classifier, labels[idx] if labels is not None else None)
-        expected = cost.expected_cost(keeps)
-        loss = task + cfg.lam * (expected / target - 1.0) ** 2
+        expected = [b.cost.expected_cost(keeps) for b in budgets]
+        loss = task + cfg.lam * sum(b.penalty(e) for b, e in zip(budgets, expected, strict=True))
         optim.zero_grad(set_to_none=True)
         loss.backward()
         for group in optim.param_groups:
             group["lr"] = cosine_lr(step, total, cfg.lr, cfg.lr_min)
         optim.step()
         step += 1
-        record = {"step": step, "loss": loss.item(), "task": task.item(), "cost": expected.item()}
+        record = {"step": step, "loss": loss.item(), "task": task.item(), "cost": expected[0].item(),
+                  **{f"cost_{b.name}": e.item() for b, e in zip(budgets[1:], expected[1:], strict=True)}}
         history.append(record)
         bar.set_postfix(task=f"{record['task']:.4f}", cost=f"{record['cost']:.3f}/{target:.3f} {cost.unit}")
         bar.update()
@@ -130,7 +134,8 @@ def gradient_search(model: CompressedViT, cost: CostModel, target: float, data: 
     bar.close()
     with torch.no_grad():
         counts = RateSchedule.counts(rates())
-    return SearchResult(counts, cost.cost(counts), target, time.perf_counter() - start_time, step, history)
+    return SearchResult(counts, cost.cost(counts), target, {b.name: b.cost.cost(counts) for b in budgets},
+                        time.perf_counter() - start_time, step, history)
 
 
 def save_history(path: Path, result: SearchResult, config: SearchConfig, extra: dict[str, Any]) -> None:
