@@ -24,12 +24,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="results", help="results root")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hwsearch", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    opt = sub.add_parser("optimize", help="search a per-block prune/merge schedule under a budget")
-    budget = opt.add_argument_group("budget (one; or --latency-ms and --energy-mj together: weighted loss)")
+def _add_budget_args(budget: argparse._ArgumentGroup) -> None:
     budget.add_argument("--flops-ratio", type=float, help="budget as a fraction of the dense model's GMACs")
     budget.add_argument("--gflops", type=float, help="budget in GMACs (multiply-adds, as DiffRate/fvcore)")
     budget.add_argument("--latency-ms", type=float, help="latency budget on the target (needs its profile)")
@@ -37,6 +32,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="energy per inference on the target (needs a profile with power-meter readings)")
     budget.add_argument("--energy-weight", type=float, default=1.0,
                         help="weight of the energy term relative to latency when both are given")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hwsearch", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    opt = sub.add_parser("optimize", help="search a per-block prune/merge schedule under a budget")
+    _add_budget_args(opt.add_argument_group("budget (one; or --latency-ms and --energy-mj together: weighted loss)"))
     _add_model_args(opt)
     opt.add_argument("--epochs", type=int, default=1)
     opt.add_argument("--batch-size", type=int, default=16)
@@ -83,6 +86,33 @@ def build_parser() -> argparse.ArgumentParser:
                       help="measure N whole compressed models here (>= 30 recommended) for the accuracy report")
     fitp.add_argument("--img-size", type=int, help="input size of --model (as profiled)")
     fitp.add_argument("--out", default="results")
+
+    smp = sub.add_parser("sample", help="Optuna study of sampled schedules (gradient result and baselines in it)")
+    _add_model_args(smp)
+    _add_budget_args(smp.add_argument_group("budget: the constraint (default: the newest latency schedule's)"))
+    smp.add_argument("--trials", type=int, default=50, help="completed trials in the study, all workers together")
+    smp.add_argument("--sampler", default="tpe", help="tpe, nsga2, gp, random; cmaes with --objective quality")
+    smp.add_argument("--objective", default="quality,cost", choices=["quality,cost", "quality"],
+                     help="two objectives (Pareto), or quality with a budget penalty (single objective)")
+    smp.add_argument("--seed", type=int)
+    smp.add_argument("--storage", help="Optuna storage URL, e.g. postgresql://user:pw@host/db (default: a "
+                                       "JournalStorage file under results/<target>/<model>/studies/)")
+    smp.add_argument("--study", help="study name (default from the budget)")
+    smp.add_argument("--tolerance", type=float, default=0.02,
+                     help="a trial meets the budget up to budget x (1 + tolerance); searches aim at the budget")
+    smp.add_argument("--eval-images", type=int, default=64, help="held-out images each trial is judged on")
+    smp.add_argument("--gradient", default="auto",
+                     help="gradient result to put in the study: a schedule YAML, auto (find or search), none")
+    smp.add_argument("--no-references", action="store_true", help="do not queue the gradient/baseline schedules")
+    smp.add_argument("--compress-from", type=int, default=1)
+    smp.add_argument("--no-progress", action="store_true")
+
+    cmp = sub.add_parser("compare", help="table, Pareto/history PNGs and HTML from a study")
+    cmp.add_argument("--target")
+    cmp.add_argument("--model", help="model name (default: the embedded DINOv2 ViT-S/14)")
+    cmp.add_argument("--study", help="study name (default: the newest journal)")
+    cmp.add_argument("--storage", help="Optuna storage URL (default: the JournalStorage file)")
+    cmp.add_argument("--out", default="results")
 
     rep = sub.add_parser("report", help="plots from a profile")
     rep.add_argument("--profile", required=True, help="results/<target>/<model>/profile.csv")

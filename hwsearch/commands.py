@@ -447,3 +447,81 @@ def _accuracy(args: argparse.Namespace, target, name: str, folder: Path, data: d
     save_costmodel(data, path)
     print(f"wrote {scatter_png(report, folder / 'report' / 'costmodel_scatter.png', f'{name} on {target.name}')}")
 
+
+
+def sample(args: argparse.Namespace) -> int:
+    """Optuna study of sampled schedules with the gradient result and hand baselines in it."""
+    from hwsearch.studies import print_importances, run_sample
+
+    target = _target(args)
+    vit, name, _ = load_model(args.model, args.checkpoint, args.img_size)
+    model = CompressedViT(vit)
+    if not 0 <= args.compress_from < model.depth:
+        raise HwsearchError(f"--compress-from must be in [0, {model.depth - 1}]")
+    if args.eval_images < 1:
+        raise HwsearchError("--eval-images must be positive")
+    min_count = model.num_prefix + 1
+    if all(getattr(args, k) is None for k in BUDGETS):
+        _default_sample_budget(args, target, model, name)
+    budgets = _budgets(args, target, model, name, min_count)
+    if len(budgets) > 1:
+        raise HwsearchError("sample takes one budget (its cost is the second objective)")
+    search_set, held_out = _data(args, vit)
+    eval_set = ImageSet(held_out.images[:args.eval_images],
+                        held_out.labels[:args.eval_images] if held_out.labels is not None else None, held_out.source)
+    study = run_sample(args, target, model, name, budgets[0][0], search_set, eval_set)
+    print_importances(study)
+    print(f"next: hwsearch compare --target {target.name} --study {study.study_name}"
+          + (f" --storage {args.storage}" if args.storage else ""))
+    return 0
+
+
+def _default_sample_budget(args: argparse.Namespace, target, model: CompressedViT, name: str) -> None:  # type: ignore[no-untyped-def]
+    """No budget given: the newest latency schedule's budget (and that schedule as the gradient
+    result), else 0.7 x the predicted dense latency."""
+    from hwsearch.cost import MeasuredCost
+
+    schedules = sorted((Path(args.out) / target.name / name / "schedules").glob("latency*.yaml"),
+                       key=lambda p: p.stat().st_mtime)
+    for path in reversed(schedules):
+        schedule = load_schedule(path)
+        if schedule.budget.get("kind") == "latency_ms" and not schedule.budget.get("also"):
+            args.latency_ms = float(schedule.budget["value"])
+            if args.gradient == "auto":
+                args.gradient = str(path)
+            print(f"budget: --latency-ms {args.latency_ms:g} and gradient result from {path}")
+            return
+    cost = MeasuredCost(_costmodel_data(args, target, model, name))
+    args.latency_ms = round(0.7 * cost.dense_cost(model.depth), 3)
+    print(f"budget: --latency-ms {args.latency_ms:g} (0.7 x predicted dense; no latency schedule found)")
+
+
+def compare(args: argparse.Namespace) -> int:
+    """Table, Pareto and history plots, HTML page from a study."""
+    from hwsearch.compare import summarize, table, write_report
+    from hwsearch.studies import open_study, print_importances, study_dir, trial_rows
+
+    target = _target(args)
+    name = args.model or DEFAULT_MODEL
+    folder = study_dir(args.out, target.name, name)
+    if not args.study:
+        journals = sorted(folder.glob("*.journal"), key=lambda p: p.stat().st_mtime)
+        if args.storage or not journals:
+            raise HwsearchError(f"give --study NAME (no study journal under {folder})")
+        args.study = journals[-1].stem
+    study = open_study(args, folder, args.study, None)
+    rows = trial_rows(study)
+    if not rows:
+        raise HwsearchError(f"study {args.study!r} has no complete trials")
+    attrs = study.user_attrs
+    limit = float(attrs["budget"]) * (1 + float(attrs.get("tolerance", 0.0)))
+    summary = summarize(rows, limit)
+    print(f"study {args.study}: {len(rows)} complete trials; quality = {attrs['quality']}; cost = predicted "
+          f"{attrs['cost']} ({attrs['unit']}); budget {float(attrs['budget']):.3f}")
+    print(table(summary, attrs["unit"]))
+    importances = print_importances(study)
+    paths = write_report(folder / args.study, study, rows, summary, importances, float(attrs["budget"]),
+                         attrs["unit"], attrs["quality"])
+    print("wrote " + ", ".join(str(p) for p in paths))
+    print(f"dashboard: optuna-dashboard {args.storage or folder / (args.study + '.journal')}")
+    return 0

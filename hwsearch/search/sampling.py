@@ -1,0 +1,206 @@
+"""Optuna search over sampled schedules, on the same cost model and quality measure as the gradient search.
+
+A trial's parameters are, for every compressing block, the fraction of the removable tokens
+dropped by pruning and then by merging (``prune_i``, ``merge_i`` in [0, MAX_DROP]); counts are
+rebuilt block by block, so every sampled schedule is valid (monotone) by construction, and any
+schedule (gradient result, hand baselines) maps back to parameters exactly. Objectives: quality
+(agreement with the dense model on a fixed held-out set; maximized) and cost (predicted by the
+cost model; minimized); a budget is a constraint (``trial.set_constraint``). Every trial stores
+its counts, origin and wall time as user attributes.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+
+from hwsearch.cost import CostModel
+from hwsearch.errors import HwsearchError
+
+Counts = list[tuple[int, int]]
+MAX_DROP = 0.5  # per block and op; enqueued schedules beyond it are evaluated exactly as given
+SAMPLERS = ("tpe", "nsga2", "gp", "random", "cmaes")
+
+
+@dataclass(frozen=True)
+class Space:
+    """Token layout of a model: which blocks may compress."""
+
+    num_tokens: int
+    num_prefix: int
+    depth: int
+    compress_from: int = 1
+
+    def counts(self, params: dict[str, float]) -> Counts:
+        """Schedule from drop fractions (a fraction of the tokens that could still go)."""
+        out: Counts = [(self.num_tokens, self.num_tokens)] * self.compress_from
+        cur = self.num_tokens
+        for i in range(self.compress_from, self.depth):
+            p = cur - round(params[f"prune_{i}"] * (cur - self.num_prefix - 1))
+            m = p - round(params[f"merge_{i}"] * (p - self.num_prefix - 1))
+            out.append((p, m))
+            cur = m
+        return out
+
+    def params(self, counts: Counts) -> dict[str, float]:
+        """Inverse of :meth:`counts` (exact: ``counts(params(c)) == c``)."""
+        out: dict[str, float] = {}
+        cur = self.num_tokens
+        for i in range(self.compress_from, self.depth):
+            p, m = counts[i]
+            out[f"prune_{i}"] = (cur - p) / (cur - self.num_prefix - 1) if cur > self.num_prefix + 1 else 0.0
+            out[f"merge_{i}"] = (p - m) / (p - self.num_prefix - 1) if p > self.num_prefix + 1 else 0.0
+            cur = m
+        return out
+
+    def suggest(self, trial: optuna.Trial) -> Counts:
+        params = {}
+        for i in range(self.compress_from, self.depth):
+            for op in ("prune", "merge"):
+                params[f"{op}_{i}"] = trial.suggest_float(f"{op}_{i}", 0.0, MAX_DROP)
+        return self.counts(params)
+
+
+def make_sampler(name: str, seed: int | None, objectives: int) -> optuna.samplers.BaseSampler:
+    if name not in SAMPLERS:
+        raise HwsearchError(f"unknown sampler {name!r}: choose from {', '.join(SAMPLERS)}")
+    if name == "cmaes" and objectives > 1:
+        raise HwsearchError("--sampler cmaes is single-objective: give --objective quality (with a budget)")
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=20)
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed)
+    if name == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def journal_storage(path: str) -> optuna.storages.BaseStorage:
+    """A local JournalStorage file (several processes may share it; resumable)."""
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    return JournalStorage(JournalFileBackend(path))
+
+
+def rdb_storage(url: str) -> optuna.storages.BaseStorage:
+    """Optuna RDB storage (PostgreSQL for many machines) with heartbeats; a dead worker's trial
+    is marked failed after the grace period and retried."""
+    try:
+        return optuna.storages.RDBStorage(
+            url, heartbeat_interval=10, grace_period=30,
+            failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=2))
+    except Exception as exc:  # sqlalchemy/driver errors: one line for the user
+        raise HwsearchError(f"cannot open study storage {url.split('@')[-1]}: {type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def fail_dead_local_trials(study: optuna.Study) -> list[int]:
+    """RUNNING trials started on this host by processes that no longer exist -> FAIL, and
+    re-enqueued with the same parameters (JournalStorage has no heartbeat; RDB storage uses its own)."""
+    host = socket.gethostname()
+    failed = []
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        worker = str(t.user_attrs.get("worker", ""))
+        if not worker.startswith(f"{host}:"):
+            continue
+        pid = int(worker.rsplit(":", 1)[1])
+        if _alive(pid):
+            continue
+        study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+        study.enqueue_trial(t.params, user_attrs={**{k: v for k, v in t.user_attrs.items() if k == "origin"},
+                                                  "retry_of": t.number})
+        failed.append(t.number)
+    return failed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def cap_reached(study: optuna.Study, trial: optuna.Trial, cap: int) -> bool:
+    """True when ``cap`` trials numbered before this one are complete or still running.
+
+    Checked when a trial starts, so concurrent workers never complete more than ``cap`` trials in
+    total (MaxTrialsCallback alone stops only after a trial ends, and can overshoot).
+    """
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING)
+    before = [t for t in study.get_trials(deepcopy=False, states=states) if t.number < trial.number]
+    return len(before) >= cap
+
+
+@dataclass
+class Evaluator:
+    """Quality and cost of a schedule: what every trial and every method is judged by."""
+
+    quality: Callable[[Counts], float]
+    cost: CostModel
+    budget: float | None
+    tolerance: float = 0.02  # feasible up to budget * (1 + tolerance): the searches aim AT the budget
+
+    def record(self, trial: optuna.Trial, counts: Counts, started: float) -> tuple[float, float]:
+        quality, cost = self.quality(counts), self.cost.cost(counts)
+        trial.set_user_attr("counts", json.dumps([list(c) for c in counts]))
+        trial.set_user_attr("quality", quality)
+        trial.set_user_attr("cost", cost)
+        trial.set_user_attr("seconds", time.perf_counter() - started)
+        if self.budget is not None:
+            trial.set_constraint("budget", cost - self.budget * (1 + self.tolerance))
+        return quality, cost
+
+
+def objective(space: Space, evaluator: Evaluator, cap: int, objectives: int,
+              penalty: float = 10.0) -> Callable[[optuna.Trial], Any]:
+    """The Optuna objective: (quality, cost), or quality minus a budget penalty (single objective)."""
+
+    def run(trial: optuna.Trial) -> Any:
+        started = time.perf_counter()
+        if cap_reached(trial.study, trial, cap):
+            trial.study.stop()
+            raise optuna.TrialPruned("global trial cap reached by other workers")
+        trial.set_user_attr("worker", worker_id())
+        if "origin" not in trial.user_attrs:
+            trial.set_user_attr("origin", f"sampler:{trial.study.user_attrs.get('sampler', '?')}")
+        with warnings.catch_warnings():  # queued schedules may drop more than MAX_DROP: used as given
+            warnings.filterwarnings("ignore", message="Fixed parameter .* is out of range")
+            counts = space.suggest(trial)
+        quality, cost = evaluator.record(trial, counts, started)
+        if objectives == 2:
+            return quality, cost
+        over = max(0.0, cost / (evaluator.budget * (1 + evaluator.tolerance)) - 1.0) if evaluator.budget else 0.0
+        return quality - penalty * over ** 2  # CMA-ES and other single-objective samplers take no constraints
+
+    return run
+
+
+def enqueue_schedule(study: optuna.Study, space: Space, counts: Counts, origin: str, **attrs: Any) -> None:
+    """Queue a schedule made elsewhere (gradient search, hand baseline) as the study's next trial.
+
+    It is evaluated by the same objective as sampled trials; ``origin`` marks where it came from.
+    Parameters beyond MAX_DROP are used as given (Optuna warns), so the schedule stays exact.
+    """
+    study.enqueue_trial(space.params(counts), user_attrs={"origin": origin, **attrs}, skip_if_exists=True)
+
+
+def origins(study: optuna.Study) -> set[str]:
+    """Origins of all trials, queued ones included."""
+    return {str(t.user_attrs.get("origin")) for t in study.get_trials(deepcopy=False)}

@@ -1,0 +1,163 @@
+"""Optuna studies of sampled schedules: exact parameterization, the CLI, workers, kill and resume.
+
+The model is a real timm DeiT-Tiny at 64 px (random weights: quality is top-1 agreement with the
+dense model); the cost is GMACs so no profile is needed (the latency path is shared with optimize).
+"""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+
+from hwsearch.cli import main
+from hwsearch.compare import hypervolume
+from hwsearch.schedule import Schedule
+from hwsearch.search import sampling
+from hwsearch.search.sampling import Space
+
+MODEL = ["--model", "deit_tiny_patch16_224", "--img-size", "64"]
+QUICK = ["--num-images", "24", "--eval-images", "4", "--no-progress", "--flops-ratio", "0.6"]
+
+
+def test_space_round_trips_any_schedule_and_samples_valid_ones():
+    space = Space(num_tokens=197, num_prefix=1, depth=12, compress_from=1)
+    rng = random.Random(0)
+    for _ in range(200):
+        counts, cur = [(197, 197)], 197
+        for _ in range(11):
+            p = rng.randint(2, cur)
+            m = rng.randint(2, p)
+            counts.append((p, m))
+            cur = m
+        assert space.counts(space.params(counts)) == counts
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(50):
+        counts = space.suggest(study.ask())
+        Schedule.from_counts("m", 224, 197, 1, counts)  # validates: monotone, within range
+
+
+def test_hypervolume_of_known_points():
+    # (quality, cost) with reference (0, 10): swept by cost, 0.5 x (4 - 2) + 0.8 x (10 - 4) = 5.8
+    assert hypervolume([(0.5, 2.0), (0.8, 4.0)], (0.0, 10.0)) == pytest.approx(0.5 * 2 + 0.8 * 6)
+    assert hypervolume([(0.5, 2.0), (0.4, 3.0)], (0.0, 10.0)) == pytest.approx(0.5 * 8)  # dominated point adds 0
+    assert hypervolume([], (0.0, 10.0)) == 0.0
+
+
+def _trials(path, name):
+    storage = sampling.journal_storage(str(path))
+    return optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+
+
+def test_sample_then_compare_puts_gradient_and_baselines_in_one_study(tmp_path, capsys):
+    out = tmp_path / "results"
+    assert main(["sample", "--target", "cpu_onnxruntime", *MODEL, *QUICK, "--trials", "10", "--seed", "0",
+                 "--out", str(out)]) == 0
+    folder = out / "cpu_onnxruntime" / "deit_tiny_patch16_224" / "studies"
+    trials = _trials(folder / "flops_ratio0.6.journal", "flops_ratio0.6")
+    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 10
+    origins = [t.user_attrs["origin"] for t in complete]
+    assert {"gradient", "baseline:tome", "baseline:evit", "baseline:uniform", "sampler:tpe"} <= set(origins)
+    gradient = next(t for t in complete if t.user_attrs["origin"] == "gradient")
+    assert gradient.user_attrs["search_seconds"] > 0 and "budget" in gradient.constraints
+    assert main(["compare", "--target", "cpu_onnxruntime", "--model", "deit_tiny_patch16_224", "--out",
+                 str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "hypervolume" in printed and "gradient" in printed and "reach gradient" in printed
+    report = folder / "flops_ratio0.6"
+    assert (report / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+    assert (report / "history.png").read_bytes()[:4] == b"\x89PNG"
+    assert "<img" in (report / "index.html").read_text()
+    data = json.loads((report / "compare.json").read_text())
+    assert data["summary"]["gradient"]["trials"] == 1 and len(data["trials"]) == 10
+    # rerun with a larger cap continues the same study (no second gradient search, no duplicate baselines)
+    assert main(["sample", "--target", "cpu_onnxruntime", *MODEL, *QUICK, "--trials", "13", "--seed", "1",
+                 "--out", str(out)]) == 0
+    complete = [t for t in _trials(folder / "flops_ratio0.6.journal", "flops_ratio0.6")
+                if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 13 and [t.user_attrs["origin"] for t in complete].count("gradient") == 1
+
+
+def _worker(out, trials, study, extra=()):
+    return subprocess.Popen([sys.executable, "-m", "hwsearch", "sample", "--target", "cpu_onnxruntime", *MODEL,
+                             *QUICK, "--trials", str(trials), "--study", study, "--gradient", "none",
+                             "--out", str(out), *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+
+
+def test_two_workers_share_one_journal_study_with_a_global_cap(tmp_path):
+    out = tmp_path / "results"
+    workers = [_worker(out, 16, "shared", ["--seed", str(i), "--sampler", "random"]) for i in range(2)]
+    logs = [w.communicate(timeout=600)[0] for w in workers]
+    assert all(w.returncode == 0 for w in workers), logs
+    trials = _trials(out / "cpu_onnxruntime" / "deit_tiny_patch16_224" / "studies" / "shared.journal", "shared")
+    states = [t.state for t in trials]
+    assert states.count(optuna.trial.TrialState.COMPLETE) == 16
+    assert optuna.trial.TrialState.RUNNING not in states
+    assert len({t.number for t in trials}) == len(trials)
+    workers_seen = {t.user_attrs.get("worker") for t in trials if t.state == optuna.trial.TrialState.COMPLETE}
+    assert len(workers_seen) == 2  # both processes ran trials
+
+
+def test_dead_worker_trial_is_failed_and_retried(tmp_path):
+    storage = sampling.journal_storage(str(tmp_path / "s.journal"))
+    study = optuna.create_study(study_name="s", storage=storage)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    trial = study.ask()
+    trial.suggest_float("prune_1", 0, 0.5)
+    trial.set_user_attr("worker", f"{sampling.socket.gethostname()}:{dead.pid}")
+    trial.set_user_attr("origin", "sampler:tpe")
+    assert sampling.fail_dead_local_trials(study) == [trial.number]
+    trials = study.get_trials()
+    assert trials[0].state == optuna.trial.TrialState.FAIL
+    assert trials[1].state == optuna.trial.TrialState.WAITING and trials[1].user_attrs["retry_of"] == trial.number
+    assert trials[1].params == trials[0].params or trials[1].system_attrs["fixed_params"] == trials[0].params
+
+
+def test_killed_run_resumes_the_study(tmp_path):
+    out = tmp_path / "results"
+    journal = out / "cpu_onnxruntime" / "deit_tiny_patch16_224" / "studies" / "resume.journal"
+    first = _worker(out, 40, "resume", ["--seed", "0"])
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        time.sleep(0.5)
+        if journal.is_file() and sum(t.state == optuna.trial.TrialState.COMPLETE
+                                     for t in _trials(journal, "resume")) >= 3:
+            break
+    first.send_signal(signal.SIGKILL)
+    first.communicate()
+    before = _trials(journal, "resume")
+    done_before = sum(t.state == optuna.trial.TrialState.COMPLETE for t in before)
+    assert 3 <= done_before < 40
+    second = _worker(out, done_before + 4, "resume", ["--seed", "1"])
+    log = second.communicate(timeout=600)[0]
+    assert second.returncode == 0, log
+    after = _trials(journal, "resume")
+    assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in after) == done_before + 4
+    assert optuna.trial.TrialState.RUNNING not in [t.state for t in after]
+    killed = [t for t in before if t.state == optuna.trial.TrialState.RUNNING]
+    failed = [t for t in after if t.state == optuna.trial.TrialState.FAIL]
+    assert [t.number for t in failed] == [t.number for t in killed]  # the killed trial is recorded, not lost
+
+
+@pytest.mark.skipif(not os.environ.get("HWSEARCH_TEST_POSTGRES_URL"),
+                    reason="PostgreSQL not available: .ci/run starts a local server and sets "
+                           "HWSEARCH_TEST_POSTGRES_URL when it can (it printed why not)")
+def test_postgresql_storage_two_workers():
+    url = os.environ["HWSEARCH_TEST_POSTGRES_URL"]
+    name = f"pg-{os.getpid()}-{int(time.time())}"
+    workers = [subprocess.Popen([sys.executable, "-m", "hwsearch", "sample", "--target", "cpu_onnxruntime", *MODEL,
+                                 *QUICK, "--trials", "8", "--study", name, "--gradient", "none", "--storage", url,
+                                 "--sampler", "random", "--seed", str(i), "--out", "/tmp/hwsearch-pg-test"],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
+    logs = [w.communicate(timeout=600)[0] for w in workers]
+    assert all(w.returncode == 0 for w in workers), logs
+    trials = optuna.load_study(study_name=name, storage=url).get_trials()
+    assert [t.state for t in trials].count(optuna.trial.TrialState.COMPLETE) == 8
+    assert optuna.trial.TrialState.RUNNING not in [t.state for t in trials]
