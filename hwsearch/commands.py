@@ -116,6 +116,25 @@ def _check_reachable(cost, goal: float, dense: float, depth: int, compress_from:
 
 
 def optimize(args: argparse.Namespace) -> int:
+    """Gradient search under the budget(s); under torchrun, data-parallel with rank 0 reporting."""
+    import contextlib
+    import os
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return _optimize(args, rank=0)
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo")  # the search runs on the CPU (gloo); nccl would need it on the GPU
+    try:
+        rank = dist.get_rank()
+        with open(os.devnull, "w") as quiet, (contextlib.redirect_stdout(quiet) if rank else contextlib.nullcontext()):
+            return _optimize(args, rank)
+    finally:
+        dist.destroy_process_group()
+
+
+def _optimize(args: argparse.Namespace, rank: int) -> int:
     target = _target(args)
     ops = tuple(o.strip() for o in args.ops.split(",") if o.strip())
     if not ops or set(ops) - {"prune", "merge"}:
@@ -144,6 +163,8 @@ def optimize(args: argparse.Namespace) -> int:
                                                                else ""), flush=True)
     result = gradient_search(model, [b for b, _ in budgets], search_set, config, resume=resume,
                              progress=not args.no_progress)
+    if rank != 0:
+        return 0  # rank 0 measures, evaluates and writes
     print(f"schedule: {[list(c) for c in result.counts]}")
     _print_predicted(budgets, result)
     print(f"search took {result.seconds:.0f} s")

@@ -247,7 +247,9 @@ def create_vit(name: str, checkpoint: str | Path | None = None, img_size: int | 
             head = state.get("head.weight")
             kwargs["num_classes"] = int(head.shape[0]) if head is not None else 0
     try:
-        model = timm.create_model(name, pretrained=False, **kwargs)
+        with torch.random.fork_rng():  # without a checkpoint: the same random weights in every process
+            torch.manual_seed(0)
+            model = timm.create_model(name, pretrained=False, **kwargs)
     except (TypeError, ValueError, AssertionError) as exc:
         raise HwsearchError(f"cannot build {name!r} with {kwargs}: {exc}") from None
     check_vit(model)

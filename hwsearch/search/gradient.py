@@ -51,6 +51,7 @@ class SearchResult:
     seconds: float
     steps: int
     history: list[dict[str, float]] = field(default_factory=list)
+    logits: dict[str, list[float]] = field(default_factory=dict)
 
 
 def _save_state(path: Path, rates: RateSchedule, optim: torch.optim.Optimizer, step: int) -> None:
@@ -81,16 +82,39 @@ def cosine_lr(step: int, total: int, lr: float, lr_min: float) -> float:
     return lr_min + (lr - lr_min) * 0.5 * (1 + math.cos(math.pi * step / max(total - 1, 1)))
 
 
+def _world() -> tuple[int, int]:
+    """(rank, world size) under torch.distributed (torchrun), else (0, 1)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _all_reduce_grads(rates: RateSchedule) -> None:
+    import torch.distributed as dist
+
+    for p in rates.parameters():
+        if p.grad is not None:
+            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+
+
 def gradient_search(model: CompressedViT, budgets: list[Budget], data: ImageSet,
                     cfg: SearchConfig, resume: Path | None = None, progress: bool = True,
                     stop_after: int | None = None) -> SearchResult:
     """Run the DiffRate loop; returns the rounded schedule and its predicted cost(s).
+
+    Under torchrun each rank takes its shard of every batch; the loss is weighted so that the
+    summed (all-reduced) gradient equals the single-process gradient of the whole batch, hence
+    every rank keeps the same logits (the same as one process, up to float summation order).
 
     With ``resume``, the state is saved after every step and a rerun continues from it;
     ``stop_after`` ends the run early after that many steps (as an interruption would).
     """
     torch.manual_seed(cfg.seed)
     cost, target = budgets[0].cost, budgets[0].target
+    rank, world = _world()
+    progress = progress and rank == 0
     start_time = time.perf_counter()
     model.eval().requires_grad_(False)
     classifier = model.vit.num_classes > 0
@@ -111,36 +135,45 @@ def gradient_search(model: CompressedViT, budgets: list[Budget], data: ImageSet,
     end = total if stop_after is None else min(total, stop_after)
     while step < end:
         epoch, i = divmod(step, steps_per_epoch)
-        idx = orders[epoch][i * cfg.batch_size:(i + 1) * cfg.batch_size]
-        images = normalize(data.images[idx], model.vit.pretrained_cfg)
+        batch = orders[epoch][i * cfg.batch_size:(i + 1) * cfg.batch_size]
+        idx = batch[rank::world]  # this rank's shard (the whole batch in one process)
         keeps = rates()
-        out = model.features(images, keeps)
-        task = distill_loss(ref.take(idx), out, classifier, labels[idx] if labels is not None else None)
         expected = [b.cost.expected_cost(keeps) for b in budgets]
-        loss = task + cfg.lam * sum(b.penalty(e) for b, e in zip(budgets, expected, strict=True))
+        penalty = cfg.lam * sum(b.penalty(e) for b, e in zip(budgets, expected, strict=True))
+        if len(idx):
+            images = normalize(data.images[idx], model.vit.pretrained_cfg)
+            out = model.features(images, keeps)
+            task = distill_loss(ref.take(idx), out, classifier, labels[idx] if labels is not None else None)
+            task = task * (len(idx) / len(batch))  # shard mean -> its share of the batch mean
+        else:
+            task = 0.0 * penalty
+        loss = task + penalty / world
         optim.zero_grad(set_to_none=True)
         loss.backward()
+        if world > 1:
+            _all_reduce_grads(rates)
         for group in optim.param_groups:
             group["lr"] = cosine_lr(step, total, cfg.lr, cfg.lr_min)
         optim.step()
         step += 1
-        record = {"step": step, "loss": loss.item(), "task": task.item(), "cost": expected[0].item(),
+        record = {"step": step, "loss": loss.item(), "task": task.item(), "cost": expected[0].item(),  # this rank
                   **{f"cost_{b.name}": e.item() for b, e in zip(budgets[1:], expected[1:], strict=True)}}
         history.append(record)
         bar.set_postfix(task=f"{record['task']:.4f}", cost=f"{record['cost']:.3f}/{target:.3f} {cost.unit}")
         bar.update()
-        if resume is not None:
+        if resume is not None and rank == 0:
             _save_state(resume, rates, optim, step)
     bar.close()
     with torch.no_grad():
         counts = RateSchedule.counts(rates())
+    logits = {k: v.tolist() for k, v in rates.state_dict().items() if k.endswith("logits")}
     return SearchResult(counts, cost.cost(counts), target, {b.name: b.cost.cost(counts) for b in budgets},
-                        time.perf_counter() - start_time, step, history)
+                        time.perf_counter() - start_time, step, history, logits)
 
 
 def save_history(path: Path, result: SearchResult, config: SearchConfig, extra: dict[str, Any]) -> None:
     """Per-step loss/cost history beside the schedule."""
-    write_json(path, {"config": asdict(config), "history": result.history, **extra})
+    write_json(path, {"config": asdict(config), "history": result.history, "logits": result.logits, **extra})
 
 
 __all__ = ["SearchConfig", "SearchResult", "gradient_search", "Reference"]
