@@ -114,6 +114,19 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--storage", help="Optuna storage URL (default: the JournalStorage file)")
     cmp.add_argument("--out", default="results")
 
+    for cmd, text in (("export", "static-shape ONNX of a schedule, checked against PyTorch"),
+                      ("deploy", "export + engine/session for the target, measured (or a device bundle)")):
+        dep = sub.add_parser(cmd, help=text)
+        dep.add_argument("schedule", help="schedule YAML (from hwsearch optimize)")
+        dep.add_argument("--target", help="default: the schedule's target")
+        dep.add_argument("--model", help="must be the schedule's model (a check)")
+        dep.add_argument("--checkpoint", help="weights (default: the one the schedule records)")
+        dep.add_argument("--batch", type=int, help="static batch (default: the target's)")
+        dep.add_argument("--opset", type=int, default=17)
+        dep.add_argument("--parity-images", type=int, default=16, help="held-out images for the parity check")
+        dep.add_argument("--out-dir", help="output folder (default: results/<target>/<model>/engines)")
+        dep.add_argument("--out", default="results", help="results root")
+
     rep = sub.add_parser("report", help="plots from a profile")
     rep.add_argument("--profile", required=True, help="results/<target>/<model>/profile.csv")
     rep.add_argument("--out-png", help="output PNG (default: beside the profile, report/profile.png)")

@@ -255,17 +255,23 @@ def _local_search(target, model: CompressedViT, counts, args: argparse.Namespace
     return best
 
 
-def _measure_and_report(target, model: CompressedViT, counts, budget_ms: float) -> dict:  # type: ignore[no-untyped-def]
-    """Measure dense and compressed deploy-mode models here, in one run, and print the comparison."""
+def _measure_and_report(target, model: CompressedViT, counts, budget_ms: float | None,  # type: ignore[no-untyped-def]
+                        batch: int | None = None, here: bool = False) -> dict:
+    """Measure dense and compressed deploy-mode models here, in one run, and print the comparison.
+
+    ``here``: the target's hardware is this host although the target file says remote (deploy on
+    the device itself).
+    """
     from hwsearch.measure import measure_models
 
+    batch = batch or target.batch
     compressed = apply_schedule(model.vit, counts)
-    stats = measure_models(target, {"dense": CompressedViT(model.vit), "compressed": compressed}, target.batch)
+    stats = measure_models(target, {"dense": CompressedViT(model.vit), "compressed": compressed}, batch, here=here)
     d, c = stats["dense"], stats["compressed"]
-    print(f"measured on {target.name} ({target.backend}, batch {target.batch}, same run): compressed "
+    versus = f"; budget {budget_ms:.2f} ms -> {c['median_ms'] / budget_ms:.3f} x budget" if budget_ms else ""
+    print(f"measured on {target.name} ({target.backend}, batch {batch}, same run): compressed "
           f"{c['median_ms']:.2f} ms (p10-p90 {c['p10_ms']:.2f}-{c['p90_ms']:.2f}, cv {100 * c['cv']:.1f}%), "
-          f"dense {d['median_ms']:.2f} ms; speedup {d['median_ms'] / c['median_ms']:.2f}x; "
-          f"budget {budget_ms:.2f} ms -> {c['median_ms'] / budget_ms:.3f} x budget", flush=True)
+          f"dense {d['median_ms']:.2f} ms; speedup {d['median_ms'] / c['median_ms']:.2f}x{versus}", flush=True)
     return stats
 
 
@@ -546,3 +552,165 @@ def compare(args: argparse.Namespace) -> int:
     print("wrote " + ", ".join(str(p) for p in paths))
     print(f"dashboard: optuna-dashboard {args.storage or folder / (args.study + '.journal')}")
     return 0
+
+
+def _deploy_inputs(args: argparse.Namespace, fallback_target: bool = True):  # type: ignore[no-untyped-def]
+    """Schedule, target, its model (refused when the schedule does not fit it) and the output folder."""
+    from hwsearch.deploy import check_out_dir
+
+    schedule = load_schedule(args.schedule)
+    target = _target(args, schedule.provenance.get("target") or None)
+    if args.model and args.model != schedule.model:
+        raise HwsearchError(f"{args.schedule} is a schedule for {schedule.model}, not {args.model}")
+    vit, name, checkpoint = load_model(schedule.model, args.checkpoint or schedule.provenance.get("checkpoint"),
+                                       schedule.img_size)
+    schedule.check_model(CompressedViT(vit))
+    out_dir = check_out_dir(Path(args.out_dir) if args.out_dir else Path(args.out) / target.name / name / "engines")
+    return schedule, target, vit, name, out_dir
+
+
+def _parity_images(args: argparse.Namespace, vit) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    from hwsearch.data import normalize
+
+    args.data, args.num_images = getattr(args, "data", None), max(2, 5 * args.parity_images)
+    _, held_out = _data(args, vit)
+    return normalize(held_out.images[:args.parity_images], vit.pretrained_cfg)
+
+
+def _print_export(report) -> None:  # type: ignore[no-untyped-def]
+    ops = ", ".join(f"{k} {v}" for k, v in sorted(report.op_types.items(), key=lambda kv: -kv[1]))
+    print(f"wrote {report.path}: opset {report.opset}, batch {report.batch}, {report.nodes} nodes ({ops})")
+    print(f"ONNX Runtime vs PyTorch on {report.parity_images} held-out images: max abs diff "
+          f"{report.max_abs_diff:.2e} (bound {PARITY:g}), output cosine {report.output_cosine:.6f}"
+          + (f", top-1 agreement {report.top1_agreement:.4f}" if report.top1_agreement is not None else ""))
+    if report.dynamic_ops:
+        print(f"note: data-dependent ops in the graph: {', '.join(report.dynamic_ops)}")
+    if report.max_abs_diff > PARITY:
+        raise HwsearchError(f"ONNX export differs from PyTorch by {report.max_abs_diff:.2e} > {PARITY:g}")
+
+
+PARITY = 1e-3
+
+
+def export(args: argparse.Namespace) -> int:
+    """Static-shape ONNX of a schedule's deploy-mode model, checked against PyTorch."""
+    from hwsearch.deploy import export_onnx
+
+    schedule, target, vit, name, out_dir = _deploy_inputs(args)
+    report = export_onnx(apply_schedule(vit, schedule), out_dir / f"{Path(args.schedule).stem}.onnx",
+                         args.batch or target.batch, _parity_images(args, vit), args.opset)
+    _print_export(report)
+    return 0
+
+
+def deploy(args: argparse.Namespace) -> int:
+    """Export, then build/measure for the target (or a device bundle when its hardware is absent)."""
+    from hwsearch.deploy import export_onnx, optimize_for_onnxruntime, tensorrt_available
+
+    schedule, target, vit, name, out_dir = _deploy_inputs(args)
+    stem, batch = Path(args.schedule).stem, args.batch or target.batch
+    model = apply_schedule(vit, schedule)
+    images = _parity_images(args, vit)
+    report = export_onnx(model, out_dir / f"{stem}.onnx", batch, images, args.opset)
+    _print_export(report)
+    info: dict = {"schedule": str(args.schedule), "model": name, "target": target.name, "backend": target.backend,
+                  "precision": target.precision, "batch": batch, "export": vars(report),
+                  "budget": schedule.budget, "predicted": schedule.predicted}
+    if target.backend == "tensorrt" and tensorrt_available():  # on the device itself
+        info.update(_deploy_tensorrt(target, model, out_dir, stem, report, images))
+        info["measured"] = _measure_deployed(target, vit, schedule, batch)
+    elif target.is_local:
+        if target.backend == "onnxruntime":
+            optimized = optimize_for_onnxruntime(out_dir / f"{stem}.onnx", out_dir / f"{stem}.ort.onnx",
+                                                 target.raw.get("threads"))
+            info["optimized_onnx"] = str(optimized)
+            print(f"wrote {optimized} (ONNX Runtime's optimized graph)")
+        info["measured"] = _measure_deployed(target, vit, schedule, batch)
+    else:
+        info.update(_device_bundle(target, vit, name, model, out_dir, stem, batch, schedule))
+    path = out_dir / f"{stem}.deploy.json"
+    write_json(path, {**info, "provenance": provenance()})
+    print(f"wrote {path}")
+    return 0
+
+
+def _measure_deployed(target, vit, schedule: Schedule, batch: int) -> dict:  # type: ignore[no-untyped-def]
+    """Dense and deployed model measured here in one run; measured vs predicted vs budget."""
+    budget = schedule.budget.get("target") if schedule.budget.get("kind") == "latency_ms" else None
+    stats = _measure_and_report(target, CompressedViT(vit), schedule.counts(), budget, batch,
+                                here=not target.is_local)
+    predicted = schedule.predicted.get("value") if schedule.predicted.get("unit") == "ms" else None
+    if predicted is not None:
+        print(f"predicted {predicted:.2f} ms (cost model) -> measured / predicted "
+              f"{stats['compressed']['median_ms'] / predicted:.3f}")
+    return {**stats, "budget_ms": budget, "predicted_ms": predicted}
+
+
+def _deploy_tensorrt(target, model: CompressedViT, out_dir: Path, stem: str, report,  # type: ignore[no-untyped-def]
+                     images: torch.Tensor) -> dict:
+    """Engine build + accuracy of the engine vs PyTorch (runs where TensorRT is installed)."""
+    import copy
+
+    from hwsearch.deploy import build_tensorrt
+
+    fp16 = None
+    if target.precision == "fp16":
+        fp16 = out_dir / f"{stem}.fp16.onnx"
+        example = torch.zeros(report.batch, 3, *model.vit.patch_embed.img_size).half()
+        torch.onnx.export(copy.deepcopy(model).half(), (example,), str(fp16), input_names=["images"],
+                          output_names=["output"], opset_version=report.opset, dynamo=False)
+    built = build_tensorrt(Path(report.path), out_dir / f"{stem}.engine", target, fp16)
+    print(f"wrote {built['engine']} (TensorRT {built['tensorrt']}, {built['gpu']}, {target.precision}, "
+          f"built in {built['build_seconds']:.0f} s); trtexec line in {stem}.trtexec.txt")
+    built["engine_vs_pytorch"] = _engine_agreement(Path(built["engine"]), model, images, report.batch)
+    return built
+
+
+def _engine_agreement(engine: Path, model: CompressedViT, images: torch.Tensor, batch: int) -> dict:
+    """The engine's outputs vs PyTorch fp32 deploy mode on the held-out images (fp16 drift)."""
+    import numpy as np
+
+    from hwsearch.deploy import batches
+    from profilers.backends.tensorrt_backend import run_engine
+
+    ours, theirs = [], []
+    with torch.no_grad():
+        for chunk, real in batches(images, batch):
+            ours.append(model(chunk).numpy()[:real])
+            theirs.append(run_engine(engine, {"images": chunk.numpy()})["output"][:real])
+    a, b = np.concatenate(ours), np.concatenate(theirs)
+    cos = float(torch.nn.functional.cosine_similarity(torch.from_numpy(a), torch.from_numpy(b), dim=-1).mean())
+    top1 = float((a.argmax(-1) == b.argmax(-1)).mean()) if model.vit.num_classes > 0 else None
+    result = {"max_abs_diff": float(np.abs(a - b).max()), "output_cosine": cos, "top1_agreement": top1,
+              "images": len(images)}
+    print(f"engine vs PyTorch fp32 on {len(images)} held-out images: max abs diff {result['max_abs_diff']:.2e}, "
+          f"cosine {cos:.5f}" + (f", top-1 agreement {top1:.4f}" if top1 is not None else ""))
+    return result
+
+
+def _device_bundle(target, vit, name: str, model: CompressedViT, out_dir: Path, stem: str, batch: int,  # type: ignore[no-untyped-def]
+                   schedule: Schedule) -> dict:
+    """Export only on this host, plus a bundle that builds and measures the engine on the device."""
+    from hwsearch.profile import Exporter, make_tarball, model_hash, temp_bundle_dir
+    from profilers.bundle import Bundle
+
+    work = temp_bundle_dir()
+    try:
+        exporter = Exporter(work, CompressedViT(vit), target)
+        exporter.add("dense", "model", CompressedViT(vit), model.num_tokens, batch)
+        exporter.add(stem, "model", model, model.num_tokens, batch, schedule=[list(c) for c in schedule.counts()])
+        Bundle(work, name, model_hash(CompressedViT(vit), name), dict(target.raw), exporter.graphs).save()
+        readme = (f"# hwsearch deploy bundle: {name}, schedule {stem}, target {target.name}\n"
+                  "On the device:\n"
+                  "    python3 -m profilers build-engine bundle/   # TensorRT engines in bundle/engines/ "
+                  "(+ trtexec lines)\n"
+                  "    python3 -m profilers run bundle/            # dense and compressed timed, "
+                  "bundle/measurements.csv\n")
+        tar = make_tarball(work, out_dir / f"{stem}.{target.name}.bundle.tar.gz", readme)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    why = ("TensorRT is not installed on this host" if target.backend == "tensorrt"
+           else f"{target.name} is not this host")
+    print(f"{why}: exported ONNX only, plus {tar} to build and measure on the device "
+          f"(python3 -m profilers build-engine bundle/ && python3 -m profilers run bundle/)")
+    return {"engine": None, "status": f"exported only: {why}", "device_bundle": str(tar)}

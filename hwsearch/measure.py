@@ -17,13 +17,16 @@ from hwsearch.targets import Target
 
 
 def measure_models(target: Target, models: dict[str, CompressedViT], batch: int,
-                   protocol: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
-    """Latency statistics (ms) per named model, measured here on ``target``'s backend."""
+                   protocol: dict[str, Any] | None = None, here: bool = False) -> dict[str, dict[str, Any]]:
+    """Latency statistics (ms) per named model, measured here on ``target``'s backend.
+
+    ``here``: run although the target is not local (hwsearch runs on the device itself).
+    """
     from profilers.backends import BackendUnavailable, create_backend
     from profilers.runner import timing_protocol
     from profilers.timing import measure_interleaved
 
-    if not target.is_local:
+    if not (target.is_local or here):
         raise HwsearchError(f"target {target.name} is not this host: its latency can only be predicted here")
     root = Path(tempfile.mkdtemp(prefix="hwsearch-measure-"))
     try:

@@ -270,15 +270,16 @@ def write_profile(rows_csv: Path, out_dir: Path, meta: dict[str, Any]) -> tuple[
     return out_dir / "profile.csv", report
 
 
-def make_tarball(bundle_dir: Path, out: Path) -> Path:
+def make_tarball(bundle_dir: Path, out: Path, readme: str | None = None) -> Path:
     """A self-contained bundle: graphs + manifest + the ``profilers`` package + a README."""
     import profilers
 
     pkg = Path(profilers.__file__).parent
-    readme = (f"# hwsearch profiling bundle for {json.loads((bundle_dir / 'manifest.json').read_text())['model']}\n"
-              "On the device (needs numpy, pyyaml and the backend library only):\n"
-              "    python3 -m profilers run bundle/      # appends bundle/measurements.csv (resumable)\n"
-              "Bring measurements.csv back and run: hwsearch profile --import measurements.csv --target T\n")
+    readme = readme or (
+        f"# hwsearch profiling bundle for {json.loads((bundle_dir / 'manifest.json').read_text())['model']}\n"
+        "On the device (needs numpy, pyyaml and the backend library only):\n"
+        "    python3 -m profilers run bundle/      # appends bundle/measurements.csv (resumable)\n"
+        "Bring measurements.csv back and run: hwsearch profile --import measurements.csv --target T\n")
     with atomic_path(out) as tmp:
         with tarfile.open(tmp, "w:gz") as tar:
             tar.add(bundle_dir, arcname="bundle")

@@ -148,6 +148,14 @@ class _Cuda:
         self.allocations.append(buf)
         return int(buf)
 
+    def download(self, ptr: Any, array: Any) -> None:
+        """Copy device memory into the (contiguous) host ``array``."""
+        if self.cudart is not None:
+            self._ok(self.cudart.cudaMemcpy(array.ctypes.data, ptr, array.nbytes,
+                                            self.cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost))
+        else:
+            self.pycuda.memcpy_dtoh(array, ptr)
+
     def sync(self) -> None:
         if self.cudart is not None:
             self._ok(self.cudart.cudaStreamSynchronize(self.stream))
@@ -172,6 +180,37 @@ class _Cuda:
             else:
                 a.free()
         self.allocations.clear()
+
+
+def run_engine(engine_path: Path, feeds: dict[str, Any]) -> dict[str, Any]:
+    """One inference of a serialized engine on host arrays; outputs as float32 host arrays
+    (for accuracy checks after deploy, not for timing)."""
+    import numpy as np
+    import tensorrt as trt
+
+    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+    engine = runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
+    context = engine.create_execution_context()
+    cuda = _Cuda()
+    outputs: dict[str, tuple[Any, int]] = {}
+    try:
+        for i in range(engine.num_io_tensors):
+            name = engine.get_tensor_name(i)
+            dtype = trt.nptype(engine.get_tensor_dtype(name))
+            if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
+                ptr = cuda.upload(np.ascontiguousarray(feeds[name].astype(dtype)))
+            else:
+                host = np.empty(tuple(engine.get_tensor_shape(name)), dtype=dtype)
+                ptr = cuda.empty(host.nbytes)
+                outputs[name] = (host, ptr)
+            context.set_tensor_address(name, ptr)
+        context.execute_async_v3(cuda.stream_handle)
+        cuda.sync()
+        for host, ptr in outputs.values():
+            cuda.download(ptr, host)
+    finally:
+        cuda.free()
+    return {name: host.astype(np.float32) for name, (host, _) in outputs.items()}
 
 
 @BACKENDS.register("tensorrt")

@@ -1,0 +1,97 @@
+"""Gradient (DiffRate) search vs Optuna TPE vs random sampling at equal wall time, on this machine.
+
+The gradient search runs first and its wall time T (dense reference included) becomes every
+sampler's time budget. All methods are judged by the same quality (feature cosine / top-1
+agreement with the dense model on the same held-out images) and the same cost model; a schedule
+counts only when its predicted cost meets the budget (+2%, as in hwsearch sample).
+
+    python benchmarks/gradient_vs_sampling.py [--target cpu_onnxruntime] [--fraction 0.7]
+
+Uses the target's latency cost model when results/<target>/<model>/costmodel.json exists, else GMACs.
+Prints one table; writes results/benchmarks/gradient_vs_sampling.json.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import optuna  # noqa: E402
+
+from hwsearch.cost import Budget, FlopsCost, MeasuredCost  # noqa: E402
+from hwsearch.data import ImageSet, default_sets  # noqa: E402
+from hwsearch.fit import load_costmodel  # noqa: E402
+from hwsearch.io import provenance, write_json  # noqa: E402
+from hwsearch.models import CompressedViT  # noqa: E402
+from hwsearch.search import sampling  # noqa: E402
+from hwsearch.search.gradient import SearchConfig, gradient_search  # noqa: E402
+from hwsearch.studies import make_quality  # noqa: E402
+from hwsearch.targets import load_target  # noqa: E402
+from hwsearch.zoo import load_model  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--target", default="cpu_onnxruntime")
+    parser.add_argument("--model", help="default: the embedded DINOv2 ViT-S/14")
+    parser.add_argument("--img-size", type=int)
+    parser.add_argument("--fraction", type=float, default=0.7, help="budget as a fraction of the dense cost")
+    parser.add_argument("--num-images", type=int, default=500, help="search + held-out images")
+    parser.add_argument("--eval-images", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="results")
+    args = parser.parse_args()
+    target = load_target(args.target)
+    vit, name, _ = load_model(args.model, None, args.img_size)
+    model = CompressedViT(vit)
+    path = Path(args.out) / target.name / name / "costmodel.json"
+    cost = MeasuredCost(load_costmodel(path)) if path.is_file() else FlopsCost.from_model(vit)
+    goal = args.fraction * cost.dense_cost(model.depth)
+    search_set, held_out = default_sets(int(vit.patch_embed.img_size[0]), args.num_images)
+    eval_set = ImageSet(held_out.images[:args.eval_images], None, held_out.source)
+    quality, key = make_quality(model, eval_set)
+    limit = goal * 1.02
+
+    started = time.perf_counter()
+    result = gradient_search(model, [Budget(cost, goal)], search_set, SearchConfig(epochs=1, batch_size=16,
+                                                                                   seed=args.seed), progress=False)
+    seconds = time.perf_counter() - started
+    meets = cost.cost(result.counts) <= limit
+    rows = {"gradient": {"evals": 1, "seconds": seconds, "feasible": int(meets),
+                         "quality": quality(result.counts) if meets else None, "cost": cost.cost(result.counts),
+                         "counts": result.counts}}
+    print(f"gradient search: {seconds:.0f} s on {len(search_set)} images; each sampler gets the same time",
+          flush=True)
+    space = sampling.Space(model.num_tokens, model.num_prefix, model.depth)
+    for method in ("tpe", "random"):
+        study = optuna.create_study(directions=["maximize", "minimize"],
+                                    sampler=sampling.make_sampler(method, args.seed, 2))
+        study.set_user_attr("sampler", method)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        evaluator = sampling.Evaluator(quality, cost, goal)
+        study.optimize(sampling.objective(space, evaluator, cap=10 ** 6, objectives=2), timeout=seconds)
+        done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        feasible = [t for t in done if t.user_attrs["cost"] <= limit]
+        best = max(feasible, key=lambda t: t.user_attrs["quality"]) if feasible else None
+        rows[method] = {"evals": len(done), "seconds": seconds, "feasible": len(feasible),
+                        "quality": best.user_attrs["quality"] if best else None,
+                        "cost": best.user_attrs["cost"] if best else None}
+    print(f"{name} on {target.name}: budget {goal:.3f} {cost.unit} ({args.fraction:g} x dense, feasible up to "
+          f"+2%); quality = {key} on {len(eval_set)} held-out images")
+    print(f"{'method':10s}{'evals':>7s}{'feasible':>9s}{'seconds':>9s}{'best quality':>14s}{'cost':>10s}")
+    for method, r in rows.items():
+        q = f"{r['quality']:.4f}" if r["quality"] is not None else "none"
+        c = f"{r['cost']:.3f}" if r["cost"] is not None else "-"
+        print(f"{method:10s}{r['evals']:7d}{r['feasible']:9d}{r['seconds']:9.0f}{q:>14s}{c:>10s}")
+    write_json(Path(args.out) / "benchmarks" / "gradient_vs_sampling.json",
+               {"model": name, "target": target.name, "budget": goal, "unit": cost.unit, "quality": key,
+                "rows": rows, "provenance": provenance()})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
