@@ -27,7 +27,7 @@ from hwsearch.data import ImageSet, default_sets  # noqa: E402
 from hwsearch.fit import load_costmodel  # noqa: E402
 from hwsearch.io import provenance, write_json  # noqa: E402
 from hwsearch.models import CompressedViT  # noqa: E402
-from hwsearch.search import sampling  # noqa: E402
+from hwsearch.search import sampled  # noqa: E402
 from hwsearch.search.gradient import SearchConfig, gradient_search  # noqa: E402
 from hwsearch.studies import make_quality  # noqa: E402
 from hwsearch.targets import load_target  # noqa: E402
@@ -66,14 +66,14 @@ def main() -> int:
                          "counts": result.counts}}
     print(f"gradient search: {seconds:.0f} s on {len(search_set)} images; each sampler gets the same time",
           flush=True)
-    space = sampling.Space(model.num_tokens, model.num_prefix, model.depth)
+    space = sampled.Space(model.num_tokens, model.num_prefix, model.depth)
     for method in ("tpe", "random"):
         study = optuna.create_study(directions=["maximize", "minimize"],
-                                    sampler=sampling.make_sampler(method, args.seed, 2))
+                                    sampler=sampled.make_sampler(method, args.seed, 2))
         study.set_user_attr("sampler", method)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        evaluator = sampling.Evaluator(quality, cost, goal)
-        study.optimize(sampling.objective(space, evaluator, cap=10 ** 6, objectives=2), timeout=seconds)
+        evaluator = sampled.Evaluator(quality, cost, goal)
+        study.optimize(sampled.objective(space, evaluator, cap=10 ** 6, objectives=2), timeout=seconds)
         done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
         feasible = [t for t in done if t.user_attrs["cost"] <= limit]
         best = max(feasible, key=lambda t: t.user_attrs["quality"]) if feasible else None

@@ -53,8 +53,13 @@ def _costmodel_data(args: argparse.Namespace, target, model: CompressedViT, name
     folder = Path(args.out) / target.name / name
     path, profile_csv = folder / "costmodel.json", folder / "profile.csv"
     if not path.is_file() and not profile_csv.is_file():
-        raise HwsearchError(f"no profile of {name} on {target.name}: run hwsearch profile --target {target.name}"
-                            + (f" --model {name}" if args.model else ""))
+        if not target.is_local:
+            raise HwsearchError(f"no profile of {name} on {target.name}: make a bundle with hwsearch profile "
+                                f"--target {target.name}" + (f" --model {name}" if args.model else "")
+                                + " --bundle OUT.tar.gz, run it on the device, then --import its measurements.csv")
+        print(f"no profile of {name} on {target.name} yet: profiling it here first (hwsearch profile)", flush=True)
+        _print_profile(*_profile_here(target, model, name, list(target.batch_sizes), folder, 8,
+                                      not getattr(args, "no_progress", False)))
     fmt = _json_format(path) if path.is_file() else None
     old_format = profile_csv.is_file() and isinstance(fmt, int) and fmt < FORMAT  # refit; corrupt files are errors
     data = load_costmodel(path) if path.is_file() and not old_format else None
@@ -355,13 +360,22 @@ def profile(args: argparse.Namespace) -> int:
         raise HwsearchError(f"target {target.name} is not this host: use --bundle OUT.tar.gz, run "
                             f"'python3 -m profilers run bundle/' on the device, then --import measurements.csv")
     _setup(target, args.apply_setup)
-    work = reuse_or_build(out_dir / ".profile-work", model, name, target, batches, args.whole_models)
+    return _print_profile(*_profile_here(target, model, name, batches, out_dir, args.whole_models,
+                                         not args.no_progress))
+
+
+def _profile_here(target, model: CompressedViT, name: str, batches: list[int], out_dir: Path,  # type: ignore[no-untyped-def]
+                  whole_models: int, progress_bar: bool) -> tuple[Path, dict]:
+    """Measure the profile on this host (resumable) and write profile.csv + meta.json."""
     from tqdm import tqdm
 
+    from hwsearch.profile import meta_for, reuse_or_build, write_profile
     from profilers.backends import BackendUnavailable
     from profilers.runner import run_bundle
 
-    bar = tqdm(desc=f"profiling {name} on {target.name}", unit="graph", disable=args.no_progress)
+    meta = meta_for(target, name, model, batches)
+    work = reuse_or_build(out_dir / ".profile-work", model, name, target, batches, whole_models)
+    bar = tqdm(desc=f"profiling {name} on {target.name}", unit="graph", disable=not progress_bar)
 
     def progress(i: int, total: int, graph: str) -> None:
         bar.total = total
@@ -377,7 +391,7 @@ def profile(args: argparse.Namespace) -> int:
     host = json.loads(csv_path.with_suffix(".host.json").read_text())
     path, report = write_profile(csv_path, out_dir, {**meta, "device": host})
     shutil.rmtree(work, ignore_errors=True)
-    return _print_profile(path, report)
+    return path, report
 
 
 def _check_rows(rows: list[dict], meta: dict, where: str) -> None:

@@ -21,8 +21,8 @@ from hwsearch.data import ImageSet
 from hwsearch.errors import HwsearchError
 from hwsearch.models import CompressedViT, apply_schedule
 from hwsearch.quality import collect, fidelity
-from hwsearch.search import sampling
-from hwsearch.search.sampling import Evaluator, Space
+from hwsearch.search import sampled
+from hwsearch.search.sampled import Evaluator, Space
 
 BASELINES = ("uniform", "evit", "tome")
 
@@ -40,7 +40,7 @@ def make_quality(model: CompressedViT, images: ImageSet):  # type: ignore[no-unt
     key = quality_key(classifier, images.labels)
     ref = collect(model, images)
 
-    def quality(counts: sampling.Counts) -> float:
+    def quality(counts: sampled.Counts) -> float:
         report = fidelity(ref, collect(apply_schedule(model.vit, counts), images), classifier, images.labels)
         return float(report[key])
 
@@ -55,8 +55,8 @@ def open_study(args: argparse.Namespace, folder: Path, name: str, directions: li
                sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:
     """Create or continue a study (``directions=None``: it must exist)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = sampling.rdb_storage(args.storage) if args.storage else \
-        sampling.journal_storage(str(folder / f"{name}.journal"))
+    storage = sampled.rdb_storage(args.storage) if args.storage else \
+        sampled.journal_storage(str(folder / f"{name}.journal"))
     if directions is None:
         try:
             return optuna.load_study(study_name=name, storage=storage)
@@ -82,23 +82,23 @@ def check_study(study: optuna.Study, expected: dict[str, Any]) -> None:
 
 
 def enqueue_references(study: optuna.Study, space: Space, cost: CostModel, budget: float,
-                       gradient: tuple[sampling.Counts, dict[str, Any]] | None) -> list[str]:
+                       gradient: tuple[sampled.Counts, dict[str, Any]] | None) -> list[str]:
     """Queue the gradient schedule and the hand baselines solved for the budget (once per study)."""
-    have = sampling.origins(study)
+    have = sampled.origins(study)
     queued = []
     if gradient is not None and "gradient" not in have:
-        sampling.enqueue_schedule(study, space, gradient[0], "gradient", **gradient[1])
+        sampled.enqueue_schedule(study, space, gradient[0], "gradient", **gradient[1])
         queued.append("gradient")
     for kind in BASELINES:
         if f"baseline:{kind}" not in have:
             counts = solve(kind, cost, budget, space.depth, space.num_prefix, space.compress_from)
-            sampling.enqueue_schedule(study, space, counts, f"baseline:{kind}")
+            sampled.enqueue_schedule(study, space, counts, f"baseline:{kind}")
             queued.append(f"baseline:{kind}")
     return queued
 
 
 def gradient_reference(args: argparse.Namespace, model: CompressedViT, budget: Budget, schedules: Path,
-                       search_set: ImageSet) -> tuple[sampling.Counts, dict[str, Any]] | None:
+                       search_set: ImageSet) -> tuple[sampled.Counts, dict[str, Any]] | None:
     """The gradient result for this budget: ``--gradient FILE``, or a search run now (``auto``)."""
     from hwsearch.schedule import load as load_schedule
     from hwsearch.search.gradient import SearchConfig, gradient_search
@@ -124,7 +124,7 @@ def run_sample(args: argparse.Namespace, target, model: CompressedViT, name: str
     if args.trials < 1:
         raise HwsearchError("--trials must be positive")
     objectives = 1 if args.objective == "quality" else 2
-    sampler = sampling.make_sampler(args.sampler, args.seed, objectives)
+    sampler = sampled.make_sampler(args.sampler, args.seed, objectives)
     folder = study_dir(args.out, target.name, name)
     study_name = args.study or f"{budget.name}{_plain(getattr(args, budget.name, None) or budget.target)}"
     study = open_study(args, folder, study_name, ["maximize", "minimize"] if objectives == 2 else ["maximize"],
@@ -135,13 +135,13 @@ def run_sample(args: argparse.Namespace, target, model: CompressedViT, name: str
                         "eval_images": len(eval_set), "eval_source": eval_set.source, "tolerance": args.tolerance})
     study.set_user_attr("sampler", args.sampler)
     if not args.storage:
-        failed = sampling.fail_dead_local_trials(study)
+        failed = sampled.fail_dead_local_trials(study)
         if failed:
             print(f"trials {failed} were left running by a killed worker: marked failed and queued again")
     space = Space(model.num_tokens, model.num_prefix, model.depth, args.compress_from)
     if not args.no_references:
         gradient = gradient_reference(args, model, budget, folder, search_set) \
-            if "gradient" not in sampling.origins(study) else None
+            if "gradient" not in sampled.origins(study) else None
         queued = enqueue_references(study, space, budget.cost, budget.target, gradient)
         if queued:
             print(f"queued into the study: {', '.join(queued)}")
@@ -153,7 +153,7 @@ def run_sample(args: argparse.Namespace, target, model: CompressedViT, name: str
           flush=True)
     started = time.perf_counter()
     if done < args.trials:
-        study.optimize(sampling.objective(space, evaluator, args.trials, objectives),
+        study.optimize(sampled.objective(space, evaluator, args.trials, objectives),
                        n_trials=args.trials - done, callbacks=[optuna.study.MaxTrialsCallback(args.trials)],
                        show_progress_bar=not args.no_progress)
     print(f"{_complete(study)} trials complete ({time.perf_counter() - started:.0f} s in this run)")

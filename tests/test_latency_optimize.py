@@ -43,9 +43,10 @@ def test_latency_budget_errors(profiled, capsys, tmp_path):
     args = ["optimize", "--target", "cpu_onnxruntime", *MODEL, *SEARCH, "--out", str(profiled)]
     assert main(args + ["--latency-ms", "0.0001"]) == 2
     assert "reachable range" in capsys.readouterr().err
-    assert main(["optimize", "--target", "cpu_onnxruntime", *MODEL, *SEARCH, "--latency-ms", "5", "--out",
+    assert main(["optimize", "--target", "h100_torch", *MODEL, *SEARCH, "--latency-ms", "5", "--out",
                  str(tmp_path / "empty")]) == 2
-    assert "no profile" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no profile" in err and "--bundle" in err and len(err.strip().splitlines()) == 1
     path = profiled / "cpu_onnxruntime" / "deit_tiny_patch16_224" / "costmodel.json"
     assert main(["fit", "--target", "cpu_onnxruntime", "--model", "deit_tiny_patch16_224", "--out",
                  str(profiled)]) == 0
@@ -141,3 +142,13 @@ def test_energy_budget_without_energy_data_is_one_error(profiled, capsys):
     assert main(["optimize", "--target", "cpu_onnxruntime", *MODEL, "--flops-ratio", "0.5", "--latency-ms", "5",
                  *SEARCH, "--out", str(profiled)]) == 2
     assert "cannot be combined" in capsys.readouterr().err
+
+
+def test_local_target_without_profile_is_profiled_first(quick_targets, tmp_path, capsys):  # noqa: F811
+    out = tmp_path / "fresh"
+    assert main(["optimize", "--target", "cpu_onnxruntime", *MODEL, *SEARCH, "--latency-ms", "0.0001",
+                 "--out", str(out)]) == 2  # profiled and fitted, then the budget is refused
+    captured = capsys.readouterr()
+    assert "profiling it here first" in captured.out and "reachable range" in captured.err
+    folder = out / "cpu_onnxruntime" / "deit_tiny_patch16_224"
+    assert (folder / "profile.csv").is_file() and (folder / "costmodel.json").is_file()

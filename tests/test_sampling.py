@@ -17,8 +17,8 @@ import pytest
 from hwsearch.cli import main
 from hwsearch.compare import hypervolume
 from hwsearch.schedule import Schedule
-from hwsearch.search import sampling
-from hwsearch.search.sampling import Space
+from hwsearch.search import sampled
+from hwsearch.search.sampled import Space
 
 MODEL = ["--model", "deit_tiny_patch16_224", "--img-size", "64"]
 QUICK = ["--num-images", "24", "--eval-images", "4", "--no-progress", "--flops-ratio", "0.6"]
@@ -49,7 +49,7 @@ def test_hypervolume_of_known_points():
 
 
 def _trials(path, name):
-    storage = sampling.journal_storage(str(path))
+    storage = sampled.journal_storage(str(path))
     return optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
 
 
@@ -105,15 +105,15 @@ def test_two_workers_share_one_journal_study_with_a_global_cap(tmp_path):
 
 
 def test_dead_worker_trial_is_failed_and_retried(tmp_path):
-    storage = sampling.journal_storage(str(tmp_path / "s.journal"))
+    storage = sampled.journal_storage(str(tmp_path / "s.journal"))
     study = optuna.create_study(study_name="s", storage=storage)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     trial = study.ask()
     trial.suggest_float("prune_1", 0, 0.5)
-    trial.set_user_attr("worker", f"{sampling.socket.gethostname()}:{dead.pid}")
+    trial.set_user_attr("worker", f"{sampled.socket.gethostname()}:{dead.pid}")
     trial.set_user_attr("origin", "sampler:tpe")
-    assert sampling.fail_dead_local_trials(study) == [trial.number]
+    assert sampled.fail_dead_local_trials(study) == [trial.number]
     trials = study.get_trials()
     assert trials[0].state == optuna.trial.TrialState.FAIL
     assert trials[1].state == optuna.trial.TrialState.WAITING and trials[1].user_attrs["retry_of"] == trial.number
