@@ -70,10 +70,10 @@ def main() -> int:
     for method in ("tpe", "random"):
         study = optuna.create_study(directions=["maximize", "minimize"],
                                     sampler=sampled.make_sampler(method, args.seed, 2))
-        study.set_user_attr("sampler", method)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         evaluator = sampled.Evaluator(quality, cost, goal)
-        study.optimize(sampled.objective(space, evaluator, cap=10 ** 6, objectives=2), timeout=seconds)
+        run = sampled.objective(space, evaluator, cap=10 ** 6, objectives=2, origin=f"sampler:{method}")
+        study.optimize(run, timeout=seconds)
         done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
         feasible = [t for t in done if t.user_attrs["cost"] <= limit]
         best = max(feasible, key=lambda t: t.user_attrs["quality"]) if feasible else None

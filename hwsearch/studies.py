@@ -74,7 +74,7 @@ def check_study(study: optuna.Study, expected: dict[str, Any]) -> None:
         for k, v in expected.items():
             study.set_user_attr(k, v)
         return
-    differ = [k for k, v in expected.items() if k != "sampler" and attrs.get(k) != v]
+    differ = [k for k, v in expected.items() if attrs.get(k) != v]
     if differ:
         raise HwsearchError(f"study {study.study_name!r} was made for other settings ("
                             + ", ".join(f"{k}: {attrs.get(k)!r} != {expected[k]!r}" for k in differ)
@@ -97,7 +97,7 @@ def enqueue_references(study: optuna.Study, space: Space, cost: CostModel, budge
     return queued
 
 
-def gradient_reference(args: argparse.Namespace, model: CompressedViT, budget: Budget, schedules: Path,
+def gradient_reference(args: argparse.Namespace, model: CompressedViT, budget: Budget,
                        search_set: ImageSet) -> tuple[sampled.Counts, dict[str, Any]] | None:
     """The gradient result for this budget: ``--gradient FILE``, or a search run now (``auto``)."""
     from hwsearch.schedule import load as load_schedule
@@ -133,14 +133,13 @@ def run_sample(args: argparse.Namespace, target, model: CompressedViT, name: str
     check_study(study, {"model": name, "target": target.name, "cost": budget.name, "unit": budget.cost.unit,
                         "budget": round(budget.target, 6), "quality": key, "objectives": objectives,
                         "eval_images": len(eval_set), "eval_source": eval_set.source, "tolerance": args.tolerance})
-    study.set_user_attr("sampler", args.sampler)
     if not args.storage:
         failed = sampled.fail_dead_local_trials(study)
         if failed:
             print(f"trials {failed} were left running by a killed worker: marked failed and queued again")
     space = Space(model.num_tokens, model.num_prefix, model.depth, args.compress_from)
     if not args.no_references:
-        gradient = gradient_reference(args, model, budget, folder, search_set) \
+        gradient = gradient_reference(args, model, budget, search_set) \
             if "gradient" not in sampled.origins(study) else None
         queued = enqueue_references(study, space, budget.cost, budget.target, gradient)
         if queued:
@@ -153,7 +152,7 @@ def run_sample(args: argparse.Namespace, target, model: CompressedViT, name: str
           flush=True)
     started = time.perf_counter()
     if done < args.trials:
-        study.optimize(sampled.objective(space, evaluator, args.trials, objectives),
+        study.optimize(sampled.objective(space, evaluator, args.trials, objectives, f"sampler:{args.sampler}"),
                        n_trials=args.trials - done, callbacks=[optuna.study.MaxTrialsCallback(args.trials)],
                        show_progress_bar=not args.no_progress)
     print(f"{_complete(study)} trials complete ({time.perf_counter() - started:.0f} s in this run)")

@@ -168,9 +168,12 @@ class Evaluator:
         return quality, cost
 
 
-def objective(space: Space, evaluator: Evaluator, cap: int, objectives: int,
+def objective(space: Space, evaluator: Evaluator, cap: int, objectives: int, origin: str = "sampler",
               penalty: float = 10.0) -> Callable[[optuna.Trial], Any]:
-    """The Optuna objective: (quality, cost), or quality minus a budget penalty (single objective)."""
+    """The Optuna objective: (quality, cost), or quality minus a budget penalty (single objective).
+
+    ``origin`` labels sampled trials (queued ones keep the origin they were queued with).
+    """
 
     def run(trial: optuna.Trial) -> Any:
         started = time.perf_counter()
@@ -179,7 +182,7 @@ def objective(space: Space, evaluator: Evaluator, cap: int, objectives: int,
             raise optuna.TrialPruned("global trial cap reached by other workers")
         trial.set_user_attr("worker", worker_id())
         if "origin" not in trial.user_attrs:
-            trial.set_user_attr("origin", f"sampler:{trial.study.user_attrs.get('sampler', '?')}")
+            trial.set_user_attr("origin", origin)
         with warnings.catch_warnings():  # queued schedules may drop more than MAX_DROP: used as given
             warnings.filterwarnings("ignore", message="Fixed parameter .* is out of range")
             counts = space.suggest(trial)
