@@ -224,7 +224,8 @@ def _predicted_record(budgets: list[tuple], result) -> dict:  # type: ignore[no-
 def _check_latency(args: argparse.Namespace, target, model: CompressedViT, budgets: list[tuple], result) -> dict | None:  # type: ignore[no-untyped-def]
     """Measure the searched schedule here (local targets); local search when it misses the band.
 
-    Updates ``result.counts`` and its predictions when the local search moves the schedule.
+    Updates ``result.counts`` and its predictions when the local search moves the schedule. The
+    final figures are the real measurement (dense and compressed, one run) of the schedule kept.
     """
     if not target.is_local:
         print(f"predicted only: {target.name} is not this host, nothing was measured")
@@ -234,49 +235,57 @@ def _check_latency(args: argparse.Namespace, target, model: CompressedViT, budge
     if not 0.90 <= ratio <= 1.03 and args.refine > 0:
         print(f"measured {ratio:.3f} x budget, outside [0.90, 1.03]: measured local search around the "
               f"schedule (at most {args.refine} measurements)", flush=True)
-        result.counts = _local_search(target, model, result.counts, args, measured["compressed"]["median_ms"])
+        result.counts, measured = _local_search(target, model, result.counts, args, measured)
         result.predicted_by = {b.name: b.cost.cost(result.counts) for b, _ in budgets}
         result.predicted = result.predicted_by[budgets[0][0].name]
         print(f"schedule: {[list(c) for c in result.counts]}")
         _print_predicted(budgets, result)
-        measured = _measure_and_report(target, model, result.counts, args.latency_ms)
+        print("its measurement from the local search (dense and compressed in one run):")
+        _print_measurement(target, measured, target.batch, args.latency_ms)
     return measured
 
 
-def _local_search(target, model: CompressedViT, counts, args: argparse.Namespace, first_ms: float):  # type: ignore[no-untyped-def]
-    """Bisection along the dense<->minimal axis with one real measurement per step."""
-    from hwsearch.measure import measure_models
+def _local_search(target, model: CompressedViT, counts, args: argparse.Namespace, first: dict):  # type: ignore[no-untyped-def]
+    """Bisection along the dense<->minimal axis, one real measurement (with dense) per step;
+    returns the schedule closest to the band's middle and that measurement."""
     from hwsearch.search.local import measured_search
 
+    seen = {tuple(counts): first}
+
     def measure(candidate) -> float:  # type: ignore[no-untyped-def]
-        # interleaved with the dense model, exactly like the final check: measured alone, the small
+        # interleaved with the dense model, exactly like the first check: measured alone, the small
         # model runs with warmer caches and reads up to ~25% faster on this CPU
-        models = {"dense": CompressedViT(model.vit), "compressed": apply_schedule(model.vit, candidate)}
-        return float(measure_models(target, models, target.batch)["compressed"]["median_ms"])
+        seen[tuple(candidate)] = _measure(target, model, candidate)
+        return float(seen[tuple(candidate)]["compressed"]["median_ms"])
 
     low = model.num_prefix + 1
     best, _ = measured_search(counts, measure, args.latency_ms, model.num_tokens, low, args.compress_from,
-                              steps=args.refine, first=first_ms, log=lambda m: print(m, flush=True))
-    return best
+                              steps=args.refine, first=first["compressed"]["median_ms"],
+                              log=lambda m: print(m, flush=True))
+    return best, seen[tuple(best)]
 
 
-def _measure_and_report(target, model: CompressedViT, counts, budget_ms: float | None,  # type: ignore[no-untyped-def]
-                        batch: int | None = None, here: bool = False) -> dict:
-    """Measure dense and compressed deploy-mode models here, in one run, and print the comparison.
-
-    ``here``: the target's hardware is this host although the target file says remote (deploy on
-    the device itself).
-    """
+def _measure(target, model: CompressedViT, counts, batch: int | None = None, here: bool = False) -> dict:  # type: ignore[no-untyped-def]
+    """Dense and compressed deploy-mode models measured here, in one run (``here``: the target's
+    hardware is this host although the target file says remote, i.e. deploy on the device)."""
     from hwsearch.measure import measure_models
 
-    batch = batch or target.batch
-    compressed = apply_schedule(model.vit, counts)
-    stats = measure_models(target, {"dense": CompressedViT(model.vit), "compressed": compressed}, batch, here=here)
+    models = {"dense": CompressedViT(model.vit), "compressed": apply_schedule(model.vit, counts)}
+    return measure_models(target, models, batch or target.batch, here=here)
+
+
+def _print_measurement(target, stats: dict, batch: int, budget_ms: float | None) -> None:  # type: ignore[no-untyped-def]
     d, c = stats["dense"], stats["compressed"]
     versus = f"; budget {budget_ms:.2f} ms -> {c['median_ms'] / budget_ms:.3f} x budget" if budget_ms else ""
     print(f"measured on {target.name} ({target.backend}, batch {batch}, same run): compressed "
           f"{c['median_ms']:.2f} ms (p10-p90 {c['p10_ms']:.2f}-{c['p90_ms']:.2f}, cv {100 * c['cv']:.1f}%), "
           f"dense {d['median_ms']:.2f} ms; speedup {d['median_ms'] / c['median_ms']:.2f}x{versus}", flush=True)
+
+
+def _measure_and_report(target, model: CompressedViT, counts, budget_ms: float | None,  # type: ignore[no-untyped-def]
+                        batch: int | None = None, here: bool = False) -> dict:
+    stats = _measure(target, model, counts, batch, here)
+    _print_measurement(target, stats, batch or target.batch, budget_ms)
     return stats
 
 
