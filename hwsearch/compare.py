@@ -98,11 +98,11 @@ def pareto_png(rows: list[dict[str, Any]], front: list[int], budget: float, unit
     for origin in samplers:
         sel = [r for r in rows if r["origin"] == origin]
         ax.scatter([r["cost"] for r in sel], [r["quality"] for r in sel], s=16, alpha=0.6, label=method_of(origin))
-    for origin, (marker, size, color) in MARKERS.items():
+    for rank, (origin, (marker, size, color)) in enumerate(MARKERS.items()):
         sel = [r for r in rows if r["origin"] == origin]
-        if sel:
+        if sel:  # the gradient result on top: hand baselines often land on the same point
             ax.scatter([r["cost"] for r in sel], [r["quality"] for r in sel], marker=marker, s=size, c=color,
-                       edgecolors="white", zorder=5, label=origin)
+                       edgecolors="white", zorder=10 - rank, label=origin)
     pts = sorted((r["cost"], r["quality"]) for r in rows if r["number"] in front)
     if pts:
         ax.step([c for c, _ in pts], [q for _, q in pts], where="post", c="gray", lw=1, label="Pareto front")
