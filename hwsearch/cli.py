@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     smp.add_argument("--sampler", default="tpe", help="tpe, nsga2, gp, random; cmaes with --objective quality")
     smp.add_argument("--objective", default="quality,cost", choices=["quality,cost", "quality"],
                      help="two objectives (Pareto), or quality with a budget penalty (single objective)")
+    smp.add_argument("--space", default="fractions", choices=["fractions", "budget"],
+                     help="fractions: per-block drop fractions (any cost; Pareto studies); budget: the shape is "
+                          "sampled and scaled onto the budget (every trial at the budget; use --objective quality)")
     smp.add_argument("--seed", type=int)
     smp.add_argument("--storage", help="Optuna storage URL, e.g. postgresql://user:pw@host/db (default: a "
                                        "JournalStorage file under results/<target>/<model>/studies/)")

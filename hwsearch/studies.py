@@ -22,7 +22,7 @@ from hwsearch.errors import HwsearchError
 from hwsearch.models import CompressedViT, apply_schedule
 from hwsearch.quality import collect, fidelity
 from hwsearch.search import sampled
-from hwsearch.search.sampled import Evaluator, Space
+from hwsearch.search.sampled import BudgetSpace, Evaluator, Space
 
 BASELINES = ("uniform", "evit", "tome")
 
@@ -132,12 +132,15 @@ def run_sample(args: argparse.Namespace, target, model: CompressedViT, name: str
     quality, key = make_quality(model, eval_set)
     check_study(study, {"model": name, "target": target.name, "cost": budget.name, "unit": budget.cost.unit,
                         "budget": round(budget.target, 6), "quality": key, "objectives": objectives,
-                        "eval_images": len(eval_set), "eval_source": eval_set.source, "tolerance": args.tolerance})
+                        "eval_images": len(eval_set), "eval_source": eval_set.source, "tolerance": args.tolerance,
+                        "space": args.space})
     if not args.storage:
         failed = sampled.fail_dead_local_trials(study)
         if failed:
             print(f"trials {failed} were left running by a killed worker: marked failed and queued again")
-    space = Space(model.num_tokens, model.num_prefix, model.depth, args.compress_from)
+    space = Space(model.num_tokens, model.num_prefix, model.depth, args.compress_from) if args.space == "fractions" \
+        else BudgetSpace(model.num_tokens, model.num_prefix, model.depth, args.compress_from, budget.cost,
+                         budget.target)
     if not args.no_references:
         gradient = gradient_reference(args, model, budget, search_set) \
             if "gradient" not in sampled.origins(study) else None

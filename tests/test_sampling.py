@@ -161,3 +161,32 @@ def test_postgresql_storage_two_workers():
     trials = optuna.load_study(study_name=name, storage=url).get_trials()
     assert [t.state for t in trials].count(optuna.trial.TrialState.COMPLETE) == 8
     assert optuna.trial.TrialState.RUNNING not in [t.state for t in trials]
+
+
+def test_budget_space_puts_every_trial_at_the_budget():
+    from conftest import make_vit
+
+    from hwsearch.cost import FlopsCost
+    from hwsearch.search.sampled import BudgetSpace
+
+    vit = make_vit("deit_small", depth=6)
+    cost = FlopsCost.from_model(vit)
+    dense = cost.dense_cost(6)
+    space = BudgetSpace(num_tokens=37, num_prefix=1, depth=6, compress_from=1, cost=cost, budget=0.6 * dense)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(30):
+        counts = space.suggest(study.ask())
+        Schedule.from_counts("m", 96, 37, 1, counts)
+        assert 0.5 * dense < cost.cost(counts) <= 0.6 * dense  # at (just under) the budget, never above
+
+
+def test_sample_in_budget_space_single_objective(tmp_path):
+    out = tmp_path / "results"
+    assert main(["sample", "--target", "cpu_onnxruntime", *MODEL, *QUICK, "--trials", "8", "--space", "budget",
+                 "--objective", "quality", "--sampler", "tpe", "--study", "b", "--out", str(out)]) == 0
+    trials = _trials(out / "cpu_onnxruntime" / "deit_tiny_patch16_224" / "studies" / "b.journal", "b")
+    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 8 and "gradient" in {t.user_attrs["origin"] for t in complete}
+    sampled_costs = [t.user_attrs["cost"] for t in complete if t.user_attrs["origin"] == "sampler:tpe"]
+    limit = complete[0].user_attrs["cost"] - complete[0].constraints["budget"]  # constraint = cost - limit
+    assert sampled_costs and all(c <= limit for c in sampled_costs)

@@ -68,6 +68,46 @@ class Space:
         return self.counts(params)
 
 
+@dataclass(frozen=True)
+class BudgetSpace(Space):
+    """Schedules ON the budget: a trial samples only the shape, the scale is solved.
+
+    Per compressing block a weight ``w_i`` (share of the compression it takes) and a split
+    ``split_i`` (pruned share of its drop); one scale ``s`` (bisection) makes block i drop the
+    fraction ``min(1, s * w_i)`` of its removable tokens so that the predicted cost is the largest
+    not above the budget. Every trial is then at the budget, and samplers compare schedules of
+    equal cost, as the gradient search's result is. Queued schedules are evaluated as given.
+    """
+
+    cost: Any = None
+    budget: float = 0.0
+
+    def shaped(self, weights: list[float], splits: list[float], scale: float) -> Counts:
+        out: Counts = [(self.num_tokens, self.num_tokens)] * self.compress_from
+        cur = self.num_tokens
+        for w, split in zip(weights, splits, strict=True):
+            drop = round(min(1.0, scale * w) * (cur - self.num_prefix - 1))
+            p = cur - round(split * drop)
+            out.append((p, cur - drop))
+            cur -= drop
+        return out
+
+    def suggest(self, trial: optuna.Trial) -> Counts:
+        blocks = range(self.compress_from, self.depth)
+        weights = [trial.suggest_float(f"weight_{i}", 0.0, 1.0) for i in blocks]
+        splits = [trial.suggest_float(f"split_{i}", 0.0, 1.0) for i in blocks]
+        lo, hi = 0.0, 1.0 / max(min(w for w in weights if w > 0) if any(weights) else 1.0, 1e-6)
+        best = self.shaped(weights, splits, 0.0)
+        for _ in range(40):  # cost falls as the scale grows (up to rounding)
+            mid = (lo + hi) / 2
+            counts = self.shaped(weights, splits, mid)
+            if self.cost.cost(counts) > self.budget:
+                lo = mid
+            else:
+                hi, best = mid, counts
+        return best
+
+
 def make_sampler(name: str, seed: int | None, objectives: int) -> optuna.samplers.BaseSampler:
     if name not in SAMPLERS:
         raise HwsearchError(f"unknown sampler {name!r}: choose from {', '.join(SAMPLERS)}")
@@ -183,9 +223,10 @@ def objective(space: Space, evaluator: Evaluator, cap: int, objectives: int, ori
         trial.set_user_attr("worker", worker_id())
         if "origin" not in trial.user_attrs:
             trial.set_user_attr("origin", origin)
+        queued = trial.user_attrs.get("queued_counts")
         with warnings.catch_warnings():  # queued schedules may drop more than MAX_DROP: used as given
             warnings.filterwarnings("ignore", message="Fixed parameter .* is out of range")
-            counts = space.suggest(trial)
+            counts = [tuple(c) for c in json.loads(queued)] if queued else space.suggest(trial)
         quality, cost = evaluator.record(trial, counts, started)
         if objectives == 2:
             return quality, cost
@@ -199,9 +240,14 @@ def enqueue_schedule(study: optuna.Study, space: Space, counts: Counts, origin: 
     """Queue a schedule made elsewhere (gradient search, hand baseline) as the study's next trial.
 
     It is evaluated by the same objective as sampled trials; ``origin`` marks where it came from.
-    Parameters beyond MAX_DROP are used as given (Optuna warns), so the schedule stays exact.
+    In the drop-fraction space it is queued as its exact parameters (beyond MAX_DROP used as given);
+    in a :class:`BudgetSpace` (no exact inverse) as its counts.
     """
-    study.enqueue_trial(space.params(counts), user_attrs={"origin": origin, **attrs}, skip_if_exists=True)
+    if isinstance(space, BudgetSpace):
+        study.enqueue_trial({}, user_attrs={"origin": origin, "queued_counts": json.dumps([list(c) for c in counts]),
+                                            **attrs})
+    else:
+        study.enqueue_trial(space.params(counts), user_attrs={"origin": origin, **attrs}, skip_if_exists=True)
 
 
 def origins(study: optuna.Study) -> set[str]:
