@@ -172,11 +172,14 @@ def _plain(value: float) -> str:
 
 def print_importances(study: optuna.Study, top: int = 5) -> dict[str, float]:
     """fANOVA importances of the parameters for quality (needs a few complete trials)."""
-    trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    # sampled trials only: queued schedules may carry no parameters (budget space)
+    trials = [t for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)) if t.params]
     if len(trials) < 5:
         return {}
+    view = optuna.create_study(directions=study.directions)
+    view.add_trials(trials)
     importances = optuna.importance.get_param_importances(
-        study, target=lambda t: t.values[0], evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
+        view, target=lambda t: t.values[0], evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
     print("parameter importances for quality: "
           + ", ".join(f"{k} {v:.2f}" for k, v in list(importances.items())[:top]))
     return dict(importances)
