@@ -549,7 +549,7 @@ def _default_sample_budget(args: argparse.Namespace, target, model: CompressedVi
 def compare(args: argparse.Namespace) -> int:
     """Table, Pareto and history plots, HTML page from a study."""
     from hwsearch.compare import summarize, table, write_report
-    from hwsearch.studies import open_study, print_importances, study_dir, trial_rows
+    from hwsearch.studies import open_study, print_importances, question, study_dir, trial_rows
 
     target = _target(args)
     name = args.model or DEFAULT_MODEL
@@ -563,7 +563,7 @@ def compare(args: argparse.Namespace) -> int:
     rows = trial_rows(study)
     if not rows:
         raise HwsearchError(f"study {args.study!r} has no complete trials")
-    attrs = study.user_attrs
+    attrs = question(study)
     limit = float(attrs["budget"]) * (1 + float(attrs.get("tolerance", 0.0)))
     summary = summarize(rows, limit)
     print(f"study {args.study}: {len(rows)} complete trials; quality = {attrs['quality']}; cost = predicted "

@@ -67,18 +67,28 @@ def open_study(args: argparse.Namespace, folder: Path, name: str, directions: li
                                load_if_exists=True)
 
 
+QUESTION = "question"  # one user attr (one journal record), so a concurrent worker never sees half of it
+
+
 def check_study(study: optuna.Study, expected: dict[str, Any]) -> None:
     """A continued study must be the same question (model, target, cost, budget, quality)."""
-    attrs = study.user_attrs
-    if not attrs:
-        for k, v in expected.items():
-            study.set_user_attr(k, v)
+    current = study.user_attrs.get(QUESTION)
+    if current is None:
+        study.set_user_attr(QUESTION, expected)
         return
-    differ = [k for k, v in expected.items() if attrs.get(k) != v]
+    differ = [k for k, v in expected.items() if current.get(k) != v]
     if differ:
         raise HwsearchError(f"study {study.study_name!r} was made for other settings ("
-                            + ", ".join(f"{k}: {attrs.get(k)!r} != {expected[k]!r}" for k in differ)
+                            + ", ".join(f"{k}: {current.get(k)!r} != {expected[k]!r}" for k in differ)
                             + "): use another --study name")
+
+
+def question(study: optuna.Study) -> dict[str, Any]:
+    """The settings a study was made for (model, target, cost, unit, budget, quality, ...)."""
+    q = study.user_attrs.get(QUESTION)
+    if not isinstance(q, dict):
+        raise HwsearchError(f"study {study.study_name!r} was not made by hwsearch sample")
+    return q
 
 
 def enqueue_references(study: optuna.Study, space: Space, cost: CostModel, budget: float,
@@ -172,12 +182,17 @@ def _plain(value: float) -> str:
 
 def print_importances(study: optuna.Study, top: int = 5) -> dict[str, float]:
     """fANOVA importances of the parameters for quality (needs a few complete trials)."""
-    # sampled trials only: queued schedules may carry no parameters (budget space)
-    trials = [t for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)) if t.params]
-    if len(trials) < 5:
-        return {}
+    # trials whose parameters lie in the sampled space: queued schedules may carry none (budget
+    # space) or drops beyond MAX_DROP, which fANOVA's space cannot hold
     view = optuna.create_study(directions=study.directions)
-    view.add_trials(trials)
+    for trial in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
+        if trial.params:
+            try:
+                view.add_trial(trial)
+            except ValueError:
+                continue
+    if len(view.trials) < 5:
+        return {}
     importances = optuna.importance.get_param_importances(
         view, target=lambda t: t.values[0], evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
     print("parameter importances for quality: "
