@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     smp.add_argument("--study", help="study name (default from the budget)")
     smp.add_argument("--tolerance", type=float, default=0.02,
                      help="a trial meets the budget up to budget x (1 + tolerance); searches aim at the budget")
-    smp.add_argument("--eval-images", type=int, default=64, help="held-out images each trial is judged on")
+    smp.add_argument("--eval-images", type=int, default=64, help="search-photo images each trial is judged on")
     smp.add_argument("--gradient", default="auto",
                      help="gradient result to put in the study: a schedule YAML, auto (find or search), none")
     smp.add_argument("--no-references", action="store_true", help="do not queue the gradient/baseline schedules")

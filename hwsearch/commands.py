@@ -516,9 +516,12 @@ def sample(args: argparse.Namespace) -> int:
     budgets = _budgets(args, target, model, name, min_count)
     if len(budgets) > 1:
         raise HwsearchError("sample takes one budget (its cost is the second objective)")
-    search_set, held_out = _data(args, vit)
-    eval_set = ImageSet(held_out.images[:args.eval_images],
-                        held_out.labels[:args.eval_images] if held_out.labels is not None else None, held_out.source)
+    search_set, _ = _data(args, vit)
+    # trials are judged on images of the search photos (what the gradient search trains on), spread
+    # over the whole set; held-out photos stay for hwsearch evaluate on the schedule picked
+    pick = torch.linspace(0, len(search_set) - 1, min(args.eval_images, len(search_set))).long()
+    eval_set = ImageSet(search_set.images[pick], search_set.labels[pick] if search_set.labels is not None else None,
+                        f"{search_set.source} (selection subset)")
     study = run_sample(args, target, model, name, budgets[0][0], search_set, eval_set)
     print_importances(study)
     print(f"next: hwsearch compare --target {target.name} --study {study.study_name}"

@@ -160,7 +160,7 @@ def run_sample(args: argparse.Namespace, target, model: CompressedViT, name: str
     evaluator = Evaluator(quality, budget.cost, budget.target, args.tolerance)
     done = _complete(study)
     print(f"study {study_name!r}: {done} of {args.trials} trials complete; sampler {args.sampler}; quality = {key} "
-          f"on {len(eval_set)} held-out images; cost = predicted {budget.name} ({budget.cost.unit}); "
+          f"on {len(eval_set)} images ({eval_set.source}); cost = predicted {budget.name} ({budget.cost.unit}); "
           f"constraint cost <= {budget.target * (1 + args.tolerance):.3f} (budget + {100 * args.tolerance:g}%)",
           flush=True)
     started = time.perf_counter()
