@@ -696,7 +696,7 @@ def _engine_agreement(engine: Path, model: CompressedViT, images: torch.Tensor, 
     """The engine's outputs vs PyTorch fp32 deploy mode on the held-out images (fp16 drift)."""
     import numpy as np
 
-    from hwsearch.deploy import batches
+    from hwsearch.deploy import agreement, batches
     from profilers.backends.tensorrt_backend import run_engine
 
     ours, theirs = [], []
@@ -704,13 +704,11 @@ def _engine_agreement(engine: Path, model: CompressedViT, images: torch.Tensor, 
         for chunk, real in batches(images, batch):
             ours.append(model(chunk).numpy()[:real])
             theirs.append(run_engine(engine, {"images": chunk.numpy()})["output"][:real])
-    a, b = np.concatenate(ours), np.concatenate(theirs)
-    cos = float(torch.nn.functional.cosine_similarity(torch.from_numpy(a), torch.from_numpy(b), dim=-1).mean())
-    top1 = float((a.argmax(-1) == b.argmax(-1)).mean()) if model.vit.num_classes > 0 else None
-    result = {"max_abs_diff": float(np.abs(a - b).max()), "output_cosine": cos, "top1_agreement": top1,
+    result = {**agreement(np.concatenate(ours), np.concatenate(theirs), model.vit.num_classes > 0),
               "images": len(images)}
+    top1 = result["top1_agreement"]
     print(f"engine vs PyTorch fp32 on {len(images)} held-out images: max abs diff {result['max_abs_diff']:.2e}, "
-          f"cosine {cos:.5f}" + (f", top-1 agreement {top1:.4f}" if top1 is not None else ""))
+          f"cosine {result['output_cosine']:.5f}" + (f", top-1 agreement {top1:.4f}" if top1 is not None else ""))
     return result
 
 

@@ -57,11 +57,18 @@ def export_onnx(model: CompressedViT, path: Path, batch: int, images: torch.Tens
     graph = onnx.load(str(path)).graph
     ops = Counter(n.op_type for n in graph.node)
     torch_out, onnx_out = compare_outputs(model, path, images, batch)
-    cos = torch.nn.functional.cosine_similarity(torch.from_numpy(onnx_out), torch.from_numpy(torch_out), dim=-1)
-    top1 = float((onnx_out.argmax(-1) == torch_out.argmax(-1)).mean()) if model.vit.num_classes > 0 else None
+    diff = agreement(torch_out, onnx_out, model.vit.num_classes > 0)
     return ExportReport(str(path), opset, batch, len(graph.node), dict(sorted(ops.items())),
-                        sorted(set(ops) & DYNAMIC_OPS), float(np.abs(onnx_out - torch_out).max()), len(images),
-                        float(cos.mean()), top1)
+                        sorted(set(ops) & DYNAMIC_OPS), diff["max_abs_diff"], len(images), diff["output_cosine"],
+                        diff["top1_agreement"])
+
+
+def agreement(reference: np.ndarray, other: np.ndarray, classifier: bool) -> dict[str, Any]:
+    """Max abs difference, mean output cosine and (classifiers) top-1 agreement of two output sets."""
+    cos = torch.nn.functional.cosine_similarity(torch.from_numpy(other), torch.from_numpy(reference), dim=-1)
+    top1 = float((other.argmax(-1) == reference.argmax(-1)).mean()) if classifier else None
+    return {"max_abs_diff": float(np.abs(other - reference).max()), "output_cosine": float(cos.mean()),
+            "top1_agreement": top1}
 
 
 def batches(images: torch.Tensor, batch: int) -> list[tuple[torch.Tensor, int]]:
