@@ -64,7 +64,7 @@ def main() -> int:
     test_set = ImageSet(held_out.images, None, held_out.source)
     quality, key = make_quality(model, select_set)
     test_quality, _ = make_quality(model, test_set)
-    limit = goal * 1.02
+    limit = goal * (1 + sampled.Evaluator.tolerance)  # the feasibility rule of hwsearch sample
 
     started = time.perf_counter()
     result = gradient_search(model, [Budget(cost, goal)], search_set, SearchConfig(epochs=1, batch_size=16,

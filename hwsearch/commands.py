@@ -580,7 +580,7 @@ def compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _deploy_inputs(args: argparse.Namespace, fallback_target: bool = True):  # type: ignore[no-untyped-def]
+def _deploy_inputs(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     """Schedule, target, its model (refused when the schedule does not fit it) and the output folder."""
     from hwsearch.deploy import check_out_dir
 
@@ -604,6 +604,8 @@ def _parity_images(args: argparse.Namespace, vit) -> torch.Tensor:  # type: igno
 
 
 def _print_export(report) -> None:  # type: ignore[no-untyped-def]
+    from hwsearch.deploy import PARITY_TOLERANCE as PARITY
+
     ops = ", ".join(f"{k} {v}" for k, v in sorted(report.op_types.items(), key=lambda kv: -kv[1]))
     print(f"wrote {report.path}: opset {report.opset}, batch {report.batch}, {report.nodes} nodes ({ops})")
     print(f"ONNX Runtime vs PyTorch on {report.parity_images} held-out images: max abs diff "
@@ -613,9 +615,6 @@ def _print_export(report) -> None:  # type: ignore[no-untyped-def]
         print(f"note: data-dependent ops in the graph: {', '.join(report.dynamic_ops)}")
     if report.max_abs_diff > PARITY:
         raise HwsearchError(f"ONNX export differs from PyTorch by {report.max_abs_diff:.2e} > {PARITY:g}")
-
-
-PARITY = 1e-3
 
 
 def export(args: argparse.Namespace) -> int:

@@ -154,5 +154,5 @@ def check_out_dir(path: Path) -> Path:
     return path
 
 
-__all__ = ["export_onnx", "ExportReport", "optimize_for_onnxruntime", "build_tensorrt", "tensorrt_available",
-           "check_out_dir", "HwsearchError"]
+__all__ = ["export_onnx", "ExportReport", "agreement", "optimize_for_onnxruntime", "build_tensorrt",
+           "tensorrt_available", "check_out_dir", "PARITY_TOLERANCE"]
