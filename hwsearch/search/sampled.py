@@ -135,13 +135,17 @@ def journal_storage(path: str) -> optuna.storages.BaseStorage:
 def rdb_storage(url: str) -> optuna.storages.BaseStorage:
     """Optuna RDB storage (PostgreSQL for many machines) with heartbeats; a dead worker's trial
     is marked failed after the grace period and retried."""
-    try:
-        return optuna.storages.RDBStorage(
-            url, heartbeat_interval=10, grace_period=30,
-            failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=2))
-    except Exception as exc:  # sqlalchemy/driver errors: one line for the user
-        raise HwsearchError(f"cannot open study storage {url.split('@')[-1]}: {type(exc).__name__}: "
-                            f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+    for attempt in range(3):  # workers starting together on a fresh database race to create its tables
+        try:
+            return optuna.storages.RDBStorage(
+                url, heartbeat_interval=10, grace_period=30,
+                failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=2))
+        except Exception as exc:  # sqlalchemy/driver errors: retried, then one line for the user
+            if attempt == 2:
+                raise HwsearchError(f"cannot open study storage {url.split('@')[-1]}: {type(exc).__name__}: "
+                                    f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+            time.sleep(1.0 + attempt)
+    raise AssertionError("unreachable")
 
 
 def worker_id() -> str:
