@@ -28,15 +28,15 @@ import optuna  # noqa: E402
 import torch  # noqa: E402
 
 from hwsearch.cost import Budget, FlopsCost, MeasuredCost  # noqa: E402
+from hwsearch.cost.fit import load_costmodel  # noqa: E402
 from hwsearch.data import ImageSet, default_sets  # noqa: E402
-from hwsearch.fit import load_costmodel  # noqa: E402
 from hwsearch.io import provenance, write_json  # noqa: E402
-from hwsearch.models import CompressedViT  # noqa: E402
+from hwsearch.model.vit import CompressedViT  # noqa: E402
+from hwsearch.model.zoo import load_model  # noqa: E402
 from hwsearch.search import sampled  # noqa: E402
 from hwsearch.search.gradient import SearchConfig, gradient_search  # noqa: E402
-from hwsearch.studies import make_quality  # noqa: E402
+from hwsearch.search.sample import make_quality  # noqa: E402
 from hwsearch.targets import load_target  # noqa: E402
-from hwsearch.zoo import load_model  # noqa: E402
 
 
 def main() -> int:

@@ -22,15 +22,15 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from hwsearch.cost import Budget, FlopsCost, MeasuredCost  # noqa: E402
+from hwsearch.cost.fit import load_costmodel  # noqa: E402
 from hwsearch.data import default_sets  # noqa: E402
-from hwsearch.fit import load_costmodel  # noqa: E402
 from hwsearch.io import provenance, write_json  # noqa: E402
-from hwsearch.measure import measure_models  # noqa: E402
-from hwsearch.models import CompressedViT, apply_schedule  # noqa: E402
+from hwsearch.model.vit import CompressedViT, apply_schedule  # noqa: E402
+from hwsearch.model.zoo import load_model  # noqa: E402
+from hwsearch.profiling.measure import measure_models  # noqa: E402
 from hwsearch.quality import collect, fidelity  # noqa: E402
 from hwsearch.search.gradient import SearchConfig, gradient_search  # noqa: E402
 from hwsearch.targets import load_target  # noqa: E402
-from hwsearch.zoo import load_model  # noqa: E402
 
 
 def main() -> int:

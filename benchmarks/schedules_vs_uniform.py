@@ -1,6 +1,6 @@
 """Learned (DiffRate) schedule vs hand schedules at the same GMACs (within 2%), on held-out images.
 
-Hand schedules (hwsearch.baselines), each solved for the learned schedule's GMACs, compressing
+Hand schedules (hwsearch.search.baselines), each solved for the learned schedule's GMACs, compressing
 from the same first block as the search: uniform rate, EViT-style fixed-layer pruning, ToMe-style
 constant merge.
 
@@ -18,14 +18,14 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from hwsearch.baselines import solve  # noqa: E402
 from hwsearch.cost import FlopsCost  # noqa: E402
 from hwsearch.data import default_sets  # noqa: E402
 from hwsearch.io import provenance, write_json  # noqa: E402
-from hwsearch.models import CompressedViT, apply_schedule  # noqa: E402
+from hwsearch.model.vit import CompressedViT, apply_schedule  # noqa: E402
+from hwsearch.model.zoo import load_model  # noqa: E402
 from hwsearch.quality import collect, fidelity  # noqa: E402
 from hwsearch.schedule import load  # noqa: E402
-from hwsearch.zoo import load_model  # noqa: E402
+from hwsearch.search.baselines import solve  # noqa: E402
 
 
 def main() -> int:

@@ -144,6 +144,16 @@ def folder_sets(root: str | Path, size: int, crop_pct: float = 0.875, num_images
     return full.take(slice(n_eval, None)), full.take(slice(0, n_eval))
 
 
+def image_sets(vit: Any, data: str | None, num_images: int) -> tuple[ImageSet, ImageSet]:
+    """Search and held-out images at the model's input size: ``data`` (a folder) or the default photos."""
+    size = int(vit.patch_embed.img_size[0])
+    if data:
+        return folder_sets(data, size, float(vit.pretrained_cfg.get("crop_pct", 0.875)), num_images)
+    if num_images < 2:
+        raise HwsearchError("--num-images must be at least 2")
+    return default_sets(size, num_images)
+
+
 def normalize(images: torch.Tensor, cfg: Mapping[str, Any] | Any) -> torch.Tensor:
     """uint8 ``[N, 3, H, W]`` to float, normalized with the model's own mean/std."""
     mean = cfg["mean"] if isinstance(cfg, Mapping) else cfg.mean

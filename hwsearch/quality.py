@@ -7,14 +7,15 @@ top-1 agreement of the logits.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from hwsearch.compress import BlockKeep
 from hwsearch.data import ImageSet, normalize
-from hwsearch.models import CompressedViT, Features
+from hwsearch.model.tokens import BlockKeep
+from hwsearch.model.vit import CompressedViT, Features
 
 
 @dataclass
@@ -27,6 +28,13 @@ class Reference:
 
     def take(self, index: slice | Tensor) -> "Reference":
         return Reference(self.cls[index], self.patch_mean[index], self.output[index])
+
+
+def quality_key(classifier: bool, labels: Any) -> str:
+    """Backbones: feature cosine to the dense model; classifiers: top-1 (labels) or top-1 agreement."""
+    if not classifier:
+        return "feature_cosine"
+    return "top1" if labels is not None else "top1_agreement"
 
 
 def distill_loss(ref: Reference, out: Features, classifier: bool, labels: Tensor | None = None) -> Tensor:

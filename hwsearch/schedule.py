@@ -1,6 +1,12 @@
-"""A compression schedule: per block (kept after prune, kept after merge); validated YAML."""
+"""A compression schedule: per block (kept after prune, kept after merge); validated YAML.
+
+Also the helpers every searcher shares: the one ``Counts`` type, walking blocks to build a valid
+schedule, bisection of a one-parameter schedule family onto a budget, random valid schedules.
+"""
 from __future__ import annotations
 
+import random
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -9,6 +15,76 @@ import yaml
 
 from hwsearch.errors import HwsearchError
 from hwsearch.io import plain, write_text
+
+Counts = list[tuple[int, int]]
+"""Per block ``(prune_kept, merge_kept)``, prefix tokens included (DiffRate's kept numbers)."""
+
+
+def as_lists(counts: Sequence[Sequence[int]]) -> list[list[int]]:
+    """Counts as plain lists (JSON/YAML/printing)."""
+    return [[int(v) for v in c] for c in counts]
+
+
+def walk(num_tokens: int, depth: int, start: int, step: Callable[[int, int], tuple[int, int]],
+         low: int = 2) -> Counts:
+    """Build a valid schedule block by block: blocks before ``start`` stay dense; from ``start`` on,
+    ``step(block, entering)`` proposes ``(prune_kept, merge_kept)``, clamped to
+    ``low <= merge_kept <= prune_kept <= entering``."""
+    counts: Counts = [(num_tokens, num_tokens)] * start
+    entering = num_tokens
+    for i in range(start, depth):
+        p, m = step(i, entering)
+        p = max(low, min(int(p), entering))
+        m = max(low, min(int(m), p))
+        counts.append((p, m))
+        entering = m
+    return counts
+
+
+def bisect(value: Callable[[float], float], goal: float, lo: float, hi: float, steps: int, rising: bool,
+           stop: Callable[[float], bool] | None = None) -> tuple[float, float]:
+    """Bisection of ``x`` in ``[lo, hi]`` so that ``value(x)`` (monotone, ``rising`` or falling in x)
+    meets ``goal``; ``stop(value)`` ends early. Returns the final bracket ``(lo, hi)``.
+
+    The one loop behind every "scale this schedule shape onto a budget": hand baselines, budget-space
+    trials (predicted cost) and the measured local search (one real measurement per step).
+    """
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        got = value(mid)
+        if stop is not None and stop(got):
+            break
+        if (got > goal) == rising:
+            hi = mid
+        else:
+            lo = mid
+    return lo, hi
+
+
+def random_schedules(num_tokens: int, num_prefix: int, depth: int, count: int, seed: int = 0,
+                     start: int = 1, grid: Sequence[int] | None = None) -> list[Counts]:
+    """Random valid schedules from mild (first) to heavy (last) compression.
+
+    Per block the kept fraction is drawn around a level that falls from 0.99 to 0.65 over the list;
+    with ``grid`` every count is snapped down onto it (profiled counts only).
+    """
+    rng = random.Random(seed)
+    low = num_prefix + 1
+
+    def snap(n: int) -> int:
+        return max((g for g in grid if g <= n), default=low) if grid is not None else n
+
+    out = []
+    for i in range(count):
+        level = 1.0 - 0.35 * (i + 1) / count
+
+        def step(_: int, entering: int) -> tuple[int, int]:
+            rate = min(1.0, max(0.3, rng.gauss(level, 0.08)))  # noqa: B023 - used within this iteration
+            m = snap(max(low, round(num_prefix + (entering - num_prefix) * rate)))
+            return snap(rng.randint(m, entering)), m
+
+        out.append(walk(num_tokens, depth, start, step, low))
+    return out
 
 
 @dataclass
@@ -32,7 +108,7 @@ class Schedule:
     predicted: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
 
-    def counts(self) -> list[tuple[int, int]]:
+    def counts(self) -> Counts:
         return [(b.prune_kept, b.merge_kept) for b in self.blocks]
 
     def validate(self) -> "Schedule":
@@ -57,7 +133,7 @@ class Schedule:
 
     @classmethod
     def from_counts(cls, model: str, img_size: int, num_tokens: int, num_prefix: int,
-                counts: list[tuple[int, int]], **extra: Any) -> "Schedule":
+                    counts: Sequence[tuple[int, int]], **extra: Any) -> "Schedule":
         blocks = [BlockCounts(int(p), int(m)) for p, m in counts]
         return cls(model, img_size, num_tokens, num_prefix, blocks, **extra).validate()
 
@@ -99,7 +175,7 @@ def from_dict(data: Any, where: str = "schedule") -> Schedule:
                     **extra).validate()
 
 
-def load(path: str | Path) -> Schedule:
+def load_schedule(path: str | Path) -> Schedule:
     """Read a schedule YAML with ``safe_load``."""
     path = Path(path)
     if not path.is_file():
@@ -110,3 +186,6 @@ def load(path: str | Path) -> Schedule:
         reason = str(exc).splitlines()[0]
         raise HwsearchError(f"{path}: corrupt schedule YAML ({reason})") from None
     return from_dict(data, str(path))
+
+
+load = load_schedule  # ``hwsearch.schedule.load``: the public name since the first release

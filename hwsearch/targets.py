@@ -127,6 +127,19 @@ def load_target(name: str) -> Target:
                   data.get("threads"), data["timing"], data, path)
 
 
+def run_setup(target: Target, apply: bool) -> None:
+    """Run the target's setup steps only when asked (they change clocks/power modes)."""
+    import subprocess
+
+    steps = target.raw.get("setup") or []
+    if steps and not apply:
+        print(f"note: setup steps not applied (use --apply-setup): {'; '.join(steps)}")
+    for step in steps if apply else []:
+        print(f"setup: {step}")
+        if subprocess.run(step, shell=True).returncode != 0:
+            raise HwsearchError(f"setup step failed: {step}")
+
+
 def resolve_target(name: str | None, results: Path) -> tuple[str, str]:
     """The target to use and why: flag, ``$HWSEARCH_TARGET``, newest profile, or the default."""
     if name:

@@ -1,5 +1,9 @@
-"""Shared test setup: offline hub, small real timm ViTs of several shapes."""
+"""Shared test setup: offline hub, small real timm ViTs of several shapes, the recorded profile,
+and a guard: only tests marked ``timing`` may run the timing code (the rest use recorded profiles,
+so host noise cannot break them)."""
 import os
+import shutil
+from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
@@ -30,3 +34,32 @@ def make_vit(key: str, dtype: torch.dtype = torch.float32, **extra) -> torch.nn.
 @pytest.fixture(params=sorted(TINY_CONFIGS))
 def tiny_vit_key(request):
     return request.param
+
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+# made by `hwsearch profile --target cpu_onnxruntime --model deit_tiny_patch16_224 --img-size 64` on this
+# project's CPU (provenance in its meta.json); the fitted costmodel.json beside it is of the current format
+RECORDED = FIXTURES / "results" / "cpu_onnxruntime" / "deit_tiny_patch16_224"
+
+
+def recorded_results(out: Path, files=("profile.csv", "meta.json")) -> Path:
+    """A results root holding the recorded profile of DeiT-Tiny at 64 px on cpu_onnxruntime."""
+    folder = out / "cpu_onnxruntime" / "deit_tiny_patch16_224"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in files:
+        shutil.copy(RECORDED / name, folder / name)
+    return out
+
+
+@pytest.fixture(autouse=True)
+def timing_guard(request, monkeypatch):
+    """Fail any test that times code unless it is marked ``timing`` (tests of the measuring code)."""
+    if request.node.get_closest_marker("timing"):
+        return
+    import profilers.timing
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("this test ran the timing code: use a recorded profile, or mark it "
+                             "@pytest.mark.timing and assert only what host noise cannot break")
+
+    monkeypatch.setattr(profilers.timing, "_repeat", refuse)

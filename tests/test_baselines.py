@@ -1,9 +1,9 @@
 import pytest
 from conftest import make_vit
 
-from hwsearch.baselines import evit, solve, tome, uniform
 from hwsearch.cost import FlopsCost
 from hwsearch.schedule import Schedule
+from hwsearch.search.baselines import evit, solve, tome, uniform
 
 
 @pytest.mark.parametrize("kind", ["uniform", "evit", "tome"])

@@ -1,6 +1,7 @@
 import torch
 
-from hwsearch.compress import DiffRate, RateSchedule, merge, rank_tokens, ste_ceil, top_tokens, weighted_merge
+from hwsearch.model.tokens import merge, rank_tokens, top_tokens, weighted_merge
+from hwsearch.search.rates import DiffRate, RateSchedule, ste_ceil
 
 
 def test_rank_keeps_prefix_first_and_dead_last():

@@ -9,8 +9,9 @@ from conftest import make_vit
 from test_profile import quick_targets  # noqa: F401 - fixture
 
 from hwsearch.cli import main
-from hwsearch.deploy import DYNAMIC_OPS, batches, export_onnx, tensorrt_available
-from hwsearch.models import CompressedViT, apply_schedule
+from hwsearch.deploy.onnx import DYNAMIC_OPS, batches, export_onnx
+from hwsearch.deploy.tensorrt import tensorrt_available
+from hwsearch.model.vit import CompressedViT, apply_schedule
 from hwsearch.schedule import Schedule
 
 SCHEDULES = {  # for 17 tokens (deit_tiny 64 px) and 37 tokens (deit_small 96 px), 4 and 3 blocks

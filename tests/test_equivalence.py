@@ -7,7 +7,7 @@ import torch
 from conftest import make_vit
 
 from hwsearch import apply_schedule
-from hwsearch.models import CompressedViT, hard_keeps
+from hwsearch.model.vit import CompressedViT, hard_keeps
 
 
 def random_counts(num_tokens, depth, rng, num_prefix=1):

@@ -6,10 +6,10 @@ import torch
 from test_profile import MODEL, quick_targets  # noqa: F401 - fixture
 
 from hwsearch.cli import main
-from hwsearch.compress import RateSchedule
 from hwsearch.cost import MeasuredCost
+from hwsearch.cost.fit import load_costmodel
 from hwsearch.errors import HwsearchError
-from hwsearch.fit import load_costmodel
+from hwsearch.search.rates import RateSchedule
 
 
 @pytest.fixture

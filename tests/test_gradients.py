@@ -2,9 +2,9 @@
 import torch
 from conftest import make_vit
 
-from hwsearch.compress import RateSchedule
 from hwsearch.cost import FlopsCost
-from hwsearch.models import CompressedViT
+from hwsearch.model.vit import CompressedViT
+from hwsearch.search.rates import RateSchedule
 
 
 def _setup():

@@ -9,7 +9,7 @@ from test_profile import MODEL, quick_targets  # noqa: F401 - fixture
 
 from hwsearch.cli import main
 from hwsearch.cost import MeasuredCost
-from hwsearch.fit import load_costmodel
+from hwsearch.cost.fit import load_costmodel
 from hwsearch.schedule import load
 
 SEARCH = ["--epochs", "1", "--batch-size", "8", "--num-images", "16", "--no-progress"]
@@ -83,7 +83,7 @@ def test_gpu_target_runs_predicted_only(quick_targets, tmp_path, capsys):  # noq
 
 
 def _fit(out):
-    from hwsearch.fit import fit_costmodel
+    from hwsearch.cost.fit import fit_costmodel
 
     return fit_costmodel(out / "h100_torch" / "deit_tiny_patch16_224" / "profile.csv")
 

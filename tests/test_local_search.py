@@ -19,3 +19,36 @@ def test_bisection_lands_in_band_on_a_monotone_latency():
     budget = 0.8 * latency(COUNTS)
     counts, ms = measured_search(COUNTS, latency, budget, 197, 2, steps=8, log=lambda m: None)
     assert 0.90 <= ms / budget <= 1.03 and ms == latency(counts)
+
+
+def test_optimize_latency_check_runs_the_local_search_until_in_band(capsys):
+    """optimize's measured check: the first measurement misses the band, the local search moves the
+    schedule until a (deterministic, fake) measurement lands in it, and that measurement is kept."""
+    from conftest import make_vit
+
+    from hwsearch.model.vit import CompressedViT
+    from hwsearch.profiling.measure import Measurement
+    from hwsearch.search.optimize import check_latency
+    from hwsearch.targets import load_target
+
+    model = CompressedViT(make_vit("deit_tiny"))  # 17 tokens, 4 blocks
+    start = [(17, 17), (17, 15), (13, 11), (9, 7)]
+
+    def tokens(counts):
+        return float(sum(p + m for p, m in counts))
+
+    calls = []
+
+    def fake_measure(counts):  # latency proportional to the tokens processed; dense alongside
+        calls.append(list(counts))
+        stats = {"dense": tokens([(17, 17)] * 4), "compressed": tokens(counts)}
+        return {k: Measurement(v, v, v, v, 0.0, 1, 1, 1, True, "fake") for k, v in stats.items()}
+
+    budget = 0.75 * tokens(start)  # the searched schedule measures 1.33 x budget: outside [0.90, 1.03]
+    counts, measured = check_latency(load_target("cpu_onnxruntime"), model, start, budget, refine=6,
+                                     compress_from=1, measure_fn=fake_measure)
+    assert len(calls) >= 2 and counts != start
+    assert 0.90 <= measured["compressed"].median_ms / budget <= 1.03
+    assert measured["compressed"].median_ms == tokens(counts)  # the kept measurement is of the kept schedule
+    assert "measured local search around the schedule" in capsys.readouterr().out
+    Schedule.from_counts("m", 64, 17, 1, counts)

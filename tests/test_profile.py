@@ -11,8 +11,9 @@ import pytest
 import yaml
 
 from hwsearch.cli import main
-from hwsearch.models import CompressedViT, create_vit
-from hwsearch.profile import build_bundle
+from hwsearch.model.build import create_vit
+from hwsearch.model.vit import CompressedViT
+from hwsearch.profiling.export import build_bundle
 from hwsearch.targets import load_target, targets_dir
 from profilers.runner import run_bundle
 

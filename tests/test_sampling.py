@@ -15,9 +15,10 @@ import optuna
 import pytest
 
 from hwsearch.cli import main
-from hwsearch.compare import hypervolume
+from hwsearch.report.compare import hypervolume
 from hwsearch.schedule import Schedule
 from hwsearch.search import sampled
+from hwsearch.search import study as study_storage
 from hwsearch.search.sampled import Space
 
 MODEL = ["--model", "deit_tiny_patch16_224", "--img-size", "64"]
@@ -49,7 +50,7 @@ def test_hypervolume_of_known_points():
 
 
 def _trials(path, name):
-    storage = sampled.journal_storage(str(path))
+    storage = study_storage.journal_storage(str(path))
     return optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
 
 
@@ -105,7 +106,7 @@ def test_two_workers_share_one_journal_study_with_a_global_cap(tmp_path):
 
 
 def test_dead_worker_trial_is_failed_and_retried(tmp_path):
-    storage = sampled.journal_storage(str(tmp_path / "s.journal"))
+    storage = study_storage.journal_storage(str(tmp_path / "s.journal"))
     study = optuna.create_study(study_name="s", storage=storage)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -113,7 +114,7 @@ def test_dead_worker_trial_is_failed_and_retried(tmp_path):
     trial.suggest_float("prune_1", 0, 0.5)
     trial.set_user_attr("worker", f"{sampled.socket.gethostname()}:{dead.pid}")
     trial.set_user_attr("origin", "sampler:tpe")
-    assert sampled.fail_dead_local_trials(study) == [trial.number]
+    assert study_storage.fail_dead_local_trials(study) == [trial.number]
     trials = study.get_trials()
     assert trials[0].state == optuna.trial.TrialState.FAIL
     assert trials[1].state == optuna.trial.TrialState.WAITING and trials[1].user_attrs["retry_of"] == trial.number

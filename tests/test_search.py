@@ -5,18 +5,18 @@ from conftest import make_vit
 
 from hwsearch.cost import Budget, FlopsCost
 from hwsearch.data import ImageSet
-from hwsearch.models import CompressedViT
+from hwsearch.model.vit import CompressedViT
 from hwsearch.search.gradient import SearchConfig, gradient_search
 
 
-def _run(tmp_path=None, epochs=4, stop_after=None, **kw):
+def _run(tmp_path=None, epochs=4, stop_after=None, lr_override=None, **kw):
     vit = make_vit("deit_tiny")
     model = CompressedViT(vit)
     gen = torch.Generator().manual_seed(0)
     data = ImageSet(torch.randint(0, 256, (48, 3, 64, 64), dtype=torch.uint8, generator=gen), None, "random")
     cost = FlopsCost.from_model(vit)
     target = 0.6 * cost.dense_cost(model.depth)
-    cfg = SearchConfig(epochs=epochs, batch_size=16, lr=0.2, lam=20.0, **kw)
+    cfg = SearchConfig(epochs=epochs, batch_size=16, lr=lr_override or 0.2, lam=20.0, **kw)
     resume = tmp_path / "state.json" if tmp_path is not None else None
     return gradient_search(model, [Budget(cost, target)], data, cfg, resume=resume, progress=False,
                            stop_after=stop_after), target
@@ -39,3 +39,11 @@ def test_interrupted_search_resumes_to_the_same_result(tmp_path):
     assert resumed.steps == 12 and len(resumed.history) == 7  # only the remaining steps ran
     assert resumed.counts == full.counts
     assert resumed.history[-1]["loss"] == pytest.approx(full.history[-1]["loss"], rel=1e-5)
+
+
+def test_search_from_flat_logits_moves_the_cost_onto_the_budget():
+    """DiffRate's zero logits start far from the budget (1.3 x here); the search must bring the cost to it."""
+    result, target = _run(epochs=8, lr_override=0.5, init="flat")
+    start = result.history[0]["cost"] / target
+    assert start > 1.2  # far away at the first step
+    assert result.predicted == pytest.approx(target, rel=0.05)

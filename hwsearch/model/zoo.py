@@ -173,7 +173,7 @@ def default_checkpoint() -> Path:
     from safetensors.torch import save_file
 
     from hwsearch.data import default_images, normalize
-    from hwsearch.models import create_vit
+    from hwsearch.model.build import create_vit
 
     src = onnx_path()
     print(f"converting the default DINOv2 ViT-S/14 from {src.name} (once) ...", flush=True)
@@ -198,7 +198,7 @@ def load_model(name: str | None = None, checkpoint: str | None = None, img_size:
     Returns ``(vit, name, checkpoint label)``; the label is what a schedule records so that
     ``evaluate`` rebuilds the same weights.
     """
-    from hwsearch.models import create_vit
+    from hwsearch.model.build import create_vit
 
     if name is None or checkpoint == DEFAULT_CHECKPOINT:
         if name not in (None, DEFAULT_MODEL) or img_size not in (None, DEFAULT_IMG_SIZE):

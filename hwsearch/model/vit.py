@@ -1,23 +1,31 @@
 """timm ViT made compressible: search mode (masks) and deploy mode (real static-count drop/merge).
 
 The timm model's blocks are replaced in place by :class:`CompressionBlock`, which takes over the
-block's own children, so ``state_dict`` keys stay timm's and a timm checkpoint loads unchanged.
+block's own children, so ``state_dict`` keys stay timm's and a timm checkpoint loads unchanged
+(explicit wrapping, no ``__class__`` swapping as in ToMe's ``tome/patch/timm.py``).
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hwsearch.compress import BlockKeep, fixed_keep, merge, prune, soft_prune_merge, softmax_with_policy
 from hwsearch.errors import HwsearchError
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from hwsearch.model.build import check_vit, num_tokens
+from hwsearch.model.tokens import (
+    BlockKeep,
+    class_attention,
+    fixed_keep,
+    merge,
+    prune,
+    soft_prune_merge,
+    softmax_with_policy,
+)
+from hwsearch.schedule import Schedule
 
 _BLOCK_PARTS = ("norm1", "attn", "ls1", "drop_path1", "norm2", "mlp", "ls2", "drop_path2")
 
@@ -44,6 +52,9 @@ def attend(attn: nn.Module, x: Tensor, size: Tensor | None, policy: Tensor | Non
            ) -> tuple[Tensor, Tensor | None, Tensor]:
     """timm ``Attention.forward`` with proportional attention (``+ log size``) and a policy.
 
+    Mirrors ``timm.models.vision_transformer.Attention.forward`` (timm 1.0.x). Modifications:
+    the ``log(size)`` bias, softmax with policy in search mode, and the ranking outputs.
+
     Returns the attention output, the class-token attention row (mean over heads) ``[B, N]`` and
     the merge metric (keys, mean over heads, as ToMe) ``[B, N, head_dim]``. Without a policy
     (deploy) it uses fused SDPA and computes only the class row separately.
@@ -56,12 +67,7 @@ def attend(attn: nn.Module, x: Tensor, size: Tensor | None, policy: Tensor | Non
     bias = size.log().reshape(batch, 1, 1, num) if size is not None else None
     if policy is None:
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-        cls_attn = None
-        if need_rank:
-            cls_logits = (q[:, :, :1] * attn.scale) @ k.transpose(-2, -1)
-            if bias is not None:
-                cls_logits = cls_logits + bias
-            cls_attn = cls_logits.softmax(-1)[:, :, 0].mean(1)
+        cls_attn = class_attention(q[:, :, :1], k, attn.scale, bias) if need_rank else None
     else:
         logits = (q * attn.scale) @ k.transpose(-2, -1)
         if bias is not None:
@@ -78,7 +84,12 @@ def attend(attn: nn.Module, x: Tensor, size: Tensor | None, policy: Tensor | Non
 
 
 class CompressionBlock(nn.Module):
-    """A timm ``Block`` (same children) with prune + merge between attention and MLP."""
+    """A timm ``Block`` (same children) with prune + merge between attention and MLP.
+
+    Mirrors ``timm.models.vision_transformer.Block.forward``. Modifications (in
+    :meth:`forward_tokens` only): attention through :func:`attend`, then prune to ``prune_kept``
+    and merge to ``merge_kept`` before the MLP; :meth:`forward` stays timm's dense block.
+    """
 
     def __init__(self, block: nn.Module, num_prefix: int) -> None:
         super().__init__()
@@ -156,40 +167,27 @@ class CompressedViT(nn.Module):
     def features(self, images: Tensor, keeps: Sequence[BlockKeep] | None = None) -> Features:
         """Class token, patch mean and the model output (logits or pooled features)."""
         state = self.tokens(images, keeps)
-        cls = state.x[:, 0]
-        patches = state.x[:, self.num_prefix:]
-        weight = torch.ones_like(patches[..., :1])
-        if state.size is not None:
-            weight = state.size[:, self.num_prefix:]
-        if state.policy is not None:
-            weight = weight * state.policy[:, self.num_prefix:]
-        patch_mean = (patches * weight).sum(1) / weight.sum(1)
-        vit = self.vit
-        pooled = cls if vit.global_pool == "token" else patch_mean
-        output = vit.head(vit.head_drop(vit.fc_norm(pooled)))
-        return Features(cls, patch_mean, output)
+        return forward_head(self.vit, state.x, state.size, state.policy)
 
     def forward(self, images: Tensor) -> Tensor:
         return self.features(images).output
 
 
-def check_vit(vit: nn.Module) -> None:
-    """Refuse models the compression cannot handle, with a clear reason."""
-    from timm.models.vision_transformer import VisionTransformer
+def forward_head(vit: Any, x: Tensor, size: Tensor | None = None, policy: Tensor | None = None) -> Features:
+    """Pooling and head on the final (normed) tokens, like timm's ``forward_head(pre_logits)``.
 
-    if not isinstance(vit, VisionTransformer):
-        raise HwsearchError(f"{type(vit).__name__} is not a timm VisionTransformer")
-    if not getattr(vit, "has_class_token", getattr(vit, "cls_token", None) is not None):
-        raise HwsearchError("model has no class token: class-attention ranking needs one")
-    if vit.global_pool not in ("token", "avg"):
-        raise HwsearchError(f"global_pool={vit.global_pool!r} is not supported (use 'token' or 'avg')")
-    if getattr(vit, "dynamic_img_size", False):
-        raise HwsearchError("dynamic_img_size models are not supported: token counts must be static")
-
-
-def num_tokens(vit: nn.Module) -> int:
-    """Tokens entering the first block: patches + prefix tokens."""
-    return int(vit.patch_embed.num_patches) + int(vit.num_prefix_tokens)
+    The patch mean is weighted by token size (and the policy in search mode), so merged tokens
+    count for the patches they stand for. The one head: the whole model and the exported ``head``
+    part both call it.
+    """
+    prefix = int(vit.num_prefix_tokens)
+    patches = x[:, prefix:]
+    weight = size[:, prefix:] if size is not None else torch.ones_like(patches[..., :1])
+    if policy is not None:
+        weight = weight * policy[:, prefix:]
+    patch_mean = (patches * weight).sum(1) / weight.sum(1)
+    pooled = x[:, 0] if vit.global_pool == "token" else patch_mean
+    return Features(x[:, 0], patch_mean, vit.head(vit.head_drop(vit.fc_norm(pooled))))
 
 
 def apply_schedule(model: nn.Module, schedule: object) -> CompressedViT:
@@ -197,8 +195,6 @@ def apply_schedule(model: nn.Module, schedule: object) -> CompressedViT:
 
     ``schedule`` is a :class:`hwsearch.schedule.Schedule` or a list of ``(prune_kept, merge_kept)``.
     """
-    from hwsearch.schedule import Schedule
-
     vit = model.vit if isinstance(model, CompressedViT) else model
     counts = schedule.counts() if isinstance(schedule, Schedule) else list(schedule)  # type: ignore[arg-type]
     compressed = CompressedViT(vit, counts)
@@ -210,102 +206,3 @@ def apply_schedule(model: nn.Module, schedule: object) -> CompressedViT:
 def hard_keeps(counts: Sequence[tuple[int, int]], num: int, like: Tensor) -> list[BlockKeep]:
     """Search-mode keeps that run a fixed schedule (hard masks, no gradient)."""
     return [fixed_keep(p, m, num, like) for p, m in counts]
-
-
-# ---------------------------------------------------------------------------------------------
-# Building models
-
-
-@dataclass
-class ModelInfo:
-    """What preprocessing and bookkeeping need to know about a model."""
-
-    name: str
-    img_size: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    num_tokens: int
-    num_prefix: int
-    depth: int
-    num_classes: int
-    checkpoint: str | None
-
-
-def create_vit(name: str, checkpoint: str | Path | None = None, img_size: int | None = None,
-               **kwargs: object) -> nn.Module:
-    """Create a timm ViT by name; load local pretrained weights (safetensors or torch state_dict)."""
-    import timm
-
-    if name not in timm.list_models():
-        raise HwsearchError(f"unknown model {name!r}: not a timm model name (see timm.list_models('vit*'))")
-    if img_size is not None:
-        kwargs["img_size"] = img_size
-    state = None
-    if checkpoint is not None:
-        state = read_checkpoint(checkpoint)
-        if "num_classes" not in kwargs:  # a classifier checkpoint sets its own head size
-            head = state.get("head.weight")
-            kwargs["num_classes"] = int(head.shape[0]) if head is not None else 0
-    try:
-        with torch.random.fork_rng():  # without a checkpoint: the same random weights in every process
-            torch.manual_seed(0)
-            model = timm.create_model(name, pretrained=False, **kwargs)
-    except (TypeError, ValueError, AssertionError) as exc:
-        raise HwsearchError(f"cannot build {name!r} with {kwargs}: {exc}") from None
-    check_vit(model)
-    if state is not None:
-        load_strict(model, state, f"checkpoint {checkpoint} does not match {name}")
-    return model.eval()
-
-
-def load_strict(model: nn.Module, state: dict[str, Tensor], what: str) -> None:
-    """``load_state_dict`` that fails with one short line (counts and a first example)."""
-    current = model.state_dict()
-    missing = [k for k in current if k not in state]
-    unexpected = [k for k in state if k not in current]
-    shapes = [k for k in current if k in state and tuple(state[k].shape) != tuple(current[k].shape)]
-    problems = [f"{len(v)} {label} (e.g. {v[0]})" for label, v in
-                (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes)) if v]
-    if problems:
-        raise HwsearchError(f"{what}: {'; '.join(problems)}")
-    model.load_state_dict(state, strict=True)
-
-
-def read_checkpoint(path: str | Path) -> dict[str, Tensor]:
-    """timm-keyed weights from ``.safetensors`` or a torch state_dict (``weights_only``, no pickle)."""
-    path = Path(path)
-    if not path.is_file():
-        raise HwsearchError(f"checkpoint not found: {path}")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            for key in ("state_dict", "model", "state_dict_ema"):
-                if isinstance(state, dict) and key in state and isinstance(state[key], dict):
-                    state = state[key]
-                    break
-    except Exception as exc:  # corrupt file: one clear line
-        raise HwsearchError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0]}") from None
-    if not isinstance(state, dict):
-        raise HwsearchError(f"checkpoint {path} is not a state_dict")
-    return state
-
-
-def model_info(vit: nn.Module, name: str, checkpoint: str | None) -> ModelInfo:
-    """Preprocessing from the model's own timm ``pretrained_cfg``; sizes from the model."""
-    cfg = getattr(vit, "pretrained_cfg", {}) or {}
-    img = vit.patch_embed.img_size
-    return ModelInfo(
-        name=name,
-        img_size=int(img[0] if isinstance(img, (tuple, list)) else img),
-        mean=tuple(cfg.get("mean", (0.485, 0.456, 0.406))),  # type: ignore[arg-type]
-        std=tuple(cfg.get("std", (0.229, 0.224, 0.225))),  # type: ignore[arg-type]
-        num_tokens=num_tokens(vit),
-        num_prefix=int(vit.num_prefix_tokens),
-        depth=len(vit.blocks),
-        num_classes=int(vit.num_classes),
-        checkpoint=checkpoint,
-    )

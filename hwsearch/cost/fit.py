@@ -5,12 +5,14 @@ piecewise-linear interpolation, isotonic regression, monotone gradient boosting 
 staircases) and a quadratic, then evaluated at EVERY integer count in the profiled range, so the
 search may output any count (the STE ceil gives integers) and the model covers it. Outside the
 profiled range the model refuses to predict. The compression step is the linear model of
-:func:`hwsearch.profile.compress_fit`; embed is its measured median. A whole-model correction
+:func:`hwsearch.profiling.additivity.compress_fit`; embed is its measured median. A whole-model correction
 ``overhead + scale * sum_of_parts`` is fitted on the measured whole models.
 
 Latency is always fitted; energy (mJ per inference, idle subtracted) only when every part row of
 the profile carries a meter reading, so an energy model exists only for a device that measured it.
-costmodel.json keeps one block per quantity under ``quantities``.
+costmodel.json keeps one block per quantity under ``quantities``, and the batch size and target
+settings it was fitted for (a cost model of other settings is stale). Format 3: the compression
+features' label moved with the restructure, and ``head`` pools size-weighted like the whole model.
 """
 from __future__ import annotations
 
@@ -24,9 +26,11 @@ import numpy as np
 
 from hwsearch.errors import HwsearchError
 from hwsearch.io import write_json
-from hwsearch.profile import compress_fit, read_profile, whole_model_pairs
+from hwsearch.profiling.additivity import compress_fit, whole_model_pairs
+from hwsearch.profiling.table import read_profile
 
-FORMAT = 2
+FORMAT = 3
+COMPRESS_FEATURES = "hwsearch.profiling.additivity.compress_features"
 TABLE_PARTS = ("attn", "mlp", "head")
 # quantity -> (profile.csv column, unit); energy is fitted only from real meter readings
 QUANTITIES = {"latency": ("median_ms", "ms"), "energy": ("energy_mj", "mJ")}
@@ -105,12 +109,16 @@ def fit_quantity(rows: list[dict[str, Any]], batch: int, quantity: str, where: P
     embed = [float(r[column]) for r in rows if r["part"] == "embed"]
     coef = compress_fit(rows, batch, column)
     return {"unit": unit, "column": column, "parts": parts, "embed": float(np.median(embed)) if embed else 0.0,
-            "compress": {"features": "hwsearch.profile.compress_features", "coef": [float(c) for c in coef]},
+            "compress": {"features": COMPRESS_FEATURES, "coef": [float(c) for c in coef]},
             "correction": _whole_model_correction(rows, batch, coef, column)}
 
 
-def fit_costmodel(profile_csv: str | Path, batch: int | None = None) -> dict[str, Any]:
-    """Fit every part for one batch size: latency always, energy where every part row has it."""
+def fit_costmodel(profile_csv: str | Path, batch: int | None = None,
+                  settings_hash: str | None = None) -> dict[str, Any]:
+    """Fit every part for one batch size: latency always, energy where every part row has it.
+
+    ``settings_hash`` records the target settings the profile was measured with (meta.json).
+    """
     path = Path(profile_csv)
     rows = read_profile(path)
     batches = sorted({int(r["batch"]) for r in rows})
@@ -123,7 +131,8 @@ def fit_costmodel(profile_csv: str | Path, batch: int | None = None) -> dict[str
     first = rows[0]
     return {"format": FORMAT, "target": first["target"], "model": first["model"], "model_hash": first["model_hash"],
             "batch": batch, "num_tokens": quantities["latency"]["parts"]["attn"]["high"],
-            "rows_sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "quantities": quantities}
+            "rows_sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "target_settings_hash": settings_hash,
+            "quantities": quantities}
 
 
 def affine_fit(parts: np.ndarray, measured: np.ndarray) -> tuple[float, float]:
@@ -173,3 +182,22 @@ def load_costmodel(path: str | Path) -> dict[str, Any]:
     except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise HwsearchError(f"{path}: corrupt cost model ({type(exc).__name__}: {exc})") from None
     return data
+
+
+def describe_fit(data: dict[str, Any]) -> list[str]:
+    """Printable lines: regressor and CV error per part, the whole-model correction."""
+    lines = []
+    for quantity, q in data["quantities"].items():
+        for part, p in q["parts"].items():
+            errors = ", ".join(f"{k} {100 * v:.1f}%" if v is not None else f"{k} n/a (too few points)"
+                               for k, v in p["cv_mape"].items())
+            lines.append(f"{quantity} {part}: {p['regressor']} (CV MAPE: {errors}); table {p['low']}..{p['high']} "
+                         f"tokens")
+        c = q["correction"]
+        if c["models"] >= 2:
+            lines.append(f"{quantity} whole-model correction on {c['models']} measured models: {c['overhead']:.2f} "
+                         f"{q['unit']} + {c['scale']:.3f} x parts; in-sample MAPE "
+                         f"{100 * c['in_sample_mape_before']:.1f}% -> {100 * c['in_sample_mape_after']:.1f}%")
+    if "energy" not in data["quantities"]:
+        lines.append("energy: not in this profile (no power meter readings); latency only")
+    return lines

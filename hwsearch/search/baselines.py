@@ -8,38 +8,35 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from hwsearch.cost import CostModel
-
-Counts = list[tuple[int, int]]
+from hwsearch.cost.base import CostModel
+from hwsearch.schedule import Counts, bisect, walk
 
 
 def uniform(n: int, prefix: int, depth: int, rate: float, start: int = 1) -> Counts:
-    counts, cur = [(n, n)] * start, n
-    for _ in range(depth - start):
-        out = max(prefix + 1, prefix + round((cur - prefix) * rate))
-        counts.append((cur - (cur - out) // 2, out))
-        cur = out
-    return counts
+    def step(_: int, entering: int) -> tuple[int, int]:
+        out = max(prefix + 1, prefix + round((entering - prefix) * rate))
+        return entering - (entering - out) // 2, out
+
+    return walk(n, depth, start, step, prefix + 1)
 
 
 def evit(n: int, prefix: int, depth: int, rate: float, start: int = 1) -> Counts:
     layers = {max(start, round(depth * f)) for f in (1 / 3, 7 / 12, 5 / 6)}
-    counts, cur = [], n
-    for i in range(depth):
-        if i in layers:
-            cur = max(prefix + 1, prefix + round((cur - prefix) * rate))
-        counts.append((cur, cur))
-    return counts
+
+    def step(i: int, entering: int) -> tuple[int, int]:
+        kept = max(prefix + 1, prefix + round((entering - prefix) * rate)) if i in layers else entering
+        return kept, kept
+
+    return walk(n, depth, start, step, prefix + 1)
 
 
 def tome(n: int, prefix: int, depth: int, r: float, start: int = 1) -> Counts:
     base, extra = int(r), round((r - int(r)) * (depth - start))
-    counts, cur = [(n, n)] * start, n
-    for i in range(depth - start):
-        prev = cur
-        cur = max(prefix + 1, cur - base - (1 if i < extra else 0))
-        counts.append((prev, cur))
-    return counts
+
+    def step(i: int, entering: int) -> tuple[int, int]:
+        return entering, entering - base - (1 if i - start < extra else 0)
+
+    return walk(n, depth, start, step, prefix + 1)
 
 
 BUILDERS: dict[str, Callable[..., Counts]] = {"uniform": uniform, "evit": evit, "tome": tome}
@@ -48,14 +45,11 @@ BUILDERS: dict[str, Callable[..., Counts]] = {"uniform": uniform, "evit": evit, 
 def solve(kind: str, cost: CostModel, goal: float, depth: int, num_prefix: int, start: int = 1) -> Counts:
     """The ``kind`` schedule whose cost is closest to ``goal`` (bisection on its one parameter)."""
     n = cost.num_tokens
-    build = BUILDERS[kind]
+
+    def build(x: float) -> Counts:
+        return BUILDERS[kind](n, num_prefix, depth, x, start)
+
     # uniform/evit: a keep rate in [0, 1] (cost rises with it); tome: r (cost falls with it)
-    lo, hi, rising = (0.0, 1.0, True) if kind != "tome" else (0.0, (n - num_prefix) / max(1, depth - start), False)
-    for _ in range(50):
-        mid = (lo + hi) / 2
-        if (cost.cost(build(n, num_prefix, depth, mid, start)) > goal) == rising:
-            hi = mid
-        else:
-            lo = mid
-    candidates = [build(n, num_prefix, depth, x, start) for x in (lo, hi)]
-    return min(candidates, key=lambda c: abs(cost.cost(c) - goal))
+    hi = 1.0 if kind != "tome" else (n - num_prefix) / max(1, depth - start)
+    lo, hi = bisect(lambda x: cost.cost(build(x)), goal, 0.0, hi, 50, rising=kind != "tome")
+    return min((build(lo), build(hi)), key=lambda c: abs(cost.cost(c) - goal))

@@ -1,19 +1,15 @@
-"""Deploy a schedule: static-shape ONNX (checked), then an engine or session for the target.
+"""Static-shape ONNX of a schedule, checked: ``onnx.checker``, ONNX Runtime vs PyTorch on real images,
+op census; ONNX Runtime's optimized graph for the CPU targets.
 
 ``export_onnx`` writes the deploy-mode model with the schedule's static token counts (opset 17,
-fixed batch), checks it with ``onnx.checker`` and compares ONNX Runtime with PyTorch on real
-images. The rest prepares what each target runs: an optimized ONNX Runtime graph, a TensorRT
-engine (with the profilers' TensorRT code: TensorRT 10 FP16 flag / 11 strongly typed, timing
-cache, DLA, workspace, the equivalent trtexec line), or, on a host without the target's
-hardware, a bundle to build and measure on the device.
+fixed batch). :func:`paired_outputs` is the one PyTorch-vs-runtime comparison loop (ONNX Runtime
+here, TensorRT engines in :mod:`hwsearch.deploy.tensorrt`).
 """
 from __future__ import annotations
 
-import importlib.util
-import time
-import warnings
 from collections import Counter
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +18,9 @@ import torch
 
 from hwsearch.errors import HwsearchError
 from hwsearch.io import atomic_path
-from hwsearch.models import CompressedViT
-from hwsearch.parts import example_inputs
+from hwsearch.model.parts import example_inputs
+from hwsearch.model.vit import CompressedViT
+from hwsearch.profiling.export import export_onnx_graph
 
 # ops that make shapes data-dependent or add control flow: TensorRT handles them poorly
 DYNAMIC_OPS = {"NonZero", "Loop", "If", "Scan", "Unique", "Compress", "NonMaxSuppression"}
@@ -49,10 +46,8 @@ def export_onnx(model: CompressedViT, path: Path, batch: int, images: torch.Tens
     import onnx
 
     example = example_inputs("model", model, batch, model.num_tokens)["images"]
-    with atomic_path(path) as tmp, torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (example,), str(tmp), input_names=["images"], output_names=["output"],
-                          opset_version=opset, dynamo=False)
+    with atomic_path(path) as tmp:
+        export_onnx_graph(model, (example,), tmp, ["images"], ["output"], opset)
         onnx.checker.check_model(str(tmp), full_check=True)
     graph = onnx.load(str(path)).graph
     ops = Counter(n.op_type for n in graph.node)
@@ -83,6 +78,17 @@ def batches(images: torch.Tensor, batch: int) -> list[tuple[torch.Tensor, int]]:
     return out
 
 
+def paired_outputs(model: CompressedViT, run: Callable[[np.ndarray], np.ndarray], images: torch.Tensor,
+                   batch: int) -> tuple[np.ndarray, np.ndarray]:
+    """(PyTorch outputs, runtime outputs) of the same images, in fixed-size batches."""
+    ours, theirs = [], []
+    with torch.no_grad():
+        for chunk, real in batches(images, batch):
+            ours.append(model(chunk).numpy()[:real])
+            theirs.append(run(chunk.numpy())[:real])
+    return np.concatenate(ours), np.concatenate(theirs)
+
+
 def compare_outputs(model: CompressedViT, onnx_path: Path, images: torch.Tensor, batch: int,
                     threads: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """(PyTorch outputs, ONNX Runtime outputs) of the same images."""
@@ -91,12 +97,7 @@ def compare_outputs(model: CompressedViT, onnx_path: Path, images: torch.Tensor,
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
-    ours, theirs = [], []
-    with torch.no_grad():
-        for chunk, real in batches(images, batch):
-            ours.append(model(chunk).numpy()[:real])
-            theirs.append(session.run(None, {"images": chunk.numpy()})[0][:real])
-    return np.concatenate(ours), np.concatenate(theirs)
+    return paired_outputs(model, lambda x: session.run(None, {"images": x})[0], images, batch)
 
 
 def optimize_for_onnxruntime(onnx_path: Path, out: Path, threads: int | None) -> Path:
@@ -113,46 +114,22 @@ def optimize_for_onnxruntime(onnx_path: Path, out: Path, threads: int | None) ->
     return out
 
 
-def tensorrt_available() -> bool:
-    return importlib.util.find_spec("tensorrt") is not None
-
-
-def build_tensorrt(onnx_path: Path, engine: Path, target: Any, onnx_fp16: Path | None) -> dict[str, Any]:
-    """Build the engine with the TensorRT Python API; the trtexec equivalent is written beside it.
-
-    Runs only where TensorRT is installed (a GPU or Jetson); not exercised in this project's CI.
-    """
-    import tensorrt as trt
-
-    from profilers.backends.tensorrt_backend import build_engine, build_plan, trtexec_command
-
-    plan = build_plan(trt.__version__, target.precision, target.raw.get("tensorrt") or {})
-    source = onnx_fp16 if plan.onnx_field == "onnx_fp16" and onnx_fp16 is not None else onnx_path
-    cache = engine.parent / "timing.cache"
-    started = time.perf_counter()
-    blob = build_engine(source, plan, cache if plan.timing_cache else None)
-    seconds = time.perf_counter() - started
-    with atomic_path(engine) as tmp:
-        tmp.write_bytes(blob)
-    command = trtexec_command(plan, source.name, engine.name, cache.name if plan.timing_cache else None)
-    engine.with_suffix(".trtexec.txt").write_text(
-        command + "\n# cross-check the timing:\ntrtexec --loadEngine=" + engine.name + " --useCudaGraph "
-        "--noDataTransfers --useSpinWait\n")
-    return {"engine": str(engine), "tensorrt": trt.__version__, "plan": asdict(plan), "build_seconds": seconds,
-            "onnx_built": str(source), "trtexec": command, "gpu": _gpu_name()}
-
-
-def _gpu_name() -> str | None:
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    return None
-
-
 def check_out_dir(path: Path) -> Path:
     if path.exists() and not path.is_dir():
         raise HwsearchError(f"output path {path} is an existing file, not a folder")
     return path
 
 
-__all__ = ["export_onnx", "ExportReport", "agreement", "optimize_for_onnxruntime", "build_tensorrt",
-           "tensorrt_available", "check_out_dir", "PARITY_TOLERANCE"]
+def describe_export(report: ExportReport) -> str:
+    """What was exported and how it agrees with PyTorch; one error when it disagrees."""
+    ops = ", ".join(f"{k} {v}" for k, v in sorted(report.op_types.items(), key=lambda kv: -kv[1]))
+    lines = [f"wrote {report.path}: opset {report.opset}, batch {report.batch}, {report.nodes} nodes ({ops})",
+             f"ONNX Runtime vs PyTorch on {report.parity_images} held-out images: max abs diff "
+             f"{report.max_abs_diff:.2e} (bound {PARITY_TOLERANCE:g}), output cosine {report.output_cosine:.6f}"
+             + (f", top-1 agreement {report.top1_agreement:.4f}" if report.top1_agreement is not None else "")]
+    if report.dynamic_ops:
+        lines.append(f"note: data-dependent ops in the graph: {', '.join(report.dynamic_ops)}")
+    print("\n".join(lines))
+    if report.max_abs_diff > PARITY_TOLERANCE:
+        raise HwsearchError(f"ONNX export differs from PyTorch by {report.max_abs_diff:.2e} > {PARITY_TOLERANCE:g}")
+    return "\n".join(lines)

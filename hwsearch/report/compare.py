@@ -6,12 +6,13 @@ needed to reach the gradient result's quality at no more than its cost.
 """
 from __future__ import annotations
 
-import html
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from hwsearch.io import atomic_path, write_json, write_text
+from hwsearch.io import write_json
+from hwsearch.report.html import html_page
+from hwsearch.report.plots import history_png, method_of, pareto_png
 
 
 def hypervolume(points: list[tuple[float, float]], ref: tuple[float, float]) -> float:
@@ -23,10 +24,6 @@ def hypervolume(points: list[tuple[float, float]], ref: tuple[float, float]) -> 
         next_c = pts[i + 1][0] if i + 1 < len(pts) else ref[1]
         volume += (next_c - c) * (best_q - ref[0])
     return volume
-
-
-def method_of(origin: str) -> str:
-    return origin.split(":", 1)[1] if origin.startswith("sampler:") else origin
 
 
 def summarize(rows: list[dict[str, Any]], limit: float) -> dict[str, dict[str, Any]]:
@@ -80,67 +77,6 @@ def table(summary: dict[str, dict[str, Any]], unit: str) -> str:
             reach = f"{e['reached_gradient_after']} ev, {e['reached_gradient_seconds']:.0f} s"
         lines.append(f"{method:18s}{e['trials']:7d}{quality:>14s}{cost:>12s}{e['hypervolume']:13.5f}{reach:>16s}")
     return "\n".join(lines)
-
-
-MARKERS = {"gradient": ("*", 260, "black"), "baseline:tome": ("D", 90, "tab:red"),
-           "baseline:evit": ("s", 90, "tab:purple"), "baseline:uniform": ("^", 90, "tab:brown")}
-
-
-def pareto_png(rows: list[dict[str, Any]], front: list[int], budget: float, unit: str, quality: str,
-               out: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 5))
-    samplers = sorted({r["origin"] for r in rows if r["origin"].startswith("sampler:")})
-    for origin in samplers:
-        sel = [r for r in rows if r["origin"] == origin]
-        ax.scatter([r["cost"] for r in sel], [r["quality"] for r in sel], s=16, alpha=0.6, label=method_of(origin))
-    for rank, (origin, (marker, size, color)) in enumerate(MARKERS.items()):
-        sel = [r for r in rows if r["origin"] == origin]
-        if sel:  # the gradient result on top: hand baselines often land on the same point
-            ax.scatter([r["cost"] for r in sel], [r["quality"] for r in sel], marker=marker, s=size, c=color,
-                       edgecolors="white", zorder=10 - rank, label=origin)
-    pts = sorted((r["cost"], r["quality"]) for r in rows if r["number"] in front)
-    if pts:
-        ax.step([c for c, _ in pts], [q for _, q in pts], where="post", c="gray", lw=1, label="Pareto front")
-    ax.axvline(budget, ls="--", c="k", lw=1, label="budget")
-    ax.set(xlabel=f"predicted cost, {unit}", ylabel=quality, title="quality vs cost (all trials in the study)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return out
-
-
-def history_png(study: Any, quality: str, out: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import warnings
-
-    import matplotlib.pyplot as plt
-    from optuna.exceptions import ExperimentalWarning
-    from optuna.visualization.matplotlib import plot_optimization_history
-
-    warnings.filterwarnings("ignore", category=ExperimentalWarning)
-    ax = plot_optimization_history(study, target=lambda t: t.values[0], target_name=quality)
-    with atomic_path(out) as tmp:
-        ax.figure.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    plt.close(ax.figure)
-    return out
-
-
-def html_page(title: str, text_table: str, images: list[Path], notes: list[str], out: Path) -> Path:
-    body = "".join(f'<p><img src="{html.escape(p.name)}" alt="{html.escape(p.stem)}"></p>' for p in images)
-    notes_html = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
-    write_text(out, f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
-               f"<body><h1>{html.escape(title)}</h1><pre>{html.escape(text_table)}</pre><ul>{notes_html}</ul>"
-               f"{body}</body></html>\n")
-    return out
 
 
 def write_report(folder: Path, study: Any, rows: list[dict[str, Any]], summary: dict[str, Any],

@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from hwsearch.compress import merge, prune
-from hwsearch.models import CompressedViT, attend
+from hwsearch.model.tokens import class_attention, merge, prune
+from hwsearch.model.vit import CompressedViT, attend, forward_head
 
 
 class Embed(nn.Module):
@@ -67,28 +67,21 @@ class CompressPart(nn.Module):
         self.prune_kept, self.merge_kept = prune_kept, merge_kept
 
     def forward(self, x: Tensor, size: Tensor, q_cls: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
-        logits = (q_cls * self.scale) @ k.transpose(-2, -1) + size.log().reshape(size.shape[0], 1, 1, -1)
-        cls_attn = logits.softmax(-1)[:, :, 0].mean(1)
+        cls_attn = class_attention(q_cls, k, self.scale, size.log().reshape(size.shape[0], 1, 1, -1))
         x, size, metric = prune(x, size, k.mean(1), cls_attn, self.num_prefix, self.prune_kept)
         return merge(x, size, metric, self.num_prefix, self.merge_kept)
 
 
 class Head(nn.Module):
-    """Final norm, pooling and head on the tokens that are left."""
+    """Final norm, size-weighted pooling and head on the tokens that are left (the whole model's own
+    :func:`forward_head`)."""
 
     def __init__(self, model: CompressedViT) -> None:
         super().__init__()
         self.vit = model.vit
 
-    def forward(self, x: Tensor) -> Tensor:
-        vit = self.vit
-        x = vit.norm(x)
-        pooled = x[:, 0] if vit.global_pool == "token" else x[:, model_prefix(vit):].mean(1)
-        return vit.head(vit.head_drop(vit.fc_norm(pooled)))
-
-
-def model_prefix(vit: nn.Module) -> int:
-    return int(vit.num_prefix_tokens)
+    def forward(self, x: Tensor, size: Tensor) -> Tensor:
+        return forward_head(self.vit, self.vit.norm(x), size).output
 
 
 def example_inputs(part: str, model: CompressedViT, batch: int, tokens: int) -> dict[str, Tensor]:
@@ -104,9 +97,9 @@ def example_inputs(part: str, model: CompressedViT, batch: int, tokens: int) -> 
     if part == "embed" or part == "model":
         size = vit.patch_embed.img_size
         return {"images": randn(batch, 3, size[0], size[1])}
-    if part == "attn":
+    if part in ("attn", "head"):
         return {"x": randn(batch, tokens, dim), "size": torch.ones(batch, tokens, 1)}
-    if part in ("mlp", "block", "head"):
+    if part in ("mlp", "block"):
         return {"x": randn(batch, tokens, dim)}
     if part == "compress":
         return {"x": randn(batch, tokens, dim), "size": torch.ones(batch, tokens, 1),

@@ -1,0 +1,62 @@
+"""Arguments shared by several commands, and the target each command runs for."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from hwsearch.search.budgets import FLAGS
+from hwsearch.targets import Target, load_target, resolve_target
+
+TARGET_HELP = "target name (default: $HWSEARCH_TARGET, newest profile, cpu_onnxruntime)"
+MODEL_HELP = "timm ViT name (default: the embedded DINOv2 ViT-S/14)"
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help=MODEL_HELP)
+    p.add_argument("--checkpoint", help="local weights: .safetensors or torch state_dict, timm keys")
+    p.add_argument("--img-size", type=int, help="input size (default: the model's)")
+    p.add_argument("--data", help="ImageFolder dir (root/class/img) or flat image dir; default: offline photos")
+    p.add_argument("--num-images", type=int, default=1000, help="images used in all (search + held-out)")
+    p.add_argument("--target", help=TARGET_HELP)
+    p.add_argument("--out", default="results", help="results root")
+
+
+def add_budget_args(budget: argparse._ArgumentGroup) -> None:
+    budget.add_argument("--flops-ratio", type=float, help="budget as a fraction of the dense model's GMACs")
+    budget.add_argument("--gflops", type=float, help="budget in GMACs (multiply-adds, as DiffRate/fvcore)")
+    budget.add_argument("--latency-ms", type=float, help="latency budget on the target (needs its profile)")
+    budget.add_argument("--energy-mj", type=float,
+                        help="energy per inference on the target (needs a profile with power-meter readings)")
+    budget.add_argument("--energy-weight", type=float, default=1.0,
+                        help="weight of the energy term relative to latency when both are given")
+
+
+def add_schedule_args(p: argparse.ArgumentParser) -> None:
+    """export / deploy: a schedule, its target, weights, static batch and where engines go."""
+    p.add_argument("schedule", help="schedule YAML (from hwsearch optimize)")
+    p.add_argument("--target", help="default: the schedule's target")
+    p.add_argument("--model", help="must be the schedule's model (a check)")
+    p.add_argument("--checkpoint", help="weights (default: the one the schedule records)")
+    p.add_argument("--batch", type=int, help="static batch (default: the target's)")
+    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--parity-images", type=int, default=16, help="held-out images for the parity check")
+    p.add_argument("--out-dir", help="output folder (default: results/<target>/<model>/engines)")
+    p.add_argument("--out", default="results", help="results root")
+
+
+def budgets_given(args: argparse.Namespace) -> dict[str, float]:
+    """``{kind: value}`` for the budget flags given."""
+    return {k: getattr(args, k) for k in FLAGS if getattr(args, k) is not None}
+
+
+def target_for(args: argparse.Namespace, fallback: str | None = None) -> Target:
+    """``--target``, else the schedule's (``fallback``), else the default rule; printed first."""
+    if args.target:
+        name, why = args.target, "--target"
+    elif fallback:
+        name, why = fallback, "schedule"
+    else:
+        name, why = resolve_target(None, Path(getattr(args, "out", "results")))
+    target = load_target(name)
+    print(f"target: {target.name} ({why})", flush=True)
+    return target

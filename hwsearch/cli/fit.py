@@ -1,0 +1,39 @@
+"""``hwsearch fit``: costmodel.json from results/<target>/<model>/profile.csv (+ measured accuracy)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from hwsearch.cli.common import TARGET_HELP, target_for
+from hwsearch.cost.accuracy import evaluate_costmodel, keep_accuracy
+from hwsearch.cost.fit import describe_fit, save_costmodel
+from hwsearch.cost.measured import MeasuredCost
+from hwsearch.model.vit import CompressedViT
+from hwsearch.model.zoo import DEFAULT_MODEL, load_model
+from hwsearch.report.plots import scatter_png
+from hwsearch.workspace import Workspace, save_fit
+
+
+def add_arguments(fitp: argparse.ArgumentParser) -> None:
+    fitp.add_argument("--target", help=TARGET_HELP)
+    fitp.add_argument("--model", help="model name (default: the embedded DINOv2 ViT-S/14)")
+    fitp.add_argument("--batch", type=int, help="batch size (default: the target's, when profiled; else the smallest)")
+    fitp.add_argument("--measure", type=int, default=0, metavar="N",
+                      help="measure N whole compressed models here (>= 30 recommended) for the accuracy report")
+    fitp.add_argument("--img-size", type=int, help="input size of --model (as profiled)")
+    fitp.add_argument("--out", default="results")
+
+
+def run(args: argparse.Namespace) -> int:
+    target = target_for(args)
+    ws = Workspace(Path(args.out), target, args.model or DEFAULT_MODEL)
+    data = save_fit(ws, args.batch or ws.fit_batch())
+    print("\n".join(describe_fit(data)))
+    if args.measure:
+        vit, _, _ = load_model(args.model, None, args.img_size)  # weights do not change latency
+        report = evaluate_costmodel(MeasuredCost(data), target, CompressedViT(vit), args.measure)
+        print(keep_accuracy(data, report))
+        save_costmodel(data, ws.costmodel_json)
+        print(f"wrote {scatter_png(report, ws.report / 'costmodel_scatter.png', f'{ws.model} on {target.name}')}")
+    print(f"wrote {ws.costmodel_json}")
+    return 0

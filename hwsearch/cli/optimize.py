@@ -1,0 +1,46 @@
+"""``hwsearch optimize``: a per-block prune/merge schedule under a budget."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from hwsearch.cli.common import add_budget_args, add_model_args, budgets_given, target_for
+from hwsearch.errors import HwsearchError
+from hwsearch.search.gradient import SearchConfig
+from hwsearch.search.optimize import OptimizeRequest, run_distributed
+
+
+def add_arguments(opt: argparse.ArgumentParser) -> None:
+    add_budget_args(opt.add_argument_group("budget (one; or --latency-ms and --energy-mj together: weighted loss)"))
+    add_model_args(opt)
+    opt.add_argument("--epochs", type=int, default=1)
+    opt.add_argument("--batch-size", type=int, default=16)
+    opt.add_argument("--lr", type=float, default=0.1)
+    opt.add_argument("--lam", type=float, default=10.0, help="weight of the (cost/target - 1)^2 term")
+    opt.add_argument("--granularity", type=int, default=4, help="candidate kept counts step")
+    opt.add_argument("--compress-from", type=int, default=1, help="first block that may compress")
+    opt.add_argument("--ops", default="prune,merge", help="prune, merge or prune,merge")
+    opt.add_argument("--init", default="tome", choices=["tome", "uniform", "evit", "flat"],
+                     help="warm start: a hand schedule solved for the budget, or flat (DiffRate's zero logits)")
+    opt.add_argument("--seed", type=int, default=0)
+    opt.add_argument("--name", help="schedule name (default from the budget)")
+    opt.add_argument("--resume", action="store_true", help="continue an interrupted search of the same name")
+    opt.add_argument("--refine", type=int, default=6,
+                     help="latency budgets: measured local-search steps when the measurement misses the band")
+    opt.add_argument("--no-progress", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    target = target_for(args)
+    ops = tuple(o.strip() for o in args.ops.split(",") if o.strip())
+    if not ops or set(ops) - {"prune", "merge"}:
+        raise HwsearchError(f"--ops must be prune, merge or prune,merge (got {args.ops!r})")
+    if args.granularity < 1 or args.epochs < 1 or args.batch_size < 1:
+        raise HwsearchError("--granularity, --epochs and --batch-size must be positive")
+    config = SearchConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lam=args.lam,
+                          granularity=args.granularity, compress_from=args.compress_from, ops=ops, seed=args.seed,
+                          init=args.init)
+    request = OptimizeRequest(budgets_given(args), args.model, args.checkpoint, args.img_size, args.data,
+                              args.num_images, config, args.energy_weight, args.name, args.resume, args.refine,
+                              not args.no_progress)
+    return run_distributed(target, Path(args.out), request)

@@ -1,0 +1,73 @@
+"""The cost-model interface every search uses, budgets on it, and the reachability check.
+
+Counts per block are ``(prune_kept, merge_kept)``: attention runs on the tokens entering the block,
+the MLP on ``merge_kept`` tokens.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from hwsearch.errors import HwsearchError
+from hwsearch.model.tokens import BlockKeep
+
+
+class CostModel(ABC):
+    """Cost of a compressed model as a function of its per-block token counts.
+
+    Implementations provide ``unit`` and ``num_tokens`` (tokens entering the first block).
+    """
+
+    unit: str
+    num_tokens: int
+
+    @abstractmethod
+    def expected_cost(self, keeps: Sequence[BlockKeep]) -> Tensor:
+        """Differentiable (w.r.t. the DDP logits) cost of the current search-mode rates."""
+
+    @abstractmethod
+    def cost(self, counts: Sequence[tuple[int, int]]) -> float:
+        """Cost of a fixed schedule."""
+
+    def dense_cost(self, depth: int) -> float:
+        return self.cost([(self.num_tokens, self.num_tokens)] * depth)
+
+
+@dataclass
+class Budget:
+    """One budget of the search: a cost model, its target and the weight of its loss term.
+
+    The search adds ``lam * weight * (expected_cost / target - 1)^2`` per budget; two budgets
+    (latency and energy) give a weighted sum of both terms.
+    """
+
+    cost: CostModel
+    target: float
+    weight: float = 1.0
+    name: str = ""
+
+    def penalty(self, expected: Tensor) -> Tensor:
+        return self.weight * (expected / self.target - 1.0) ** 2
+
+
+def value_of(v: Tensor | float) -> float:
+    """A plain float from a number or a 0-d tensor."""
+    return float(v.detach()) if isinstance(v, Tensor) else float(v)
+
+
+def check_reachable(cost: CostModel, goal: float, depth: int, compress_from: int, min_count: int) -> float:
+    """Refuse a budget outside [cheapest schedule, dense]; returns the dense cost."""
+    dense = cost.dense_cost(depth)
+    cheapest = cost.cost([(cost.num_tokens, cost.num_tokens)] * compress_from
+                         + [(min_count, min_count)] * (depth - compress_from))
+    if not cheapest <= goal <= dense * (1 + 1e-9):
+        raise HwsearchError(
+            f"budget {goal:.3f} {cost.unit} ({goal / dense:.3f} of dense) is not reachable: "
+            f"reachable range is [{cheapest:.3f}, {dense:.3f}] {cost.unit} = [{cheapest / dense:.3f}, 1.0] of dense")
+    return dense
+
+
+__all__ = ["CostModel", "Budget", "check_reachable", "value_of"]

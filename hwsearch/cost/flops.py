@@ -1,0 +1,86 @@
+"""Analytic FLOPs of a timm ViT as GMACs (one multiply-add = 1), the unit of DiffRate and fvcore;
+``FlopCounterMode`` counts 2 per multiply-add."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from hwsearch.cost.base import CostModel
+from hwsearch.cost.base import value_of as _value
+from hwsearch.model.tokens import BlockKeep
+
+
+def _linear_macs(module: nn.Module) -> int:
+    """Multiply-adds per token of all Linear layers inside ``module``."""
+    return sum(m.in_features * m.out_features for m in module.modules() if isinstance(m, nn.Linear))
+
+
+@dataclass
+class FlopsCost(CostModel):
+    """Analytic MACs of a timm ViT, exact for its matmuls; softmax/norms/gather are not counted."""
+
+    num_tokens: int
+    num_prefix: int
+    attn_dim: int
+    head_dim: int
+    attn_linear: int
+    mlp_linear: int
+    embed: int
+    head: int
+    unit: str = "GMACs"
+
+    @classmethod
+    def from_model(cls, vit: nn.Module) -> "FlopsCost":
+        block = vit.blocks[0]
+        attn = block.attn
+        proj = vit.patch_embed.proj
+        patches = int(vit.patch_embed.num_patches)
+        embed = patches * proj.out_channels * proj.in_channels * proj.kernel_size[0] * proj.kernel_size[1]
+        num_prefix = int(vit.num_prefix_tokens)
+        return cls(num_tokens=patches + num_prefix, num_prefix=num_prefix,
+                   attn_dim=attn.num_heads * attn.head_dim, head_dim=attn.head_dim,
+                   attn_linear=_linear_macs(attn), mlp_linear=_linear_macs(block.mlp),
+                   embed=embed, head=_linear_macs(vit.head))
+
+    def block_macs(self, n_in: Tensor | float, n_out: Tensor | float) -> Tensor | float:
+        """Attention (linear + two N^2 matmuls) on ``n_in`` tokens, MLP on ``n_out``."""
+        return n_in * self.attn_linear + 2 * n_in * n_in * self.attn_dim + n_out * self.mlp_linear
+
+    def overhead_macs(self, n_in: Tensor | float, prune_kept: Tensor | float,
+                      merge_kept: Tensor | float) -> Tensor | float:
+        """Compression step: the class-attention row and source-to-target similarities."""
+        sources = prune_kept - merge_kept
+        return n_in * self.attn_dim + sources * (merge_kept - self.num_prefix) * self.head_dim
+
+    def _total(self, counts: Sequence[tuple[Tensor | float, Tensor | float]]) -> Tensor | float:
+        total: Tensor | float = self.embed + self.head
+        n_in: Tensor | float = float(self.num_tokens)
+        for prune_kept, merge_kept in counts:
+            total = total + self.block_macs(n_in, merge_kept)
+            if _value(merge_kept) < _value(n_in):
+                total = total + self.overhead_macs(n_in, prune_kept, merge_kept)
+            n_in = merge_kept
+        return total / 1e9
+
+    def expected_cost(self, keeps: Sequence[BlockKeep]) -> Tensor:
+        """GMACs at the straight-through counts (DiffRate's FLOPs term)."""
+        out = self._total([(k.prune_kept, k.merge_kept) for k in keeps])
+        return out if isinstance(out, Tensor) else torch.tensor(out)
+
+    def cost(self, counts: Sequence[tuple[int, int]]) -> float:
+        return float(self._total([(float(p), float(m)) for p, m in counts]))
+
+    def breakdown(self, counts: Sequence[tuple[int, int]]) -> dict[str, float]:
+        """GMACs split into embed, blocks, compression overhead and head."""
+        blocks = overhead = 0.0
+        n_in = float(self.num_tokens)
+        for p, m in counts:
+            blocks += float(self.block_macs(n_in, float(m)))
+            if m < n_in:
+                overhead += float(self.overhead_macs(n_in, float(p), float(m)))
+            n_in = float(m)
+        return {"embed": self.embed / 1e9, "blocks": blocks / 1e9, "overhead": overhead / 1e9,
+                "head": self.head / 1e9, "total": (self.embed + blocks + overhead + self.head) / 1e9}

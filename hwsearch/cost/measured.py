@@ -1,0 +1,96 @@
+"""Measured latency or energy: the fitted tables of costmodel.json as a differentiable cost model."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from hwsearch.cost.base import CostModel
+from hwsearch.cost.base import value_of as _value
+from hwsearch.errors import HwsearchError
+from hwsearch.model.tokens import BlockKeep
+from hwsearch.profiling.additivity import compress_features
+
+
+class MeasuredCost(CostModel):
+    """Latency (or energy) from a fitted cost model (``costmodel.json``, see :mod:`hwsearch.fit`).
+
+    ``cost(counts)`` = overhead + scale * (embed + sum over blocks of attn(n_in) + compress(n_in, p, m)
+    + mlp(m) + head(m_last)). ``expected_cost`` is differentiable w.r.t. the DDP logits: the MLP
+    term is the ProxylessNAS expectation sum_k q_k * mlp(min(c_k, prune_kept)) over the merge
+    distribution (a staircase table still gives a gradient through q); tokens entering the next
+    block are the straight-through count (the same integer the schedule will have), and attention
+    and compression terms interpolate the per-integer tables linearly at that count.
+    """
+
+    def __init__(self, data: dict, quantity: str = "latency") -> None:
+        if quantity not in data["quantities"]:
+            raise HwsearchError(f"no {quantity} measurements for {data['model']} on {data['target']}: its profile "
+                                f"has none (profile on the device with a power meter, then hwsearch fit)")
+        q = data["quantities"][quantity]
+        self.data, self.quantity, self.unit = data, quantity, q["unit"]
+        self.num_tokens = int(data["num_tokens"])
+        self.tables = {part: (int(p["low"]), int(p["high"]), torch.tensor(p["table"], dtype=torch.float64))
+                       for part, p in q["parts"].items()}
+        self.embed = float(q["embed"])
+        self.coef = torch.tensor(q["compress"]["coef"], dtype=torch.float64)
+        self.overhead = float(q["correction"]["overhead"])
+        self.scale = float(q["correction"]["scale"])
+
+    def lookup(self, part: str, n: Tensor | float) -> Tensor:
+        """Piecewise-linear in n between the integer entries; refuses outside the profiled range."""
+        low, high, table = self.tables[part]
+        value = _value(n)
+        if not low <= value <= high:
+            raise HwsearchError(f"cost model covers {part} at {low}..{high} tokens, not {value:g} (profile that range)")
+        n_t = n if isinstance(n, Tensor) else torch.tensor(float(n), dtype=torch.float64)
+        pos = n_t.to(torch.float64) - low
+        i = int(min(max(0, int(pos.detach().floor())), len(table) - 2)) if len(table) > 1 else 0
+        if len(table) == 1:
+            return table[0] + 0 * pos
+        return table[i] + (pos - i) * (table[i + 1] - table[i])
+
+    def compress(self, n: Tensor | float, p: Tensor | float, m: Tensor | float) -> Tensor:
+        feats = compress_features(n, p, m)
+        total = torch.zeros((), dtype=torch.float64)
+        for c, f in zip(self.coef, feats, strict=True):
+            total = total + c * (f.to(torch.float64) if isinstance(f, Tensor) else float(f))
+        return total
+
+    def expected_mlp(self, probs: Tensor, candidates: Tensor, limit: float) -> Tensor:
+        """ProxylessNAS expectation over the kept-count distribution: sum_k q_k * mlp(min(c_k, limit))."""
+        values = torch.stack([self.lookup("mlp", min(float(c), limit)) for c in candidates])
+        return (probs.to(torch.float64) * values).sum()
+
+    def _parts(self, counts: Sequence[tuple[Tensor | float, Tensor | float]],
+               mlp_terms: Sequence[Tensor] | None = None) -> Tensor:
+        total = torch.tensor(self.embed, dtype=torch.float64)
+        n_in: Tensor | float = float(self.num_tokens)
+        for i, (p, m) in enumerate(counts):
+            total = total + self.lookup("attn", n_in)
+            total = total + (mlp_terms[i] if mlp_terms is not None else self.lookup("mlp", m))
+            if _value(m) < _value(n_in):
+                total = total + self.compress(n_in, p, m)
+            n_in = m
+        return total + self.lookup("head", n_in)
+
+    def sum_of_parts(self, counts: Sequence[tuple[int, int]]) -> float:
+        """The parts added up, before the whole-model correction."""
+        return float(self._parts([(float(p), float(m)) for p, m in counts]))
+
+    def cost(self, counts: Sequence[tuple[int, int]]) -> float:
+        return self.overhead + self.scale * self.sum_of_parts(counts)
+
+    def expected_cost(self, keeps: Sequence[BlockKeep]) -> Tensor:
+        mlp_terms = []
+        for k in keeps:
+            probs, cands = (k.merge_probs, k.merge_candidates) if k.merge_probs is not None else \
+                (k.prune_probs, k.prune_candidates)
+            if probs is None or cands is None:
+                mlp_terms.append(self.lookup("mlp", k.merge_kept))
+                continue
+            limit = _value(k.prune_kept) if k.merge_probs is not None else float(self.num_tokens)
+            mlp_terms.append(self.expected_mlp(probs, cands, limit))
+        parts = self._parts([(k.prune_kept, k.merge_kept) for k in keeps], mlp_terms)
+        return (self.overhead + self.scale * parts).to(torch.float32)

@@ -1,0 +1,1 @@
+"""Profiles: exported parts and bundles, profile.csv tables and their additivity, measuring here."""

@@ -1,0 +1,102 @@
+"""Measure on this host with the target's own backend and protocol: whole deploy-mode models
+(interleaved, one run), and a whole profile (the bundle measured here, resumable).
+
+Whole models are exported exactly as ``hwsearch profile`` exports its graphs (static-shape ONNX,
+TorchScript for the torch backend) and timed in one process with interleaved repeats.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from hwsearch.errors import HwsearchError
+from hwsearch.model.vit import CompressedViT
+from hwsearch.profiling.export import Exporter, reuse_or_build
+from hwsearch.profiling.table import profile_meta, write_profile
+from hwsearch.targets import Target
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Per-inference latency of one model over the repeats of one run (units in the names)."""
+
+    median_ms: float
+    p10_ms: float
+    p90_ms: float
+    mean_ms: float
+    cv: float
+    iterations: int
+    repeats: int
+    attempts: int
+    cv_ok: bool
+    backend: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def measure_models(target: Target, models: dict[str, CompressedViT], batch: int,
+                   protocol: dict[str, Any] | None = None, here: bool = False) -> dict[str, Measurement]:
+    """Latency per named model, measured here on ``target``'s backend, repeats interleaved.
+
+    ``here``: run although the target is not local (hwsearch runs on the device itself).
+    """
+    from profilers.backends import BackendUnavailable, create_backend
+    from profilers.runner import timing_protocol
+    from profilers.timing import measure_interleaved
+
+    if not (target.is_local or here):
+        raise HwsearchError(f"target {target.name} is not this host: its latency can only be predicted here")
+    root = Path(tempfile.mkdtemp(prefix="hwsearch-measure-"))
+    try:
+        exporter = Exporter(root, next(iter(models.values())), target)
+        for name, model in models.items():
+            exporter.add(name, "model", model, model.num_tokens, batch)
+        try:
+            backend = create_backend(target.backend, dict(target.raw), root)
+        except BackendUnavailable as exc:
+            raise HwsearchError(str(exc)) from None
+        runners = {g.id: backend.prepare(g) for g in exporter.graphs}
+        stats = measure_interleaved({k: r for k, (r, _) in runners.items()},
+                                    syncs={k: s for k, (_, s) in runners.items()},
+                                    **timing_protocol(target.timing, protocol))
+        backend.release()
+        return {k: Measurement(**v.as_dict(), backend=target.backend) for k, v in stats.items()}
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def profile_here(target: Target, model: CompressedViT, name: str, batches: list[int], folder: Path,
+                 whole_models: int, progress_bar: bool) -> tuple[Path, dict[str, Any]]:
+    """Measure the profile on this host (resumable in ``folder/.profile-work``); write profile.csv
+    and meta.json into ``folder``. Returns the CSV path and the additivity report."""
+    from tqdm import tqdm
+
+    from profilers.backends import BackendUnavailable
+    from profilers.runner import run_bundle
+
+    work = reuse_or_build(folder / ".profile-work", model, name, target, batches, whole_models)
+    bar = tqdm(desc=f"profiling {name} on {target.name}", unit="graph", disable=not progress_bar)
+    try:
+        csv_path = run_bundle(work, work / "measurements.csv", progress=_progress(bar))
+    except BackendUnavailable as exc:
+        raise HwsearchError(str(exc)) from None
+    bar.close()
+    host = json.loads(csv_path.with_suffix(".host.json").read_text())
+    path, report = write_profile(csv_path, folder, {**profile_meta(target, name, model.vit, batches), "device": host})
+    shutil.rmtree(work, ignore_errors=True)
+    return path, report
+
+
+def _progress(bar: Any) -> Callable[[int, int, str], None]:
+    def update(i: int, total: int, graph: str) -> None:
+        bar.total, bar.n = total, i
+        bar.set_postfix_str(graph)
+        bar.refresh()
+
+    return update

@@ -1,0 +1,98 @@
+"""profile.csv: read and validate, write (atomically, with meta.json and the additivity report),
+check imported rows against the target and model they claim to be for."""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from hwsearch.errors import HwsearchError
+from hwsearch.io import atomic_path, provenance, write_json
+from hwsearch.model.build import model_hash
+from hwsearch.profiling.additivity import additivity
+from hwsearch.targets import GRID_RULES, Target
+from profilers.csvlog import COLUMNS
+
+REQUIRED_COLUMNS = ("model", "model_hash", "target", "part", "tokens", "batch", "median_ms", "p10_ms", "p90_ms", "cv")
+# target keys that change what is measured (not how carefully: the timing protocol is not among them)
+MEASURED_SETTINGS = ("backend", "device", "precision", "batch_sizes", "threads", "cuda_graphs", "tensorrt",
+                     "token_grid", "power_meter", "power")
+
+
+def read_profile(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a profile CSV, checked for the columns the cost model needs."""
+    path = Path(path)
+    if not path.is_file():
+        raise HwsearchError(f"profile not found: {path}")
+    try:
+        with path.open(newline="") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise HwsearchError(f"{path}: missing columns {', '.join(missing)}")
+            rows = list(reader)
+    except (csv.Error, UnicodeDecodeError) as exc:
+        raise HwsearchError(f"{path}: corrupt CSV ({exc})") from None
+    if not rows:
+        raise HwsearchError(f"{path}: no measurements")
+    for i, row in enumerate(rows):
+        try:
+            float(row["median_ms"]), int(row["tokens"]), int(row["batch"])
+        except (TypeError, ValueError):
+            raise HwsearchError(f"{path}: row {i + 2} has a non-numeric median_ms/tokens/batch") from None
+    return rows
+
+
+def write_profile(rows_csv: Path, out_dir: Path, meta: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+    """Copy measured rows to ``profile.csv`` (atomically) with ``meta.json`` and the additivity report."""
+    rows = read_profile(rows_csv)
+    report = additivity(rows)
+    with atomic_path(out_dir / "profile.csv") as tmp:
+        with tmp.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+    write_json(out_dir / "meta.json", {**meta, "additivity": report, "rows": len(rows)})
+    return out_dir / "profile.csv", report
+
+
+def target_settings(target: Target) -> dict[str, Any]:
+    """The target's settings that a profile depends on (a profile made with others is stale)."""
+    return {k: target.raw[k] for k in MEASURED_SETTINGS if k in target.raw}
+
+
+def settings_hash(target: Target) -> str:
+    return hashlib.sha256(json.dumps(target_settings(target), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def profile_meta(target: Target, name: str, vit: nn.Module, batches: list[int]) -> dict[str, Any]:
+    """meta.json of a profile: what was measured, for which model and target settings."""
+    num_tokens, num_prefix = int(vit.patch_embed.num_patches) + int(vit.num_prefix_tokens), int(vit.num_prefix_tokens)
+    return {"target": target.name, "model": name, "model_hash": model_hash(vit, name), "batches": batches,
+            "token_grid": {"rule": target.raw["token_grid"]["rule"], "granularity": target.granularity,
+                           "meaning": GRID_RULES[target.raw["token_grid"]["rule"]],
+                           "counts": target.token_grid(num_tokens, num_prefix)},
+            "backend": target.backend, "precision": target.precision, "power_meter": target.power_meter,
+            "target_settings": target_settings(target), "target_settings_hash": settings_hash(target),
+            "provenance": provenance()}
+
+
+def check_rows(rows: list[dict[str, Any]], meta: dict[str, Any], where: str) -> None:
+    """Imported rows must be of this model and this target."""
+    hashes = {r["model_hash"] for r in rows}
+    targets = {r["target"] for r in rows}
+    if hashes != {meta["model_hash"]}:
+        raise HwsearchError(f"{where}: measurements are from another model ({', '.join(sorted(hashes))}, "
+                            f"expected {meta['model']} {meta['model_hash']})")
+    if targets != {meta["target"]}:
+        raise HwsearchError(f"{where}: measurements are for target {', '.join(sorted(targets))}, not {meta['target']}")
+
+
+def import_profile(csv_path: str | Path, folder: Path, meta: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+    """Ingest a device run's measurements.csv as this target's profile (checked first)."""
+    check_rows(read_profile(csv_path), meta, str(csv_path))
+    return write_profile(Path(csv_path), folder, {**meta, "imported_from": str(csv_path)})

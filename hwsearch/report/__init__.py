@@ -1,0 +1,1 @@
+"""Reports: PNG plots, method comparison tables, HTML pages."""

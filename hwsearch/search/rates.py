@@ -1,0 +1,136 @@
+"""The learnable per-block rates: DiffRate's differentiable discrete proxy (DDP).
+
+Per block and decision (prune, merge), logits over candidate kept counts; the kept count is the
+straight-through ceil of the expectation, the rank-position mask is hard forward and
+``P(count > position)`` backward. Counts are clamped non-increasing through depth.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from hwsearch.model.tokens import BlockKeep, hard_mask
+from hwsearch.schedule import Counts
+
+
+class _CeilSTE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, value: Tensor) -> Tensor:  # type: ignore[override]
+        return torch.ceil(value)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
+        return grad
+
+
+def ste_ceil(value: Tensor) -> Tensor:
+    """Ceil in the forward pass, identity gradient."""
+    return _CeilSTE.apply(value)
+
+
+class DiffRate(nn.Module):
+    """Learnable distribution over candidate kept counts for one decision of one block.
+
+    Candidates are patch counts ``P, P-g, ..., >0`` plus the prefix tokens. The kept count is the
+    straight-through ceil of the expected candidate; the rank-position mask is hard in the forward
+    pass and ``P(count > position)`` in the backward pass (DiffRate).
+    """
+
+    def __init__(self, num_tokens: int, num_prefix: int, granularity: int = 4) -> None:
+        super().__init__()
+        patches = num_tokens - num_prefix
+        candidates = torch.arange(patches, 0, -granularity, dtype=torch.float32) + num_prefix
+        self.num_tokens = num_tokens
+        self.register_buffer("candidates", candidates)
+        self.register_buffer("below", (torch.arange(num_tokens)[None, :] < candidates[:, None]).float())
+        self.logits = nn.Parameter(torch.zeros_like(candidates))
+
+    def probs(self) -> Tensor:
+        return self.logits.softmax(-1)
+
+    @torch.no_grad()
+    def init_at(self, count: int, sharpness: float = 2.0) -> None:
+        """Peak the distribution so the kept count starts at ``count`` (warm start).
+
+        Logits fall linearly (``sharpness`` per candidate step) away from a centre found by
+        bisection so that the expectation is ``count - 0.5`` (ceil gives ``count``).
+        """
+        step = float(self.candidates[0] - self.candidates[1]) if len(self.candidates) > 1 else 1.0
+        lo, hi = float(self.candidates[-1]) - 2 * step, float(self.candidates[0]) + 2 * step
+        for _ in range(40):
+            mid = (lo + hi) / 2
+            self.logits.copy_(-sharpness * (self.candidates - mid).abs() / step)
+            if self.expected() < count - 0.5:
+                lo = mid
+            else:
+                hi = mid
+
+    def expected(self) -> Tensor:
+        return self.probs() @ self.candidates
+
+    def keep(self, limit: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """Kept count (STE, clamped to ``limit``), its rank-position mask, and the probabilities."""
+        probs = self.probs()
+        count = ste_ceil(probs @ self.candidates)
+        if limit is not None:
+            count = torch.minimum(count, limit)
+        soft = probs @ self.below
+        mask = hard_mask(count, self.num_tokens, soft) - soft.detach() + soft
+        return count, mask, probs
+
+
+class RateSchedule(nn.Module):
+    """Per-block prune and merge DDPs; counts are non-increasing through depth by clamping.
+
+    Blocks before ``compress_from`` keep all tokens. ``ops`` chooses prune, merge or both.
+    """
+
+    def __init__(self, depth: int, num_tokens: int, num_prefix: int, granularity: int = 4,
+                 compress_from: int = 1, ops: tuple[str, ...] = ("prune", "merge")) -> None:
+        super().__init__()
+        self.depth, self.num_tokens, self.num_prefix = depth, num_tokens, num_prefix
+        self.compress_from, self.ops = compress_from, tuple(ops)
+        n_learned = depth - compress_from
+        self.prune = nn.ModuleList(DiffRate(num_tokens, num_prefix, granularity) for _ in range(n_learned)) \
+            if "prune" in ops else None
+        self.merge = nn.ModuleList(DiffRate(num_tokens, num_prefix, granularity) for _ in range(n_learned)) \
+            if "merge" in ops else None
+
+    def init_from(self, counts: Counts) -> None:
+        """Warm start every learned block at a schedule's counts."""
+        for j in range(self.depth - self.compress_from):
+            prune_kept, merge_kept = counts[j + self.compress_from]
+            if self.prune is not None:
+                self.prune[j].init_at(prune_kept)
+            if self.merge is not None:
+                self.merge[j].init_at(merge_kept)
+
+    def forward(self) -> list[BlockKeep]:
+        """Sample the current kept counts and masks for every block."""
+        like = next(self.parameters())
+        full = torch.tensor(float(self.num_tokens), dtype=like.dtype, device=like.device)
+        ones = torch.ones(self.num_tokens, dtype=like.dtype, device=like.device)
+        keeps, current = [], full
+        for i in range(self.depth):
+            j = i - self.compress_from
+            if j < 0:
+                keeps.append(BlockKeep(full, full, ones, ones, dense=True))
+                continue
+            if self.prune is not None:
+                p_count, p_mask, p_probs = self.prune[j].keep(current)
+            else:
+                p_count, p_mask, p_probs = current, hard_mask(current, self.num_tokens, ones), None
+            if self.merge is not None:
+                m_count, m_mask, m_probs = self.merge[j].keep(p_count)
+            else:
+                m_count, m_mask, m_probs = p_count, p_mask, None
+            keeps.append(BlockKeep(p_count, m_count, p_mask, m_mask, p_probs, m_probs,
+                                   prune_candidates=self.prune[j].candidates if self.prune is not None else None,
+                                   merge_candidates=self.merge[j].candidates if self.merge is not None else None))
+            current = m_count
+        return keeps
+
+    @staticmethod
+    def counts(keeps: list[BlockKeep]) -> Counts:
+        """The integer (prune_kept, merge_kept) per block."""
+        return [(int(k.prune_kept.item()), int(k.merge_kept.item())) for k in keeps]
