@@ -15,48 +15,33 @@ Prints one table; writes results/benchmarks/gradient_vs_sampling.json.
 """
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
+import bench  # noqa: E402 - benchmarks/bench.py: the shared set-up (sets HF_HUB_OFFLINE)
 import optuna  # noqa: E402
 import torch  # noqa: E402
 
-from hwsearch.cost import Budget, FlopsCost, MeasuredCost  # noqa: E402
-from hwsearch.cost.fit import load_costmodel  # noqa: E402
-from hwsearch.data import ImageSet, default_sets  # noqa: E402
+from hwsearch.cost import Budget, FlopsCost  # noqa: E402
+from hwsearch.data import ImageSet  # noqa: E402
 from hwsearch.io import provenance, write_json  # noqa: E402
-from hwsearch.model.vit import CompressedViT  # noqa: E402
-from hwsearch.model.zoo import load_model  # noqa: E402
 from hwsearch.search import sampled  # noqa: E402
 from hwsearch.search.gradient import SearchConfig, gradient_search  # noqa: E402
 from hwsearch.search.sample import make_quality  # noqa: E402
-from hwsearch.targets import load_target  # noqa: E402
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--target", default="cpu_onnxruntime")
-    parser.add_argument("--model", help="default: the embedded DINOv2 ViT-S/14")
-    parser.add_argument("--img-size", type=int)
+    parser = bench.parser(__doc__, num_images=500)
     parser.add_argument("--fraction", type=float, default=0.7, help="budget as a fraction of the dense cost")
-    parser.add_argument("--num-images", type=int, default=500, help="search + held-out images")
     parser.add_argument("--eval-images", type=int, default=64, help="search-photo images the samplers select on")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="results")
     args = parser.parse_args()
-    target = load_target(args.target)
-    vit, name, _ = load_model(args.model, None, args.img_size)
-    model = CompressedViT(vit)
-    path = Path(args.out) / target.name / name / "costmodel.json"
-    cost = MeasuredCost(load_costmodel(path)) if path.is_file() else FlopsCost.from_model(vit)
+    b = bench.setup(args)
+    target, vit, name, model, search_set, held_out = b.target, b.vit, b.name, b.model, b.search_set, b.held_out
+    cost = b.latency_cost() if b.workspace.costmodel_json.is_file() else FlopsCost.from_model(vit)
     goal = args.fraction * cost.dense_cost(model.depth)
-    search_set, held_out = default_sets(int(vit.patch_embed.img_size[0]), args.num_images)
     # samplers select on search-photo images (what the gradient search trains on); every method's
     # result is reported on held-out photos none of them saw
     pick = torch.randperm(len(search_set), generator=torch.Generator().manual_seed(args.seed))[:args.eval_images]

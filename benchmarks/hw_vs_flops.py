@@ -14,40 +14,29 @@ writes results/benchmarks/hw_vs_flops.json.
 """
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import bench  # noqa: E402 - benchmarks/bench.py: the shared set-up (sets HF_HUB_OFFLINE)
 
-from hwsearch.cost import Budget, FlopsCost, MeasuredCost  # noqa: E402
-from hwsearch.cost.fit import load_costmodel  # noqa: E402
-from hwsearch.data import default_sets  # noqa: E402
+from hwsearch.cost import Budget, FlopsCost  # noqa: E402
 from hwsearch.io import provenance, write_json  # noqa: E402
-from hwsearch.model.vit import CompressedViT, apply_schedule  # noqa: E402
-from hwsearch.model.zoo import load_model  # noqa: E402
+from hwsearch.model.vit import apply_schedule  # noqa: E402
 from hwsearch.profiling.measure import measure_models  # noqa: E402
 from hwsearch.quality import collect, fidelity  # noqa: E402
 from hwsearch.search.gradient import SearchConfig, gradient_search  # noqa: E402
-from hwsearch.targets import load_target  # noqa: E402
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--target", default="cpu_onnxruntime")
-    parser.add_argument("--model", help="default: the embedded DINOv2 ViT-S/14")
+    parser = bench.parser(__doc__, num_images=400)
     parser.add_argument("--fractions", default="0.6,0.7,0.8", help="latency budgets as fractions of dense")
-    parser.add_argument("--num-images", type=int, default=400, help="search + held-out images")
     parser.add_argument("--match-steps", type=int, default=3, help="FLOPs budgets tried per latency budget")
-    parser.add_argument("--out", default="results")
     args = parser.parse_args()
-    target = load_target(args.target)
-    vit, name, checkpoint = load_model(args.model, None, None)
-    model = CompressedViT(vit)
-    latency = MeasuredCost(load_costmodel(Path(args.out) / target.name / name / "costmodel.json"))
+    b = bench.setup(args)
+    target, vit, name, checkpoint, model = b.target, b.vit, b.name, b.checkpoint, b.model
+    search_set, held_out = b.search_set, b.held_out
+    latency = b.latency_cost()
     flops = FlopsCost.from_model(vit)
-    search_set, held_out = default_sets(int(vit.patch_embed.img_size[0]), args.num_images)
     config = SearchConfig(epochs=1, batch_size=16)
     dense_flops, dense_pred = flops.dense_cost(model.depth), latency.dense_cost(model.depth)
 
@@ -56,7 +45,7 @@ def main() -> int:
 
     def measure(named: dict[str, list[tuple[int, int]]]) -> dict[str, float]:
         models = {"dense": model, **{k: apply_schedule(vit, c) for k, c in named.items()}}
-        return {k: v["median_ms"] for k, v in measure_models(target, models, target.batch).items()}
+        return {k: v.median_ms for k, v in measure_models(target, models, target.batch).items()}
 
     finals: dict[str, list[tuple[int, int]]] = {}
     for fraction in (float(f) for f in args.fractions.split(",")):

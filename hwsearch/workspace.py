@@ -68,8 +68,8 @@ class Workspace:
         if why is None:
             return
         if not self.target.is_local:
-            raise HwsearchError(f"no usable profile of {self.model} on {self.target.name} ({why}): "
-                                + self.bundle_hint(explicit_model))
+            state = "no profile" if why == "missing" else f"the profile is {why}, no fresh profile"
+            raise HwsearchError(f"{state} of {self.model} on {self.target.name}: " + self.bundle_hint(explicit_model))
         print(f"no profile of {self.model} on {self.target.name} yet ({why}): profiling it here first "
               f"(hwsearch profile)" if why == "missing" else
               f"profile of {self.model} on {self.target.name} {why}: profiling it here again", flush=True)

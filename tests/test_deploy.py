@@ -50,6 +50,7 @@ def _schedule(tmp_path, budget=None):
     return s.save(tmp_path / "sched.yaml")
 
 
+@pytest.mark.timing
 def test_deploy_on_this_cpu_writes_onnx_optimized_graph_and_deploy_json(quick_targets, tmp_path, capsys):  # noqa: F811
     path = _schedule(tmp_path, {"kind": "latency_ms", "value": 50.0, "target": 50.0})
     out = tmp_path / "engines"

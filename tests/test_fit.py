@@ -1,24 +1,30 @@
-"""Cost-model fit from a real (quick) profile of a small timm ViT on this CPU."""
+"""Cost-model fit from the recorded real profile of a small timm ViT (made on this CPU)."""
 import json
 
 import pytest
 import torch
+from conftest import RECORDED, recorded_results
 from test_profile import MODEL, quick_targets  # noqa: F401 - fixture
 
 from hwsearch.cli import main
 from hwsearch.cost import MeasuredCost
-from hwsearch.cost.fit import load_costmodel
+from hwsearch.cost.fit import FORMAT, load_costmodel
 from hwsearch.errors import HwsearchError
-from hwsearch.search.rates import RateSchedule
+from hwsearch.search.rates import RateSchedule as Rates
 
 
 @pytest.fixture
 def costmodel(quick_targets, tmp_path):  # noqa: F811
-    out = tmp_path / "results"
-    assert main(["profile", "--target", "cpu_onnxruntime", *MODEL, "--whole-models", "4", "--out", str(out),
-                 "--no-progress"]) == 0
+    out = recorded_results(tmp_path / "results")
     assert main(["fit", "--target", "cpu_onnxruntime", "--model", "deit_tiny_patch16_224", "--out", str(out)]) == 0
     return out / "cpu_onnxruntime" / "deit_tiny_patch16_224" / "costmodel.json"
+
+
+def test_committed_costmodel_of_the_current_format_loads():
+    data = load_costmodel(RECORDED / "costmodel.json")
+    assert data["format"] == FORMAT and data["batch"] == 8
+    cost = MeasuredCost(data)
+    assert cost.cost([(17, 17)] + [(9, 5)] * 11) < cost.dense_cost(12)
 
 
 def test_costmodel_json_round_trip_and_covers_every_count(costmodel):
@@ -29,7 +35,7 @@ def test_costmodel_json_round_trip_and_covers_every_count(costmodel):
     for part in ("attn", "mlp", "head"):
         p = latency["parts"][part]
         assert (p["low"], p["high"]) == (2, 17) and len(p["table"]) == 16
-    assert latency["correction"]["models"] == 4 and len(data["rows_sha256"]) == 64
+    assert latency["correction"]["models"] == 8 and len(data["rows_sha256"]) == 64
     cost = MeasuredCost(data)
     dense = [(17, 17)] * 12
     assert cost.cost(dense) > cost.cost([(17, 17)] + [(9, 5)] * 11) > 0
@@ -37,18 +43,45 @@ def test_costmodel_json_round_trip_and_covers_every_count(costmodel):
         cost.lookup("attn", 30)
 
 
-def test_expected_cost_gradients(costmodel):
+def _peak(rates, counts, height):
+    """Logits peaked at each block's (prune, merge) candidate."""
+    with torch.no_grad():
+        for j, (p, m) in enumerate(counts[1:]):
+            for ddp, kept in ((rates.prune[j], p), (rates.merge[j], m)):
+                ddp.logits.zero_()
+                ddp.logits[(ddp.candidates == kept).nonzero()[0, 0]] = height
+
+
+def test_expected_cost_equals_the_schedule_cost_at_integer_counts(costmodel):
+    """What the search optimizes is what the schedule will cost: at peaked distributions the
+    differentiable expected cost equals cost(counts) of the integer schedule the rates give."""
     cost = MeasuredCost(load_costmodel(costmodel))
-    rates = RateSchedule(12, 17, 1, granularity=4)
-    keeps = rates()
-    cost.expected_cost(keeps).backward()
-    assert all(ddp.logits.grad is not None and ddp.logits.grad.abs().sum() > 0 for ddp in rates.merge)
-    # numerical check of the differentiable expectation (float64 finite differences)
+    rates = Rates(12, 17, 1, granularity=4)
+    for counts in ([(17, 17), (17, 13), (13, 13), (13, 13), (13, 9)] + [(9, 9)] * 7,
+                   [(17, 17)] + [(13, 9), (9, 5)] + [(5, 5)] * 9, [(17, 17)] * 12):
+        _peak(rates, counts, 60.0)
+        keeps = rates()
+        assert Rates.counts(keeps) == counts
+        assert float(cost.expected_cost(keeps)) == pytest.approx(cost.cost(counts), rel=1e-5)
+
+
+def test_expected_cost_gradient_points_to_fewer_tokens(costmodel):
+    """At integer counts, moving probability to larger kept counts raises the predicted cost."""
+    cost = MeasuredCost(load_costmodel(costmodel))
+    rates = Rates(12, 17, 1, granularity=4)
+    _peak(rates, [(17, 17)] + [(13, 9)] * 11, 2.0)  # peaked, not saturated
+    cost.expected_cost(rates()).backward()
+    for ddp in rates.merge:
+        centred = ddp.candidates - ddp.candidates.mean()
+        assert float((ddp.logits.grad * centred).sum()) > 0
+    # numerical check of the differentiable MLP expectation (float64 finite differences)
     cands = rates.merge[0].candidates.double()
     logits = torch.randn(len(cands), dtype=torch.float64, requires_grad=True)
     torch.autograd.gradcheck(lambda z: cost.expected_mlp(z.softmax(-1), cands, 17.0), (logits,))
-    n = torch.tensor(7.3, dtype=torch.float64, requires_grad=True)
-    torch.autograd.gradcheck(lambda v: cost.lookup("attn", v), (n,))
+    # at an integer count the table's slope is the step to the next count
+    n = torch.tensor(7.0, dtype=torch.float64, requires_grad=True)
+    cost.lookup("attn", n).backward()
+    assert float(n.grad) == pytest.approx(float(cost.lookup("attn", 8.0) - cost.lookup("attn", 7.0)))
 
 
 def test_corrupt_costmodel_is_one_error(tmp_path):
@@ -60,6 +93,7 @@ def test_corrupt_costmodel_is_one_error(tmp_path):
         load_costmodel(tmp_path / "none.json")
 
 
+@pytest.mark.timing
 def test_fit_measures_whole_models_for_accuracy(costmodel, capsys):
     out = costmodel.parent.parent.parent
     assert main(["fit", "--target", "cpu_onnxruntime", *MODEL, "--measure", "6", "--out", str(out)]) == 0

@@ -1,10 +1,14 @@
-"""optimize --latency-ms on a real quick profile of a small timm ViT (this CPU)."""
+"""optimize --latency-ms on the recorded real profile of a small timm ViT (made on this CPU).
+
+The search and fit run on the recorded profile, so host noise cannot make a budget unreachable;
+tests that also measure here are marked ``timing`` and assert only what noise cannot break."""
 import json
 import subprocess
 import sys
 import tarfile
 
 import pytest
+from conftest import recorded_results
 from test_profile import MODEL, quick_targets  # noqa: F401 - fixture
 
 from hwsearch.cli import main
@@ -17,12 +21,10 @@ SEARCH = ["--epochs", "1", "--batch-size", "8", "--num-images", "16", "--no-prog
 
 @pytest.fixture
 def profiled(quick_targets, tmp_path):  # noqa: F811
-    out = tmp_path / "results"
-    assert main(["profile", "--target", "cpu_onnxruntime", *MODEL, "--whole-models", "4", "--out", str(out),
-                 "--no-progress"]) == 0
-    return out
+    return recorded_results(tmp_path / "results")
 
 
+@pytest.mark.timing
 def test_latency_budget_searched_then_measured(profiled, capsys):
     assert main(["fit", "--target", "cpu_onnxruntime", "--model", "deit_tiny_patch16_224", "--out",
                  str(profiled)]) == 0
@@ -60,6 +62,7 @@ def test_latency_budget_errors(profiled, capsys, tmp_path):
     assert "corrupt cost model" in capsys.readouterr().err
 
 
+@pytest.mark.timing
 def test_gpu_target_runs_predicted_only(quick_targets, tmp_path, capsys):  # noqa: F811
     """A GPU target's profile made by the real profiler on this CPU (labelled by its backend
     column, onnxruntime); written under tmp_path, never to results/ as that device's data."""
@@ -75,7 +78,8 @@ def test_gpu_target_runs_predicted_only(quick_targets, tmp_path, capsys):  # noq
                  str(tmp_path / "u" / "bundle" / "measurements.csv"), "--out", str(out)]) == 0
     capsys.readouterr()
     cost = MeasuredCost(json.loads(json.dumps(_fit(out))))
-    budget = 0.8 * cost.dense_cost(12)
+    # a profile measured during the test is noisy: aim in the middle of whatever range it makes reachable
+    budget = (cost.cost([(17, 17)] + [(5, 5)] * 11) + cost.dense_cost(12)) / 2
     assert main(["optimize", "--target", "h100_torch", *MODEL, "--latency-ms", f"{budget:.4f}", *SEARCH,
                  "--out", str(out)]) == 0
     printed = capsys.readouterr().out
@@ -109,6 +113,7 @@ def _synthetic_energy_profile(profiled, out):
     return dst
 
 
+@pytest.mark.timing
 def test_energy_and_latency_budgets_give_a_weighted_search(profiled, tmp_path, capsys):
     folder = _synthetic_energy_profile(profiled, tmp_path / "synthetic")
     assert main(["fit", "--target", "cpu_onnxruntime", "--model", "deit_tiny_patch16_224", "--out",
@@ -127,14 +132,13 @@ def test_energy_and_latency_budgets_give_a_weighted_search(profiled, tmp_path, c
     assert schedule.budget["kind"] == "latency_ms" and schedule.budget["also"][0]["kind"] == "energy_mj"
     predicted_energy = schedule.predicted["also"]["energy_mj"]["value"]
     assert predicted_energy == pytest.approx(energy.cost(schedule.counts()))
-    # energy alone drives the compression (2 search steps on a quick, noisy tiny-model profile: the
-    # count grid of 17 tokens cannot always land within 10% of the budget, so no tighter bound)
+    # energy alone drives the compression onto its budget
     assert main(["optimize", "--target", "cpu_onnxruntime", *MODEL, "--energy-mj", f"{en_budget:.4f}", *SEARCH,
                  "--out", str(tmp_path / "synthetic")]) == 0
     alone = load(next((folder / "schedules").glob("energy*.yaml")))
     assert alone.budget["kind"] == "energy_mj" and alone.predicted["unit"] == "mJ"
     assert alone.predicted["value"] == pytest.approx(energy.cost(alone.counts()))
-    assert alone.predicted["value"] <= 0.9 * energy.dense_cost(12)
+    assert alone.predicted["value"] == pytest.approx(en_budget, rel=0.1)  # the recorded profile reaches it
 
 
 def test_energy_budget_without_energy_data_is_one_error(profiled, capsys):
@@ -147,6 +151,7 @@ def test_energy_budget_without_energy_data_is_one_error(profiled, capsys):
     assert "cannot be combined" in capsys.readouterr().err
 
 
+@pytest.mark.timing
 def test_local_target_without_profile_is_profiled_first(quick_targets, tmp_path, capsys):  # noqa: F811
     out = tmp_path / "fresh"
     assert main(["optimize", "--target", "cpu_onnxruntime", *MODEL, *SEARCH, "--latency-ms", "0.0001",

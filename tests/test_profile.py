@@ -35,6 +35,7 @@ def quick_targets(tmp_path, monkeypatch):
     return folder
 
 
+@pytest.mark.timing
 def test_local_profile_writes_csv_meta_and_report(quick_targets, tmp_path, capsys):
     out = tmp_path / "results"
     assert main(["profile", "--target", "cpu_onnxruntime", *MODEL, "--whole-models", "3", "--out", str(out),
@@ -55,6 +56,7 @@ def test_local_profile_writes_csv_meta_and_report(quick_targets, tmp_path, capsy
     assert (folder / "report" / "profile.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.timing
 def test_interrupted_run_resumes_without_remeasuring(quick_targets, tmp_path):
     target = load_target("cpu_onnxruntime")
     model = CompressedViT(create_vit("deit_tiny_patch16_224", img_size=64))

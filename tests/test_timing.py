@@ -16,6 +16,7 @@ def test_high_cv_is_flagged():
     assert not summarize([1.0, 2.0, 1.0, 2.0], 4, 1, max_cv=0.02).cv_ok
 
 
+@pytest.mark.timing
 def test_interleaved_measures_real_work_in_one_run():
     def slow():
         time.sleep(0.004)

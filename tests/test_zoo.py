@@ -32,7 +32,7 @@ def test_converted_model_loads_in_timm_and_matches(converted):
     import torch
 
     from hwsearch.data import default_images, normalize
-    from hwsearch.model.vit import create_vit
+    from hwsearch.model.build import create_vit
 
     vit = create_vit(zoo.DEFAULT_MODEL, converted, img_size=224)
     assert vit.num_classes == 0 and len(vit.blocks) == 12 and vit.pos_embed.shape == (1, 257, 384)

@@ -80,7 +80,7 @@ class Head(nn.Module):
         super().__init__()
         self.vit = model.vit
 
-    def forward(self, x: Tensor, size: Tensor) -> Tensor:
+    def forward(self, x: Tensor, size: Tensor | None = None) -> Tensor:
         return forward_head(self.vit, self.vit.norm(x), size).output
 
 
@@ -97,9 +97,9 @@ def example_inputs(part: str, model: CompressedViT, batch: int, tokens: int) -> 
     if part == "embed" or part == "model":
         size = vit.patch_embed.img_size
         return {"images": randn(batch, 3, size[0], size[1])}
-    if part in ("attn", "head"):
+    if part == "attn" or (part == "head" and vit.global_pool != "token"):  # token pooling never reads sizes
         return {"x": randn(batch, tokens, dim), "size": torch.ones(batch, tokens, 1)}
-    if part in ("mlp", "block"):
+    if part in ("mlp", "block", "head"):
         return {"x": randn(batch, tokens, dim)}
     if part == "compress":
         return {"x": randn(batch, tokens, dim), "size": torch.ones(batch, tokens, 1),

@@ -10,7 +10,7 @@ import json
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,25 +19,15 @@ from hwsearch.model.vit import CompressedViT
 from hwsearch.profiling.export import Exporter, reuse_or_build
 from hwsearch.profiling.table import profile_meta, write_profile
 from hwsearch.targets import Target
+from profilers.timing import TimingStats
 
 
-@dataclass(frozen=True)
-class Measurement:
-    """Per-inference latency of one model over the repeats of one run (units in the names)."""
+@dataclass
+class Measurement(TimingStats):
+    """Per-inference latency of one model over the repeats of one run (units in the field names:
+    ``median_ms``, ``p10_ms``, ``p90_ms``, ``mean_ms``; ``cv``, counts) and the backend that ran it."""
 
-    median_ms: float
-    p10_ms: float
-    p90_ms: float
-    mean_ms: float
-    cv: float
-    iterations: int
-    repeats: int
-    attempts: int
-    cv_ok: bool
-    backend: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    backend: str = ""
 
 
 def measure_models(target: Target, models: dict[str, CompressedViT], batch: int,

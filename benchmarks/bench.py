@@ -1,0 +1,53 @@
+"""The set-up every benchmark shares: arguments, target, model, results folder, image sets."""
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from hwsearch.cost.fit import load_costmodel  # noqa: E402
+from hwsearch.cost.measured import MeasuredCost  # noqa: E402
+from hwsearch.data import ImageSet, default_sets  # noqa: E402
+from hwsearch.model.vit import CompressedViT  # noqa: E402
+from hwsearch.model.zoo import load_model  # noqa: E402
+from hwsearch.targets import Target, load_target  # noqa: E402
+from hwsearch.workspace import Workspace  # noqa: E402
+
+
+@dataclass
+class Bench:
+    target: Target
+    vit: Any
+    name: str
+    checkpoint: str | None
+    model: CompressedViT
+    workspace: Workspace
+    search_set: ImageSet
+    held_out: ImageSet
+
+    def latency_cost(self) -> MeasuredCost:
+        """The target's fitted latency model (hwsearch profile + hwsearch fit first)."""
+        return MeasuredCost(load_costmodel(self.workspace.costmodel_json))
+
+
+def parser(doc: str | None, num_images: int) -> argparse.ArgumentParser:
+    """A benchmark's argument parser with the shared options."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--target", default="cpu_onnxruntime")
+    p.add_argument("--model", help="default: the embedded DINOv2 ViT-S/14")
+    p.add_argument("--img-size", type=int)
+    p.add_argument("--num-images", type=int, default=num_images, help="search + held-out images")
+    p.add_argument("--out", default="results")
+    return p
+
+
+def setup(args: argparse.Namespace) -> Bench:
+    target = load_target(args.target)
+    vit, name, checkpoint = load_model(args.model, None, args.img_size)
+    search_set, held_out = default_sets(int(vit.patch_embed.img_size[0]), args.num_images)
+    return Bench(target, vit, name, checkpoint, CompressedViT(vit), Workspace(Path(args.out), target, name),
+                 search_set, held_out)

@@ -1,0 +1,6 @@
+"""``python -m hwsearch.cli`` (same as ``python -m hwsearch``)."""
+import sys
+
+from hwsearch.cli import main
+
+sys.exit(main())
