@@ -42,9 +42,10 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 RECORDED = FIXTURES / "results" / "cpu_onnxruntime" / "deit_tiny_patch16_224"
 
 
-def recorded_results(out: Path, files=("profile.csv", "meta.json")) -> Path:
-    """A results root holding the recorded profile of DeiT-Tiny at 64 px on cpu_onnxruntime."""
-    folder = out / "cpu_onnxruntime" / "deit_tiny_patch16_224"
+def recorded_results(out: Path, files=("profile.csv", "meta.json"), target: str = "cpu_onnxruntime") -> Path:
+    """A results root holding the recorded profile of DeiT-Tiny at 64 px on cpu_onnxruntime (``target``:
+    the folder of a test target with the same measured settings, e.g. the same CPU reached remotely)."""
+    folder = out / target / "deit_tiny_patch16_224"
     folder.mkdir(parents=True, exist_ok=True)
     for name in files:
         shutil.copy(RECORDED / name, folder / name)
