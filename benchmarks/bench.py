@@ -34,6 +34,16 @@ class Bench:
         return MeasuredCost(load_costmodel(self.workspace.costmodel_json))
 
 
+def paired_interval(a: Any, b: Any, resamples: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """Mean of ``a - b`` over images and its paired bootstrap 95% interval (images resampled together)."""
+    import numpy as np
+
+    diff = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, len(diff), size=(resamples, len(diff)))].mean(axis=1)
+    return float(diff.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
 def parser(doc: str | None, num_images: int) -> argparse.ArgumentParser:
     """A benchmark's argument parser with the shared options."""
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)

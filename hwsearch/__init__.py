@@ -10,11 +10,11 @@ from hwsearch.schedule import Schedule, load_schedule
 __version__ = "0.1.0"
 
 
-def apply_schedule(model, schedule):  # type: ignore[no-untyped-def]
+def apply_schedule(model, schedule, merging="rank"):  # type: ignore[no-untyped-def]
     """Deploy-mode model for any timm ViT: see :func:`hwsearch.model.vit.apply_schedule`."""
     from hwsearch.model.vit import apply_schedule as _apply  # torch and timm load on first use
 
-    return _apply(model, schedule)
+    return _apply(model, schedule, merging)
 
 
 __all__ = ["HwsearchError", "Schedule", "apply_schedule", "load_schedule", "__version__"]

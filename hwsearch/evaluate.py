@@ -29,7 +29,7 @@ def evaluate_schedule(path: str, target: Target, checkpoint: str | None, data: s
     dense, compressed = CompressedViT(vit), apply_schedule(vit, schedule)
     _, held_out = image_sets(vit, data, max(num_images, 2))
     report = fidelity(collect(dense, held_out), collect(compressed, held_out), vit.num_classes > 0, held_out.labels)
-    cost = FlopsCost.from_model(vit)
+    cost = FlopsCost.from_model(vit, schedule.merging)
     gmacs = {"dense": cost.dense_cost(dense.depth), "compressed": cost.cost(schedule.counts())}
     batch = batch or target.batch
     host = target if target.is_local else load_target("cpu_torch")

@@ -50,6 +50,12 @@ def distill_loss(ref: Reference, out: Features, classifier: bool, labels: Tensor
     return (2.0 - cos_cls - cos_mean).mean()
 
 
+def feature_cosines(ref: Reference, out: Reference) -> Tensor:
+    """Per image: the mean of the class-token and patch-mean cosines (``feature_cosine`` per image)."""
+    return (F.cosine_similarity(out.cls, ref.cls, dim=-1) + F.cosine_similarity(out.patch_mean, ref.patch_mean,
+                                                                               dim=-1)) / 2
+
+
 def fidelity(ref: Reference, out: Reference, classifier: bool, labels: Tensor | None = None) -> dict[str, float]:
     """Report: cosine (class token, patch mean, their mean); KL, agreement, top-1 when relevant."""
     cls = F.cosine_similarity(out.cls, ref.cls, dim=-1).mean().item()

@@ -107,6 +107,7 @@ class Schedule:
     budget: dict[str, Any] = field(default_factory=dict)
     predicted: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
+    merging: str = "rank"  # the merge operator (files without the key predate similarity merging)
 
     def counts(self) -> Counts:
         return [(b.prune_kept, b.merge_kept) for b in self.blocks]
@@ -116,11 +117,17 @@ class Schedule:
         low, current = self.num_prefix + 1, self.num_tokens
         if not self.blocks:
             raise HwsearchError("schedule has no blocks")
+        if self.merging not in MERGING:
+            raise HwsearchError(f"schedule: merging must be one of {', '.join(MERGING)} (got {self.merging!r})")
         for i, b in enumerate(self.blocks):
             if not low <= b.merge_kept <= b.prune_kept <= current:
                 raise HwsearchError(
                     f"schedule block {i}: need {low} <= merge_kept ({b.merge_kept}) <= prune_kept "
                     f"({b.prune_kept}) <= tokens entering ({current})")
+            fewest = min_merge_kept(b.prune_kept, self.num_prefix, self.merging)
+            if b.merge_kept < fewest:
+                raise HwsearchError(f"schedule block {i}: similarity merging keeps at least {fewest} of "
+                                    f"{b.prune_kept} tokens (one bipartite round), not {b.merge_kept}")
             current = b.merge_kept
         return self
 
@@ -150,6 +157,16 @@ class Schedule:
         return path
 
 
+MERGING = ("rank", "similarity")
+
+
+def min_merge_kept(prune_kept: int, num_prefix: int, merging: str) -> int:
+    """Fewest tokens one block's merge can keep: similarity merging removes at most the A half."""
+    if merging != "similarity":
+        return num_prefix + 1
+    return prune_kept - len(range(num_prefix % 2, prune_kept - num_prefix, 2))
+
+
 _REQUIRED = {"model": str, "img_size": int, "num_tokens": int, "num_prefix": int, "blocks": list}
 
 
@@ -172,7 +189,7 @@ def from_dict(data: Any, where: str = "schedule") -> Schedule:
         if not isinstance(v, dict):
             raise HwsearchError(f"{where}: {k!r} must be a mapping")
     return Schedule(data["model"], data["img_size"], data["num_tokens"], data["num_prefix"], blocks,
-                    **extra).validate()
+                    **extra, merging=str(data.get("merging", "rank"))).validate()
 
 
 def load_schedule(path: str | Path) -> Schedule:

@@ -21,13 +21,20 @@ SCHEDULES = {  # for 17 tokens (deit_tiny 64 px) and 37 tokens (deit_small 96 px
 }
 
 
+SIMILARITY = {  # similarity merging removes at most the A half per block
+    "deit_tiny": [[(17, 17), (17, 11), (11, 9), (6, 5)], [(17, 17), (13, 9), (9, 9), (9, 5)]],
+    "deit_small": [[(37, 37), (37, 25), (20, 12)], [(37, 29), (29, 29), (29, 15)]],
+}
+
+
+@pytest.mark.parametrize("merging", ["rank", "similarity"])
 @pytest.mark.parametrize("key", sorted(SCHEDULES))
-def test_onnx_parity_for_three_schedules(key, tmp_path):
+def test_onnx_parity_for_three_schedules(key, merging, tmp_path):
     vit = make_vit(key)
     size = vit.patch_embed.img_size[0]
     images = torch.randn(5, 3, size, size, generator=torch.Generator().manual_seed(1))
-    for i, counts in enumerate(SCHEDULES[key]):
-        model = apply_schedule(vit, counts)
+    for i, counts in enumerate(SCHEDULES[key] if merging == "rank" else SIMILARITY[key]):
+        model = apply_schedule(vit, counts, merging)
         report = export_onnx(model, tmp_path / f"{key}{i}.onnx", batch=2, images=images)
         assert report.max_abs_diff <= 1e-3, (key, counts, report.max_abs_diff)
         assert report.parity_images == 5 and report.nodes > 0 and report.opset == 17

@@ -52,11 +52,12 @@ def _peak(rates, counts, height):
                 ddp.logits[(ddp.candidates == kept).nonzero()[0, 0]] = height
 
 
-def test_expected_cost_equals_the_schedule_cost_at_integer_counts(costmodel):
+@pytest.mark.parametrize("merging", ["rank", "similarity"])
+def test_expected_cost_equals_the_schedule_cost_at_integer_counts(costmodel, merging):
     """What the search optimizes is what the schedule will cost: at peaked distributions the
     differentiable expected cost equals cost(counts) of the integer schedule the rates give."""
-    cost = MeasuredCost(load_costmodel(costmodel))
-    rates = Rates(12, 17, 1, granularity=4)
+    cost = MeasuredCost(load_costmodel(costmodel), "latency", merging)
+    rates = Rates(12, 17, 1, granularity=4, merging=merging)
     for counts in ([(17, 17), (17, 13), (13, 13), (13, 13), (13, 9)] + [(9, 9)] * 7,
                    [(17, 17)] + [(13, 9), (9, 5)] + [(5, 5)] * 9, [(17, 17)] * 12):
         _peak(rates, counts, 60.0)

@@ -71,6 +71,12 @@ def test_remote_target_runs_predicted_only(quick_targets, tmp_path, capsys):  # 
     assert "predicted only: cpu_remote is not this host" in printed and "measured on" not in printed
     schedule = load(out / "cpu_remote" / "deit_tiny_patch16_224" / "schedules" / "latency10.yaml")
     assert "measured" not in schedule.provenance and schedule.predicted["unit"] == "ms"
+    assert schedule.merging == "rank"
+    # similarity merging searches on the profile's own similarity-merge compression samples
+    assert main(["optimize", "--target", "cpu_remote", *MODEL, "--latency-ms", "10", "--merging", "similarity",
+                 "--name", "sim", *SEARCH, "--out", str(out)]) == 0
+    sim = load(out / "cpu_remote" / "deit_tiny_patch16_224" / "schedules" / "sim.yaml")
+    assert sim.merging == "similarity" and sim.predicted["value"] == pytest.approx(10, rel=0.1)
 
 
 def _synthetic_energy_profile(profiled, out):

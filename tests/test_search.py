@@ -47,3 +47,12 @@ def test_search_from_flat_logits_moves_the_cost_onto_the_budget():
     start = result.history[0]["cost"] / target
     assert start > 1.2  # far away at the first step
     assert result.predicted == pytest.approx(target, rel=0.05)
+
+
+def test_similarity_merging_search_gives_valid_schedules():
+    """Similarity merging removes at most one bipartite round per block: the rates respect it."""
+    from hwsearch.schedule import Schedule
+
+    result, target = _run(epochs=2, merging="similarity", init="flat")
+    Schedule.from_counts("m", 64, 17, 1, result.counts, merging="similarity")  # validates the bound
+    assert result.predicted < 0.8 * target / 0.6  # compressed well below dense

@@ -22,6 +22,9 @@ def add_arguments(opt: argparse.ArgumentParser) -> None:
     opt.add_argument("--ops", default="prune,merge", help="prune, merge or prune,merge")
     opt.add_argument("--init", default="tome", choices=["tome", "uniform", "evit", "flat"],
                      help="warm start: a hand schedule solved for the budget, or flat (DiffRate's zero logits)")
+    opt.add_argument("--merging", default="rank", choices=["rank", "similarity"],
+                     help="merge operator: rank (least important tokens into their most similar kept token) or "
+                          "similarity (ToMe's bipartite matching of the most similar pairs)")
     opt.add_argument("--seed", type=int, default=0)
     opt.add_argument("--name", help="schedule name (default from the budget)")
     opt.add_argument("--resume", action="store_true", help="continue an interrupted search of the same name")
@@ -39,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         raise HwsearchError("--granularity, --epochs and --batch-size must be positive")
     config = SearchConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lam=args.lam,
                           granularity=args.granularity, compress_from=args.compress_from, ops=ops, seed=args.seed,
-                          init=args.init)
+                          init=args.init, merging=args.merging)
     request = OptimizeRequest(budgets_given(args), args.model, args.checkpoint, args.img_size, args.data,
                               args.num_images, config, args.energy_weight, args.name, args.resume, args.refine,
                               not args.no_progress)

@@ -26,7 +26,7 @@ import numpy as np
 
 from hwsearch.errors import HwsearchError
 from hwsearch.io import write_json
-from hwsearch.profiling.additivity import compress_fit, whole_model_pairs
+from hwsearch.profiling.additivity import COMPRESS_PARTS, compress_fit, whole_model_pairs
 from hwsearch.profiling.table import read_profile
 
 FORMAT = 3
@@ -93,7 +93,7 @@ def fit_part(x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
 
 def _measured(rows: list[dict[str, Any]], column: str) -> bool:
     """Every part row carries a value of ``column`` (energy only where a meter ran)."""
-    parts = [r for r in rows if r["part"] in (*TABLE_PARTS, "embed", "compress")]
+    parts = [r for r in rows if r["part"] in (*TABLE_PARTS, "embed", *COMPRESS_PARTS.values())]
     return bool(parts) and all(r.get(column) not in (None, "") for r in parts)
 
 
@@ -107,10 +107,13 @@ def fit_quantity(rows: list[dict[str, Any]], batch: int, quantity: str, where: P
             raise HwsearchError(f"{where}: no {part!r} rows: profile again")
         parts[part] = fit_part(np.array([float(r["tokens"]) for r in sel]), np.array([float(r[column]) for r in sel]))
     embed = [float(r[column]) for r in rows if r["part"] == "embed"]
-    coef = compress_fit(rows, batch, column)
+    coef, similarity = compress_fit(rows, batch, column), compress_fit(rows, batch, column, "similarity")
+    if coef is None:
+        raise HwsearchError(f"{where}: no 'compress' rows: profile again")
+    compress = {"features": COMPRESS_FEATURES, "coef": [float(c) for c in coef],
+                **({"similarity_coef": [float(c) for c in similarity]} if similarity is not None else {})}
     return {"unit": unit, "column": column, "parts": parts, "embed": float(np.median(embed)) if embed else 0.0,
-            "compress": {"features": COMPRESS_FEATURES, "coef": [float(c) for c in coef]},
-            "correction": _whole_model_correction(rows, batch, coef, column)}
+            "compress": compress, "correction": _whole_model_correction(rows, batch, coef, column)}
 
 
 def fit_costmodel(profile_csv: str | Path, batch: int | None = None,

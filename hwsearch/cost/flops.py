@@ -31,9 +31,10 @@ class FlopsCost(CostModel):
     embed: int
     head: int
     unit: str = "GMACs"
+    merging: str = "rank"
 
     @classmethod
-    def from_model(cls, vit: nn.Module) -> "FlopsCost":
+    def from_model(cls, vit: nn.Module, merging: str = "rank") -> "FlopsCost":
         block = vit.blocks[0]
         attn = block.attn
         proj = vit.patch_embed.proj
@@ -43,7 +44,7 @@ class FlopsCost(CostModel):
         return cls(num_tokens=patches + num_prefix, num_prefix=num_prefix,
                    attn_dim=attn.num_heads * attn.head_dim, head_dim=attn.head_dim,
                    attn_linear=_linear_macs(attn), mlp_linear=_linear_macs(block.mlp),
-                   embed=embed, head=_linear_macs(vit.head))
+                   embed=embed, head=_linear_macs(vit.head), merging=merging)
 
     def block_macs(self, n_in: Tensor | float, n_out: Tensor | float) -> Tensor | float:
         """Attention (linear + two N^2 matmuls) on ``n_in`` tokens, MLP on ``n_out``."""
@@ -51,9 +52,15 @@ class FlopsCost(CostModel):
 
     def overhead_macs(self, n_in: Tensor | float, prune_kept: Tensor | float,
                       merge_kept: Tensor | float) -> Tensor | float:
-        """Compression step: the class-attention row and source-to-target similarities."""
-        sources = prune_kept - merge_kept
-        return n_in * self.attn_dim + sources * (merge_kept - self.num_prefix) * self.head_dim
+        """Compression step: the class-attention row (rank merging, or when pruning) and the
+        similarities (sources x kept targets; similarity merging: set A x set B, (p - prefix)^2 / 4)."""
+        pruning = self.merging == "rank" or _value(prune_kept) < _value(n_in)
+        ranking = n_in * self.attn_dim if pruning else 0.0
+        if _value(merge_kept) >= _value(prune_kept):
+            return ranking
+        if self.merging == "similarity":
+            return ranking + (prune_kept - self.num_prefix) ** 2 / 4 * self.head_dim
+        return ranking + (prune_kept - merge_kept) * (merge_kept - self.num_prefix) * self.head_dim
 
     def _total(self, counts: Sequence[tuple[Tensor | float, Tensor | float]]) -> Tensor | float:
         total: Tensor | float = self.embed + self.head

@@ -24,7 +24,7 @@ class MeasuredCost(CostModel):
     and compression terms interpolate the per-integer tables linearly at that count.
     """
 
-    def __init__(self, data: dict, quantity: str = "latency") -> None:
+    def __init__(self, data: dict, quantity: str = "latency", merging: str = "rank") -> None:
         if quantity not in data["quantities"]:
             raise HwsearchError(f"no {quantity} measurements for {data['model']} on {data['target']}: its profile "
                                 f"has none (profile on the device with a power meter, then hwsearch fit)")
@@ -34,7 +34,12 @@ class MeasuredCost(CostModel):
         self.tables = {part: (int(p["low"]), int(p["high"]), torch.tensor(p["table"], dtype=torch.float64))
                        for part, p in q["parts"].items()}
         self.embed = float(q["embed"])
-        self.coef = torch.tensor(q["compress"]["coef"], dtype=torch.float64)
+        coef = q["compress"]["coef"] if merging == "rank" else q["compress"].get(f"{merging}_coef")
+        if coef is None:
+            raise HwsearchError(f"the cost model of {data['model']} on {data['target']} has no {merging}-merge "
+                                f"compression samples: its profile predates them (run hwsearch profile again)")
+        self.merging = merging
+        self.coef = torch.tensor(coef, dtype=torch.float64)
         self.overhead = float(q["correction"]["overhead"])
         self.scale = float(q["correction"]["scale"])
 
@@ -52,7 +57,7 @@ class MeasuredCost(CostModel):
         return table[i] + (pos - i) * (table[i + 1] - table[i])
 
     def compress(self, n: Tensor | float, p: Tensor | float, m: Tensor | float) -> Tensor:
-        feats = compress_features(n, p, m)
+        feats = compress_features(n, p, m, self.merging)
         total = torch.zeros((), dtype=torch.float64)
         for c, f in zip(self.coef, feats, strict=True):
             total = total + c * (f.to(torch.float64) if isinstance(f, Tensor) else float(f))

@@ -81,7 +81,8 @@ def deploy_schedule(path: str, target: Target, model: str | None, checkpoint: st
 def measure_deployed(target: Target, model: CompressedViT, schedule: Schedule, batch: int) -> dict[str, Any]:
     """Dense and deployed model measured here in one run; measured vs predicted vs budget."""
     budget = schedule.budget.get("target") if schedule.budget.get("kind") == "latency_ms" else None
-    stats = measure_pair(target, model, schedule.counts(), batch, here=not target.is_local)
+    stats = measure_pair(target, CompressedViT(model.vit, merging=schedule.merging), schedule.counts(), batch,
+                         here=not target.is_local)
     print(describe_measurement(target, stats, batch, budget), flush=True)
     predicted = schedule.predicted.get("value") if schedule.predicted.get("unit") == "ms" else None
     if predicted is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from hwsearch.model.matching import deploy_step
 from hwsearch.model.tokens import class_attention, merge, prune
 from hwsearch.model.vit import CompressedViT, attend, forward_head
 
@@ -58,16 +59,19 @@ class DenseBlock(nn.Module):
 
 
 class CompressPart(nn.Module):
-    """Class-attention row + prune to ``p`` + merge to ``m`` (what a block adds when compressing)."""
+    """Class-attention row + prune to ``p`` + merge to ``m`` (what a block adds when compressing),
+    with the block's own operators (``merging``: rank or similarity, see CompressionBlock)."""
 
-    def __init__(self, model: CompressedViT, prune_kept: int, merge_kept: int) -> None:
+    def __init__(self, model: CompressedViT, prune_kept: int, merge_kept: int, merging: str = "rank") -> None:
         super().__init__()
         attn = model.vit.blocks[0].attn
-        self.scale, self.num_prefix = float(attn.scale), model.num_prefix
+        self.scale, self.num_prefix, self.merging = float(attn.scale), model.num_prefix, merging
         self.prune_kept, self.merge_kept = prune_kept, merge_kept
 
     def forward(self, x: Tensor, size: Tensor, q_cls: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
         cls_attn = class_attention(q_cls, k, self.scale, size.log().reshape(size.shape[0], 1, 1, -1))
+        if self.merging == "similarity":
+            return deploy_step(x, size, k.mean(1), cls_attn, self.num_prefix, self.prune_kept, self.merge_kept)
         x, size, metric = prune(x, size, k.mean(1), cls_attn, self.num_prefix, self.prune_kept)
         return merge(x, size, metric, self.num_prefix, self.merge_kept)
 
@@ -101,7 +105,7 @@ def example_inputs(part: str, model: CompressedViT, batch: int, tokens: int) -> 
         return {"x": randn(batch, tokens, dim), "size": torch.ones(batch, tokens, 1)}
     if part in ("mlp", "block", "head"):
         return {"x": randn(batch, tokens, dim)}
-    if part == "compress":
+    if part in ("compress", "compress_similarity"):
         return {"x": randn(batch, tokens, dim), "size": torch.ones(batch, tokens, 1),
                 "q_cls": randn(batch, attn.num_heads, 1, attn.head_dim),
                 "k": randn(batch, attn.num_heads, tokens, attn.head_dim)}

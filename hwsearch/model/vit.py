@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hwsearch.errors import HwsearchError
+from hwsearch.model import matching
 from hwsearch.model.build import check_vit, num_tokens
 from hwsearch.model.tokens import (
     BlockKeep,
@@ -25,7 +26,7 @@ from hwsearch.model.tokens import (
     soft_prune_merge,
     softmax_with_policy,
 )
-from hwsearch.schedule import Schedule
+from hwsearch.schedule import MERGING, Schedule
 
 _BLOCK_PARTS = ("norm1", "attn", "ls1", "drop_path1", "norm2", "mlp", "ls2", "drop_path2")
 
@@ -37,6 +38,7 @@ class Tokens:
     x: Tensor
     size: Tensor | None = None
     policy: Tensor | None = None
+    order: Tensor | None = None  # search mode, similarity merging: token indices in deploy-mode order
 
 
 @dataclass
@@ -105,27 +107,36 @@ class CompressionBlock(nn.Module):
         x = x + self.drop_path1(self.ls1(self.attn(self.norm1(x), attn_mask=attn_mask, is_causal=is_causal)))
         return x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
 
-    def forward_tokens(self, tokens: Tokens, keep: BlockKeep | tuple[int, int] | None) -> Tokens:
-        """One block on a token state; ``keep`` is a search-mode BlockKeep or deploy-mode counts."""
-        x, size, policy = tokens.x, tokens.size, tokens.policy
+    def forward_tokens(self, tokens: Tokens, keep: BlockKeep | tuple[int, int] | None,
+                       merging: str = "rank") -> Tokens:
+        """One block on a token state; ``keep`` is a search-mode BlockKeep or deploy-mode counts;
+        ``merging``: ``rank`` (least important kept tokens into their most similar kept token) or
+        ``similarity`` (ToMe's bipartite matching, :mod:`hwsearch.model.matching`)."""
+        x, size, policy, order = tokens.x, tokens.size, tokens.policy, tokens.order
         if isinstance(keep, BlockKeep) and keep.dense:
             keep = None
         if isinstance(keep, BlockKeep) and policy is None:
             policy, size = torch.ones_like(x[..., :1]), torch.ones_like(x[..., :1])
         deploy_compress = isinstance(keep, tuple) and min(keep) < x.shape[1]
-        y, cls_attn, metric = attend(self.attn, self.norm1(x), size, policy, need_rank=deploy_compress)
+        need_rank = deploy_compress and (merging == "rank" or keep[0] < x.shape[1])  # type: ignore[index]
+        y, cls_attn, metric = attend(self.attn, self.norm1(x), size, policy, need_rank=need_rank)
         x = x + self.drop_path1(self.ls1(y))
-        if isinstance(keep, BlockKeep):
+        if isinstance(keep, BlockKeep) and merging == "similarity":
+            x, size, policy, order = matching.search_step(x, size, policy, metric, cls_attn, order,  # type: ignore[arg-type]
+                                                          self.num_prefix, keep)
+        elif isinstance(keep, BlockKeep):
             x, size, policy = soft_prune_merge(x, size, policy, metric, cls_attn, self.num_prefix, keep)
         elif deploy_compress:
             prune_kept, merge_kept = keep  # type: ignore[misc]
             if size is None:
                 size = torch.ones_like(x[..., :1])
-            # prune also sorts by rank, which merge relies on
-            x, size, metric = prune(x, size, metric, cls_attn, self.num_prefix, prune_kept)
-            x, size = merge(x, size, metric, self.num_prefix, merge_kept)
+            if merging == "similarity":
+                x, size = matching.deploy_step(x, size, metric, cls_attn, self.num_prefix, prune_kept, merge_kept)
+            else:  # prune also sorts by rank, which the rank merge relies on
+                x, size, metric = prune(x, size, metric, cls_attn, self.num_prefix, prune_kept)
+                x, size = merge(x, size, metric, self.num_prefix, merge_kept)
         x = x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
-        return Tokens(x, size, policy)
+        return Tokens(x, size, policy, order)
 
 
 class CompressedViT(nn.Module):
@@ -133,10 +144,15 @@ class CompressedViT(nn.Module):
 
     ``counts`` (per block ``(prune_kept, merge_kept)``) makes it a deploy-mode model; passing
     ``keeps`` (search-mode :class:`BlockKeep` list) to :meth:`features` runs search mode.
+    ``merging`` is the merge operator of every block: ``rank`` or ``similarity`` (MERGING).
     """
 
-    def __init__(self, vit: nn.Module, counts: Sequence[tuple[int, int]] | None = None) -> None:
+    def __init__(self, vit: nn.Module, counts: Sequence[tuple[int, int]] | None = None,
+                 merging: str = "rank") -> None:
         super().__init__()
+        if merging not in MERGING:
+            raise HwsearchError(f"unknown merge operator {merging!r} (known: {', '.join(MERGING)})")
+        self.merging = merging
         check_vit(vit)
         self.num_prefix = int(vit.num_prefix_tokens)
         for i, block in enumerate(vit.blocks):
@@ -160,7 +176,7 @@ class CompressedViT(nn.Module):
         plan: Sequence[BlockKeep | tuple[int, int] | None] = keeps if keeps is not None else (
             self.counts if self.counts is not None else [None] * self.depth)
         for block, keep in zip(vit.blocks, plan, strict=True):
-            state = block.forward_tokens(state, keep)
+            state = block.forward_tokens(state, keep, self.merging)
         state.x = vit.norm(state.x)
         return state
 
@@ -190,14 +206,15 @@ def forward_head(vit: Any, x: Tensor, size: Tensor | None = None, policy: Tensor
     return Features(x[:, 0], patch_mean, vit.head(vit.head_drop(vit.fc_norm(pooled))))
 
 
-def apply_schedule(model: nn.Module, schedule: object) -> CompressedViT:
+def apply_schedule(model: nn.Module, schedule: object, merging: str = "rank") -> CompressedViT:
     """Deploy-mode model for any timm ViT (blocks patched in place, weights shared).
 
-    ``schedule`` is a :class:`hwsearch.schedule.Schedule` or a list of ``(prune_kept, merge_kept)``.
+    ``schedule`` is a :class:`hwsearch.schedule.Schedule` (which names its merge operator) or a list
+    of ``(prune_kept, merge_kept)`` with ``merging`` (``rank`` or ``similarity``).
     """
     vit = model.vit if isinstance(model, CompressedViT) else model
     counts = schedule.counts() if isinstance(schedule, Schedule) else list(schedule)  # type: ignore[arg-type]
-    compressed = CompressedViT(vit, counts)
+    compressed = CompressedViT(vit, counts, schedule.merging if isinstance(schedule, Schedule) else merging)
     if isinstance(schedule, Schedule):
         schedule.check_model(compressed)
     return compressed

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from hwsearch.errors import HwsearchError
 from hwsearch.schedule import Counts
 
 
@@ -21,13 +22,20 @@ def _median(rows: list[dict[str, Any]], part: str, tokens: int, batch: int, colu
     raise KeyError((part, tokens, batch))
 
 
-def compress_fit(rows: list[dict[str, Any]], batch: int, column: str = "median_ms") -> np.ndarray:
-    """Least-squares linear model of the compression step (features: :func:`compress_features`).
+COMPRESS_PARTS = {"rank": "compress", "similarity": "compress_similarity"}  # merge operator -> profiled part
+
+
+def compress_fit(rows: list[dict[str, Any]], batch: int, column: str = "median_ms",
+                 merging: str = "rank") -> np.ndarray | None:
+    """Least-squares linear model of one operator's compression step (features: :func:`compress_features`);
+    None when the profile has no samples of it.
 
     ``column`` is the measured quantity: ``median_ms`` (latency) or ``energy_mj``.
     """
-    data = [r for r in rows if r["part"] == "compress" and int(r["batch"]) == batch]
-    feats = np.array([compress_features(int(r["tokens"]), int(r["prune_kept"]), int(r["merge_kept"]))
+    data = [r for r in rows if r["part"] == COMPRESS_PARTS[merging] and int(r["batch"]) == batch]
+    if not data:
+        return None
+    feats = np.array([compress_features(int(r["tokens"]), int(r["prune_kept"]), int(r["merge_kept"]), merging)
                       for r in data], dtype=float)
     return np.linalg.lstsq(feats, np.array([float(r[column]) for r in data]), rcond=None)[0]
 
@@ -36,13 +44,18 @@ def _number(v: Any) -> float:
     return float(v.detach()) if hasattr(v, "detach") else float(v)
 
 
-def compress_features(n: Any, p: Any, m: Any) -> list[Any]:
-    """Ranking (n), gather (p); when merging: a fixed part, gather/scatter (p) and similarity ((p-m) m).
+def compress_features(n: Any, p: Any, m: Any, merging: str = "rank") -> list[Any]:
+    """Ranking (n), gather (p); when merging: a fixed part, gather/scatter (p) and similarity
+    (rank merging: sources x targets, (p-m) m; similarity merging: set A x set B, p^2 / 4, and its
+    ranking only when the block prunes).
 
     Works on numbers and on tensors (the cost model differentiates through it).
     """
-    merging = float(_number(m) < _number(p))
-    return [1.0, n, p, merging, merging * p, merging * (p - m) * m]
+    merges = float(_number(m) < _number(p))
+    if merging == "similarity":
+        prunes = float(_number(p) < _number(n))
+        return [1.0, prunes * n, p, merges, merges * p, merges * p * p / 4]
+    return [1.0, n, p, merges, merges * p, merges * (p - m) * m]
 
 
 def sum_of_parts(rows: list[dict[str, Any]], counts: Counts, batch: int, coef: np.ndarray,
@@ -92,6 +105,8 @@ def _additivity(rows: list[dict[str, Any]]) -> dict[str, Any]:
     report: dict[str, Any] = {}
     for batch in sorted({int(r["batch"]) for r in rows}):
         coef = compress_fit(rows, batch)
+        if coef is None:
+            raise HwsearchError(f"profile has no 'compress' rows at batch {batch}: profile again")
         pairs = whole_model_pairs(rows, batch, coef)
         errors = np.array([p / m - 1 for p, m in pairs]) if pairs else np.zeros(0)
         blocks = [float(r["median_ms"]) for r in rows if r["part"] == "block" and int(r["batch"]) == batch]

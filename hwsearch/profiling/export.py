@@ -2,8 +2,9 @@
 
 Graphs per batch size B (static shapes): ``attn`` and ``mlp`` at every count of the target's token
 grid; ``block`` (dense) at full length for every block position (position-effect check);
-``compress`` at ~20 sampled (n, prune_kept, merge_kept) triples; ``embed``; ``head`` at a few
-counts; ``model``: whole deploy-mode models for random valid schedules (additivity check).
+``compress`` (rank merging) and ``compress_similarity`` at ~24 sampled (n, prune_kept, merge_kept)
+triples each; ``embed``; ``head`` at a few counts; ``model``: whole deploy-mode models for random
+valid schedules (additivity check).
 """
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ from hwsearch.io import atomic_path
 from hwsearch.model.build import model_hash
 from hwsearch.model.parts import AttnPart, CompressPart, DenseBlock, Embed, Head, MlpPart, example_inputs
 from hwsearch.model.vit import CompressedViT, apply_schedule
-from hwsearch.schedule import as_lists, random_schedules
+from hwsearch.profiling.additivity import COMPRESS_PARTS
+from hwsearch.schedule import as_lists, min_merge_kept, random_schedules
 from hwsearch.targets import Target
 from profilers.bundle import Bundle, Graph
 
@@ -45,10 +47,12 @@ def export_onnx_graph(module: nn.Module, args: tuple[torch.Tensor, ...], path: P
     return path
 
 
-def compress_triples(grid: list[int], count: int, seed: int = 0) -> list[tuple[int, int, int]]:
+def compress_triples(grid: list[int], count: int, seed: int = 0, num_prefix: int = 1,
+                     merging: str = "rank") -> list[tuple[int, int, int]]:
     """Sampled (n, prune_kept, merge_kept) for the compression-step cost model; a quarter prune only."""
     rng = random.Random(seed)
-    possible = [(n, p, m) for n in grid for p in grid if p <= n for m in grid if m <= p and m < n]
+    possible = [(n, p, m) for n in grid for p in grid if p <= n for m in grid
+                if min_merge_kept(p, num_prefix, merging) <= m <= p and m < n]
     if len(possible) <= count:
         return sorted(possible, reverse=True)
     triples: set[tuple[int, int, int]] = set()
@@ -57,9 +61,16 @@ def compress_triples(grid: list[int], count: int, seed: int = 0) -> list[tuple[i
         lower = [g for g in grid if g <= n]
         p = rng.choice(lower)
         m = p if len(triples) % 4 == 0 else rng.choice([g for g in lower if g <= p])
-        if m < n:
+        if m < n and m >= min_merge_kept(p, num_prefix, merging):
             triples.add((n, p, m))
     return sorted(triples, reverse=True)
+
+
+def graph_inputs(path: Path) -> set[str]:
+    """Input names an ONNX file declares."""
+    import onnx
+
+    return {i.name for i in onnx.load(str(path), load_external_data=False).graph.input}
 
 
 class Exporter:
@@ -75,7 +86,9 @@ class Exporter:
         args, names = tuple(inputs.values()), list(inputs)
         onnx = f"graphs/{gid}.onnx"
         export_onnx_graph(module, args, self.root / onnx, names)
-        graph = Graph(gid, part, tokens, batch, onnx, {k: list(v.shape) for k, v in inputs.items()}, **meta)
+        used = graph_inputs(self.root / onnx)  # the exporter drops inputs the graph never reads
+        graph = Graph(gid, part, tokens, batch, onnx, {k: list(v.shape) for k, v in inputs.items() if k in used},
+                      **meta)
         if self.target.backend == "torch":
             graph.torchscript = f"graphs/{gid}.pt"
             with torch.no_grad(), warnings.catch_warnings():
@@ -100,9 +113,10 @@ def build_bundle(root: Path, model: CompressedViT, name: str, target: Target, ba
             ex.add(f"mlp_n{n}_b{b}", "mlp", MlpPart(model), n, b)
         for i in range(model.depth):
             ex.add(f"block{i}_n{n_full}_b{b}", "block", DenseBlock(model, i), n_full, b, prune_kept=i)
-        for n, p, m in compress_triples(grid, compress_samples, seed):
-            ex.add(f"compress_n{n}_p{p}_m{m}_b{b}", "compress", CompressPart(model, p, m), n, b,
-                   prune_kept=p, merge_kept=m)
+        for merging, part in COMPRESS_PARTS.items():
+            for n, p, m in compress_triples(grid, compress_samples, seed, model.num_prefix, merging):
+                ex.add(f"{part}_n{n}_p{p}_m{m}_b{b}", part, CompressPart(model, p, m, merging), n, b,
+                       prune_kept=p, merge_kept=m)
         for n in sorted({grid[0], grid[len(grid) // 2], grid[-1]}, reverse=True):
             ex.add(f"head_n{n}_b{b}", "head", Head(model), n, b)
         schedules = random_schedules(n_full, model.num_prefix, model.depth, whole_models, seed, grid=grid)

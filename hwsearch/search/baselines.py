@@ -3,6 +3,9 @@
 uniform   every compressing block keeps the same fraction of its tokens (half pruned, half merged)
 evit      EViT-style: prune only, at fixed blocks (1/3, 7/12, 5/6 of depth: 4, 7, 10 of 12)
 tome      ToMe-style: merge a constant r tokens per block (fractional r: r+1 in the first blocks)
+
+A method (METHODS) is a shape, its merge operator and its first compressing block: ``tome-paper`` is
+ToMe itself (bipartite soft matching, constant r from block 0, no pruning), the faithful baseline.
 """
 from __future__ import annotations
 
@@ -53,3 +56,17 @@ def solve(kind: str, cost: CostModel, goal: float, depth: int, num_prefix: int, 
     hi = 1.0 if kind != "tome" else (n - num_prefix) / max(1, depth - start)
     lo, hi = bisect(lambda x: cost.cost(build(x)), goal, 0.0, hi, 50, rising=kind != "tome")
     return min((build(lo), build(hi)), key=lambda c: abs(cost.cost(c) - goal))
+
+
+# method -> (shape, merge operator, first compressing block; None: the search's --compress-from)
+METHODS: dict[str, tuple[str, str, int | None]] = {
+    "uniform": ("uniform", "rank", None), "evit": ("evit", "rank", None), "tome-style": ("tome", "rank", None),
+    "tome-paper": ("tome", "similarity", 0),
+}
+
+
+def solve_method(method: str, cost_of: Callable[[str], CostModel], goal: float, depth: int, num_prefix: int,
+                 compress_from: int = 1) -> tuple[Counts, str]:
+    """A method's schedule at ``goal`` on the cost model of its merge operator; (counts, merging)."""
+    kind, merging, start = METHODS[method]
+    return solve(kind, cost_of(merging), goal, depth, num_prefix, compress_from if start is None else start), merging

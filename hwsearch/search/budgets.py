@@ -20,7 +20,8 @@ MEASURED = {"latency_ms": "latency", "energy_mj": "energy"}
 def make_budgets(given: dict[str, float], model: CompressedViT, costmodel: Callable[[], dict[str, Any]],
                  compress_from: int, min_count: int, energy_weight: float = 1.0) -> list[tuple[Budget, dict]]:
     """(Budget, YAML record) per budget given (``{kind: value}``, in flag order); each refused outside
-    the reachable range. ``costmodel()`` gives the fitted cost model, asked only for measured budgets."""
+    the reachable range. ``costmodel()`` gives the fitted cost model, asked only for measured budgets;
+    costs are of the model's merge operator."""
     kinds = [k for k in FLAGS if given.get(k) is not None]
     if not kinds:
         raise HwsearchError("give a budget: --flops-ratio, --gflops, --latency-ms and/or --energy-mj")
@@ -32,7 +33,8 @@ def make_budgets(given: dict[str, float], model: CompressedViT, costmodel: Calla
     data = costmodel() if set(kinds) & set(MEASURED) else None
     out = []
     for kind in kinds:
-        cost = MeasuredCost(data, MEASURED[kind]) if kind in MEASURED else FlopsCost.from_model(model.vit)  # type: ignore[arg-type]
+        cost = MeasuredCost(data, MEASURED[kind], model.merging) if kind in MEASURED \
+            else FlopsCost.from_model(model.vit, model.merging)  # type: ignore[arg-type]
         dense = cost.dense_cost(model.depth)
         goal = given[kind] * dense if kind == "flops_ratio" else given[kind]
         check_reachable(cost, goal, model.depth, compress_from, min_count)

@@ -41,6 +41,7 @@ class SearchConfig:
     seed: int = 0
     use_labels: bool = True
     init: str = "tome"  # warm start: a hand schedule solved for the budget (tome, uniform, evit) or "flat"
+    merging: str = "rank"  # the merge operator searched (the model's); see hwsearch.model.matching
 
 
 @dataclass
@@ -118,11 +119,12 @@ def gradient_search(model: CompressedViT, budgets: list[Budget], data: ImageSet,
     progress = progress and rank == 0
     start_time = time.perf_counter()
     model.eval().requires_grad_(False)
+    model = CompressedViT(model.vit, merging=cfg.merging)  # the operator searched (same blocks and weights)
     classifier = model.vit.num_classes > 0
     labels = data.labels if (cfg.use_labels and data.labels is not None and classifier) else None
     ref = collect(model, data, cfg.batch_size)
     rates = RateSchedule(model.depth, model.num_tokens, model.num_prefix, cfg.granularity,
-                         cfg.compress_from, cfg.ops)
+                         cfg.compress_from, cfg.ops, cfg.merging)
     if cfg.init != "flat":  # "flat" = DiffRate's zero logits (uniform over candidates)
         rates.init_from(solve(cfg.init, cost, target, model.depth, model.num_prefix, cfg.compress_from))
     optim = torch.optim.AdamW(rates.parameters(), lr=cfg.lr, weight_decay=0.0)

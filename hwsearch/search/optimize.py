@@ -62,7 +62,7 @@ def optimize(target: Target, out: Path, request: OptimizeRequest, rank: int = 0)
     """Search, check and write the schedule (rank 0); returns the schedule's path."""
     cfg = request.config
     vit, name, checkpoint = load_model(request.model, request.checkpoint, request.img_size)
-    model = CompressedViT(vit)
+    model = CompressedViT(vit, merging=cfg.merging)
     if not 0 <= cfg.compress_from < model.depth:
         raise HwsearchError(f"--compress-from must be in [0, {model.depth - 1}]")
     ws = Workspace(out, target, name)
@@ -94,14 +94,14 @@ def optimize(target: Target, out: Path, request: OptimizeRequest, rank: int = 0)
         if counts != result.counts:  # moved by the measured local search
             result.counts = counts
             print("\n".join(describe_predicted(budgets, result.counts)))
-    agreement = fidelity(collect(model, held_out), collect(apply_schedule(vit, result.counts), held_out),
+    agreement = fidelity(collect(model, held_out), collect(apply_schedule(vit, result.counts, cfg.merging), held_out),
                          vit.num_classes > 0, held_out.labels)
     print(f"agreement with the dense model on {len(held_out)} held-out images: "
           + ", ".join(f"{k} {v:.4f}" for k, v in agreement.items()))
     schedule = Schedule.from_counts(
         name, int(vit.patch_embed.img_size[0]), model.num_tokens, model.num_prefix, result.counts,
         budget={**budgets[0][1], **({"also": [r for _, r in budgets[1:]]} if len(budgets) > 1 else {})},
-        predicted=predicted_record(budgets, result.counts),
+        predicted=predicted_record(budgets, result.counts), merging=cfg.merging,
         provenance={**provenance(), "model": name, "checkpoint": checkpoint, "data": search_set.source,
                     "num_search_images": len(search_set), "target": target.name,
                     "search_seconds": round(result.seconds, 1), "search_steps": result.steps,
@@ -119,7 +119,7 @@ def measure_pair(target: Target, model: CompressedViT, counts: Counts, batch: in
                  here: bool = False) -> dict[str, Measurement]:
     """Dense and compressed deploy-mode models measured here in one run (repeats interleaved: measured
     alone, the small model runs with warmer caches and reads up to ~25% faster on this CPU)."""
-    models = {"dense": CompressedViT(model.vit), "compressed": apply_schedule(model.vit, counts)}
+    models = {"dense": CompressedViT(model.vit), "compressed": apply_schedule(model.vit, counts, model.merging)}
     return measure_models(target, models, batch or target.batch, here=here)
 
 

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from hwsearch.model.tokens import BlockKeep, hard_mask
-from hwsearch.schedule import Counts
+from hwsearch.schedule import Counts, min_merge_kept
 
 
 class _CeilSTE(torch.autograd.Function):
@@ -68,12 +68,14 @@ class DiffRate(nn.Module):
     def expected(self) -> Tensor:
         return self.probs() @ self.candidates
 
-    def keep(self, limit: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
-        """Kept count (STE, clamped to ``limit``), its rank-position mask, and the probabilities."""
+    def keep(self, limit: Tensor | None = None, lower: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """Kept count (STE, clamped to ``[lower, limit]``), its rank-position mask, and the probabilities."""
         probs = self.probs()
         count = ste_ceil(probs @ self.candidates)
         if limit is not None:
             count = torch.minimum(count, limit)
+        if lower is not None:
+            count = torch.maximum(count, lower)
         soft = probs @ self.below
         mask = hard_mask(count, self.num_tokens, soft) - soft.detach() + soft
         return count, mask, probs
@@ -82,13 +84,14 @@ class DiffRate(nn.Module):
 class RateSchedule(nn.Module):
     """Per-block prune and merge DDPs; counts are non-increasing through depth by clamping.
 
-    Blocks before ``compress_from`` keep all tokens. ``ops`` chooses prune, merge or both.
+    Blocks before ``compress_from`` keep all tokens. ``ops`` chooses prune, merge or both; with
+    ``merging="similarity"`` a block merges at most one bipartite round (``min_merge_kept``).
     """
 
     def __init__(self, depth: int, num_tokens: int, num_prefix: int, granularity: int = 4,
-                 compress_from: int = 1, ops: tuple[str, ...] = ("prune", "merge")) -> None:
+                 compress_from: int = 1, ops: tuple[str, ...] = ("prune", "merge"), merging: str = "rank") -> None:
         super().__init__()
-        self.depth, self.num_tokens, self.num_prefix = depth, num_tokens, num_prefix
+        self.depth, self.num_tokens, self.num_prefix, self.merging = depth, num_tokens, num_prefix, merging
         self.compress_from, self.ops = compress_from, tuple(ops)
         n_learned = depth - compress_from
         self.prune = nn.ModuleList(DiffRate(num_tokens, num_prefix, granularity) for _ in range(n_learned)) \
@@ -104,6 +107,13 @@ class RateSchedule(nn.Module):
                 self.prune[j].init_at(prune_kept)
             if self.merge is not None:
                 self.merge[j].init_at(merge_kept)
+
+    def _fewest_merged(self, prune_kept: Tensor) -> Tensor | None:
+        """Similarity merging keeps at least ``min_merge_kept`` (one bipartite round); STE-valued."""
+        if self.merging != "similarity":
+            return None
+        fewest = min_merge_kept(int(prune_kept.detach()), self.num_prefix, self.merging)
+        return torch.tensor(float(fewest), dtype=prune_kept.dtype, device=prune_kept.device)
 
     def forward(self) -> list[BlockKeep]:
         """Sample the current kept counts and masks for every block."""
@@ -121,7 +131,7 @@ class RateSchedule(nn.Module):
             else:
                 p_count, p_mask, p_probs = current, hard_mask(current, self.num_tokens, ones), None
             if self.merge is not None:
-                m_count, m_mask, m_probs = self.merge[j].keep(p_count)
+                m_count, m_mask, m_probs = self.merge[j].keep(p_count, self._fewest_merged(p_count))
             else:
                 m_count, m_mask, m_probs = p_count, p_mask, None
             keeps.append(BlockKeep(p_count, m_count, p_mask, m_mask, p_probs, m_probs,

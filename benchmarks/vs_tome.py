@@ -1,0 +1,106 @@
+"""hwsearch's latency-aware schedule vs ToMe itself at equal MEASURED latency, on this host.
+
+Per target and latency budget (fractions of the predicted dense latency): the gradient search with
+similarity merging on the target's measured cost model; then ToMe as the paper runs it (bipartite
+soft matching, constant r from block 0, no pruning), r solved on the same cost model and then
+chosen among neighbouring r by real measurements so that its measured latency matches the searched
+schedule's within 2%. Dense, the searched schedule and ToMe are finally measured together in one
+run (repeats interleaved), and fidelity (feature cosine: mean of class-token and patch-mean
+cosines) is compared on held-out photos with a paired bootstrap 95% interval, also per photo.
+
+    python benchmarks/vs_tome.py [--targets cpu_onnxruntime,cpu_onnxruntime_b1] [--fractions 0.6,0.7]
+
+Profiles and fits each target first when needed (hwsearch profile: minutes). Prints one table;
+writes results/benchmarks/vs_tome.json.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import bench  # noqa: E402 - benchmarks/bench.py: the shared set-up (sets HF_HUB_OFFLINE)
+
+from hwsearch.cost import Budget, MeasuredCost  # noqa: E402
+from hwsearch.data import EVAL_PHOTOS  # noqa: E402
+from hwsearch.io import provenance, write_json  # noqa: E402
+from hwsearch.model.vit import CompressedViT, apply_schedule  # noqa: E402
+from hwsearch.profiling.measure import measure_models  # noqa: E402
+from hwsearch.quality import collect, feature_cosines  # noqa: E402
+from hwsearch.schedule import as_lists  # noqa: E402
+from hwsearch.search.baselines import tome  # noqa: E402
+from hwsearch.search.gradient import SearchConfig, gradient_search  # noqa: E402
+from hwsearch.targets import load_target  # noqa: E402
+from hwsearch.workspace import Workspace  # noqa: E402
+
+
+def main() -> int:
+    parser = bench.parser(__doc__, num_images=1000)
+    parser.add_argument("--targets", default="cpu_onnxruntime,cpu_onnxruntime_b1")
+    parser.add_argument("--fractions", default="0.6,0.7", help="latency budgets as fractions of dense")
+    parser.add_argument("--epochs", type=int, default=1)
+    args = parser.parse_args()
+    b = bench.setup(args)
+    vit, depth, prefix = b.vit, b.model.depth, b.model.num_prefix
+    ref = collect(b.model, b.held_out)
+    photo = [list(EVAL_PHOTOS)[i % len(EVAL_PHOTOS)] for i in range(len(b.held_out))]  # default_images cycles
+    rows = []
+    for target_name in args.targets.split(","):
+        target = load_target(target_name)
+        searched_model = CompressedViT(vit, merging="similarity")
+        data = Workspace(Path(args.out), target, b.name).ensure_costmodel(searched_model)
+        cost = MeasuredCost(data, "latency", "similarity")
+        for fraction in (float(f) for f in args.fractions.split(",")):
+            goal = fraction * cost.dense_cost(depth)
+            config = SearchConfig(epochs=args.epochs, batch_size=16, merging="similarity")
+            searched = gradient_search(searched_model, [Budget(cost, goal, name="latency_ms")], b.search_set,
+                                       config, progress=False).counts
+            r, matched = match_tome(target, vit, searched, cost, goal, depth, prefix)
+            final = measure_models(target, {"dense": CompressedViT(vit),
+                                            "hwsearch": apply_schedule(vit, searched, "similarity"),
+                                            "tome": apply_schedule(vit, tome(b.model.num_tokens, prefix, depth, r, 0),
+                                                                   "similarity")}, target.batch)
+            ours = feature_cosines(ref, collect(apply_schedule(vit, searched, "similarity"), b.held_out))
+            theirs = feature_cosines(ref, collect(apply_schedule(vit, tome(b.model.num_tokens, prefix, depth, r, 0),
+                                                                 "similarity"), b.held_out))
+            diff = bench.paired_interval(ours, theirs)
+            per_photo = {name: bench.paired_interval(ours[[i for i, p in enumerate(photo) if p == name]],
+                                                     theirs[[i for i, p in enumerate(photo) if p == name]])
+                         for name in EVAL_PHOTOS}
+            rows.append({"target": target.name, "batch": target.batch, "fraction": fraction, "r": r,
+                         "dense_ms": final["dense"].median_ms, "hwsearch_ms": final["hwsearch"].median_ms,
+                         "tome_ms": final["tome"].median_ms, "matching_run": matched,
+                         "hwsearch_fidelity": float(ours.mean()), "tome_fidelity": float(theirs.mean()),
+                         "difference": diff, "per_photo": per_photo, "schedule": as_lists(searched)})
+            print_row(rows[-1])
+    write_json(Path(args.out) / "benchmarks" / "vs_tome.json",
+               {"rows": rows, "held_out": b.held_out.source, "images": len(b.held_out), "provenance": provenance()})
+    return 0
+
+
+def match_tome(target, vit, searched, cost, goal, depth, prefix):  # type: ignore[no-untyped-def]
+    """ToMe's r whose measured latency is closest to the searched schedule's (one run, r in steps of 0.5
+    around the r the cost model predicts); returns (r, that run's medians)."""
+    from hwsearch.search.baselines import solve
+
+    n = cost.num_tokens
+    start = solve("tome", cost, goal, depth, prefix, 0)
+    r0 = round(2 * (n - start[-1][1]) / depth) / 2  # tokens merged per block, to 0.5
+    candidates = [max(0.5, r0 + d) for d in (-1.0, -0.5, 0.0, 0.5, 1.0)]
+    models = {"hwsearch": apply_schedule(vit, searched, "similarity"),
+              **{f"r{r:g}": apply_schedule(vit, tome(n, prefix, depth, r, 0), "similarity") for r in candidates}}
+    medians = {k: m.median_ms for k, m in measure_models(target, models, target.batch).items()}
+    best = min(candidates, key=lambda r: abs(medians[f"r{r:g}"] / medians["hwsearch"] - 1))
+    return best, medians
+
+
+def print_row(row: dict) -> None:
+    mean, lo, hi = row["difference"]
+    print(f"{row['target']} (batch {row['batch']}) at {row['fraction']:.2f} x dense: dense {row['dense_ms']:.2f} ms, "
+          f"hwsearch {row['hwsearch_ms']:.2f} ms, ToMe r={row['r']:g} {row['tome_ms']:.2f} ms "
+          f"(ToMe/hwsearch {row['tome_ms'] / row['hwsearch_ms']:.3f}); fidelity hwsearch {row['hwsearch_fidelity']:.4f}"
+          f" vs ToMe {row['tome_fidelity']:.4f}: difference {mean:+.4f} [{lo:+.4f}, {hi:+.4f}]; per photo "
+          + ", ".join(f"{k} {v[0]:+.4f} [{v[1]:+.4f}, {v[2]:+.4f}]" for k, v in row["per_photo"].items()), flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
