@@ -1,72 +1,80 @@
-"""Learned (DiffRate) schedule vs hand schedules at the same GMACs (within 2%), on held-out images.
+"""Learned schedules vs every hand method at the same GMACs (within 1%), on held-out photos.
 
-Hand schedules (hwsearch.search.baselines), each solved for the learned schedule's GMACs, compressing
-from the same first block as the search: uniform rate, EViT-style fixed-layer pruning, ToMe-style
-constant merge.
+Per budget (fractions of the dense GMACs): the gradient search (FLOPs cost, ``--merging``, default
+similarity); then each hand method of hwsearch.search.baselines.METHODS solved for the learned
+schedule's GMACs on its own operator's FLOPs: uniform, EViT-style, ToMe-style (rank and similarity
+merging, from the search's first compressing block) and ToMe itself (tome-paper: similarity, r from
+block 0). Fidelity = feature cosine per image (mean of class-token and patch-mean cosines); learned
+minus each method with a paired bootstrap 95% interval over the held-out images.
 
-    python benchmarks/schedules_vs_uniform.py [--schedule results/.../flops0.6.yaml]
+    python benchmarks/schedules_vs_uniform.py [--fractions 0.5,0.6,0.7] [--merging similarity]
 
-Without --schedule it runs the default search (``hwsearch optimize --flops-ratio 0.6``) first.
-Prints one table; writes results/benchmarks/schedules_vs_uniform.json.
+Prints one table per budget; writes results/benchmarks/schedules_vs_uniform.json.
 """
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import bench  # noqa: E402 - benchmarks/bench.py: the shared set-up (sets HF_HUB_OFFLINE)
 
-from hwsearch.cost import FlopsCost  # noqa: E402
-from hwsearch.data import default_sets  # noqa: E402
+from hwsearch.cost import Budget, FlopsCost  # noqa: E402
 from hwsearch.io import provenance, write_json  # noqa: E402
 from hwsearch.model.vit import CompressedViT, apply_schedule  # noqa: E402
-from hwsearch.model.zoo import load_model  # noqa: E402
-from hwsearch.quality import collect, fidelity  # noqa: E402
-from hwsearch.schedule import load  # noqa: E402
-from hwsearch.search.baselines import solve  # noqa: E402
+from hwsearch.quality import collect, feature_cosines  # noqa: E402
+from hwsearch.schedule import as_lists  # noqa: E402
+from hwsearch.search.baselines import METHODS, solve_method  # noqa: E402
+from hwsearch.search.gradient import SearchConfig, gradient_search  # noqa: E402
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--schedule", help="learned schedule YAML (default: run the default search)")
-    parser.add_argument("--num-images", type=int, default=1000)
+    parser = bench.parser(__doc__, num_images=1000)
+    parser.add_argument("--fractions", default="0.5,0.6,0.7", help="GMACs budgets as fractions of dense")
+    parser.add_argument("--merging", default="similarity", choices=["rank", "similarity"])
+    parser.add_argument("--epochs", type=int, default=1)
     args = parser.parse_args()
-    if args.schedule is None:
-        from hwsearch.cli import main as cli
+    b = bench.setup(args)
+    vit, depth, prefix = b.vit, b.model.depth, b.model.num_prefix
+    ref = collect(b.model, b.held_out)
 
-        out = Path("results/benchmarks")
-        if cli(["optimize", "--flops-ratio", "0.6", "--out", str(out), "--name", "learned"]) != 0:
-            return 2
-        args.schedule = str(next(out.rglob("learned.yaml")))
-    learned = load(args.schedule)
-    vit, name, _ = load_model(learned.model, learned.provenance.get("checkpoint"), learned.img_size)
-    cost = FlopsCost.from_model(vit)
-    prefix, depth = learned.num_prefix, len(learned.blocks)
-    start = int(learned.provenance.get("search", {}).get("compress_from", 1))
-    goal = cost.cost(learned.counts())
-    schedules = {"diffrate (learned)": learned.counts()}
-    for kind in ("uniform", "evit", "tome"):
-        schedules[f"{kind}-style"] = solve(kind, cost, goal, depth, prefix, start)
-    _, held_out = default_sets(learned.img_size, args.num_images)
-    dense = CompressedViT(vit)
-    ref = collect(dense, held_out)
-    rows = {}
-    print(f"{name}, held-out images: {len(held_out)}; budget {goal:.3f} GMACs = "
-          f"{goal / cost.dense_cost(depth):.3f} x dense")
-    print(f"{'schedule':20s}{'GMACs':>8s}{'vs learned':>12s}{'cls cos':>10s}{'mean cos':>10s}{'feature cos':>13s}")
-    for label, counts in schedules.items():
-        gm = cost.cost(counts)
-        report = fidelity(ref, collect(apply_schedule(vit, counts), held_out), vit.num_classes > 0)
-        rows[label] = {"counts": counts, "gmacs": gm, **report}
-        print(f"{label:20s}{gm:8.3f}{100 * (gm / goal - 1):+11.2f}%{report['cls_cosine']:10.4f}"
-              f"{report['patch_mean_cosine']:10.4f}{report['feature_cosine']:13.4f}")
-        if abs(gm / goal - 1) > 0.02:
-            print(f"  note: {label} is {100 * (gm / goal - 1):+.2f}% off the learned GMACs", file=sys.stderr)
-    write_json(Path("results/benchmarks/schedules_vs_uniform.json"),
-               {"schedule": args.schedule, "rows": rows, "provenance": provenance()})
+    def cost_of(merging: str) -> FlopsCost:
+        return FlopsCost.from_model(vit, merging)
+
+    def quality(counts, merging):  # type: ignore[no-untyped-def]
+        return feature_cosines(ref, collect(apply_schedule(vit, counts, merging), b.held_out))
+
+    results = []
+    for fraction in (float(f) for f in args.fractions.split(",")):
+        cost = cost_of(args.merging)
+        config = SearchConfig(epochs=args.epochs, batch_size=16, merging=args.merging)
+        learned = gradient_search(CompressedViT(vit, merging=args.merging),
+                                  [Budget(cost, fraction * cost.dense_cost(depth), name="gmacs")], b.search_set,
+                                  config, progress=False).counts
+        goal = cost.cost(learned)
+        ours = quality(learned, args.merging)
+        rows = {"learned": {"gmacs": goal, "fidelity": float(ours.mean()), "counts": as_lists(learned)}}
+        for method in METHODS:
+            counts, merging = solve_method(method, cost_of, goal, depth, prefix, config.compress_from)
+            theirs = quality(counts, merging)
+            rows[method] = {"gmacs": cost_of(merging).cost(counts), "fidelity": float(theirs.mean()),
+                            "learned_minus": bench.paired_interval(ours, theirs), "counts": as_lists(counts)}
+        best = max(METHODS, key=lambda m: rows[m]["fidelity"])
+        results.append({"fraction": fraction, "dense_gmacs": cost.dense_cost(depth), "best_hand": best, "rows": rows})
+        print_table(results[-1])
+    write_json(Path(args.out) / "benchmarks" / "schedules_vs_uniform.json",
+               {"merging": args.merging, "held_out": b.held_out.source, "images": len(b.held_out),
+                "results": results, "provenance": provenance()})
     return 0
+
+
+def print_table(result: dict) -> None:
+    rows, goal = result["rows"], result["rows"]["learned"]["gmacs"]
+    print(f"\n{result['fraction']:.2f} x dense GMACs ({goal:.3f} GMACs learned); best hand: {result['best_hand']}")
+    print(f"{'method':24s}{'GMACs vs learned':>18s}{'feature cos':>13s}{'learned - method [95% CI]':>32s}")
+    for name, row in rows.items():
+        ci = row.get("learned_minus")
+        text = f"{ci[0]:+.4f} [{ci[1]:+.4f}, {ci[2]:+.4f}]" if ci else ""
+        print(f"{name:24s}{100 * (row['gmacs'] / goal - 1):+17.2f}%{row['fidelity']:13.4f}{text:>32s}", flush=True)
 
 
 if __name__ == "__main__":

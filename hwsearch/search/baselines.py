@@ -61,7 +61,7 @@ def solve(kind: str, cost: CostModel, goal: float, depth: int, num_prefix: int, 
 # method -> (shape, merge operator, first compressing block; None: the search's --compress-from)
 METHODS: dict[str, tuple[str, str, int | None]] = {
     "uniform": ("uniform", "rank", None), "evit": ("evit", "rank", None), "tome-style": ("tome", "rank", None),
-    "tome-paper": ("tome", "similarity", 0),
+    "tome-style-similarity": ("tome", "similarity", None), "tome-paper": ("tome", "similarity", 0),
 }
 
 
