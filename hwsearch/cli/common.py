@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
+from hwsearch.schedule import load_schedule
 from hwsearch.search.budgets import FLAGS
 from hwsearch.targets import Target, load_target, resolve_target
 
@@ -42,6 +44,14 @@ def add_schedule_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--parity-images", type=int, default=16, help="held-out images for the parity check")
     p.add_argument("--out-dir", help="output folder (default: results/<target>/<model>/engines)")
     p.add_argument("--out", default="results", help="results root")
+
+
+def run_on_schedule(args: argparse.Namespace, flow: Callable[..., object]) -> int:
+    """export / deploy: ``flow`` on the schedule for its target (``--target`` or the schedule's)."""
+    target = target_for(args, load_schedule(args.schedule).provenance.get("target") or None)
+    flow(args.schedule, target, args.model, args.checkpoint, Path(args.out), args.out_dir, args.batch, args.opset,
+         args.parity_images)
+    return 0
 
 
 def budgets_given(args: argparse.Namespace) -> dict[str, float]:

@@ -2,19 +2,12 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from hwsearch.cli.common import add_schedule_args, target_for
+from hwsearch.cli.common import add_schedule_args, run_on_schedule
 from hwsearch.deploy.target import deploy_schedule
-from hwsearch.schedule import load_schedule
 
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_schedule_args(p)
+add_arguments = add_schedule_args
 
 
 def run(args: argparse.Namespace) -> int:
-    target = target_for(args, load_schedule(args.schedule).provenance.get("target") or None)
-    deploy_schedule(args.schedule, target, args.model, args.checkpoint, Path(args.out), args.out_dir, args.batch,
-                    args.opset, args.parity_images)
-    return 0
+    return run_on_schedule(args, deploy_schedule)
