@@ -25,6 +25,10 @@ def add_arguments(opt: argparse.ArgumentParser) -> None:
     opt.add_argument("--merging", default="rank", choices=["rank", "similarity"],
                      help="merge operator: rank (least important tokens into their most similar kept token) or "
                           "similarity (ToMe's bipartite matching of the most similar pairs)")
+    opt.add_argument("--rates", default="ddp", choices=["ddp", "fractions"],
+                     help="ddp: DiffRate's proxy with the budget as a penalty; fractions: free per-block kept "
+                          "fractions, every update projected back onto the budget")
+    opt.add_argument("--accumulate", type=int, default=1, help="micro-batches of --batch-size per update")
     opt.add_argument("--seed", type=int, default=0)
     opt.add_argument("--name", help="schedule name (default from the budget)")
     opt.add_argument("--resume", action="store_true", help="continue an interrupted search of the same name")
@@ -38,11 +42,11 @@ def run(args: argparse.Namespace) -> int:
     ops = tuple(o.strip() for o in args.ops.split(",") if o.strip())
     if not ops or set(ops) - {"prune", "merge"}:
         raise HwsearchError(f"--ops must be prune, merge or prune,merge (got {args.ops!r})")
-    if args.granularity < 1 or args.epochs < 1 or args.batch_size < 1:
-        raise HwsearchError("--granularity, --epochs and --batch-size must be positive")
+    if min(args.granularity, args.epochs, args.batch_size, args.accumulate) < 1:
+        raise HwsearchError("--granularity, --epochs, --batch-size and --accumulate must be positive")
     config = SearchConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lam=args.lam,
                           granularity=args.granularity, compress_from=args.compress_from, ops=ops, seed=args.seed,
-                          init=args.init, merging=args.merging)
+                          init=args.init, merging=args.merging, rates=args.rates, accumulate=args.accumulate)
     request = OptimizeRequest(budgets_given(args), args.model, args.checkpoint, args.img_size, args.data,
                               args.num_images, config, args.energy_weight, args.name, args.resume, args.refine,
                               not args.no_progress)

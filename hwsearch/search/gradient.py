@@ -21,8 +21,9 @@ from hwsearch.data import ImageSet, normalize
 from hwsearch.io import atomic_path, write_json
 from hwsearch.model.vit import CompressedViT
 from hwsearch.quality import collect, distill_loss
-from hwsearch.schedule import Counts
+from hwsearch.schedule import Counts, as_lists
 from hwsearch.search.baselines import solve
+from hwsearch.search.fractions import FractionRates, project_out
 from hwsearch.search.rates import RateSchedule
 
 
@@ -42,6 +43,8 @@ class SearchConfig:
     use_labels: bool = True
     init: str = "tome"  # warm start: a hand schedule solved for the budget (tome, uniform, evit) or "flat"
     merging: str = "rank"  # the merge operator searched (the model's); see hwsearch.model.matching
+    rates: str = "ddp"  # ddp (DiffRate's proxy, penalty loss) or fractions (free rates on the budget)
+    accumulate: int = 1  # micro-batches of batch_size per update (fractions: >= 64 images per update)
 
 
 @dataclass
@@ -54,6 +57,7 @@ class SearchResult:
     steps: int
     history: list[dict[str, float]] = field(default_factory=list)
     logits: dict[str, list[float]] = field(default_factory=dict)
+    movement: dict[str, Any] = field(default_factory=dict)
 
 
 def _save_state(path: Path, rates: RateSchedule, optim: torch.optim.Optimizer, step: int) -> None:
@@ -123,12 +127,16 @@ def gradient_search(model: CompressedViT, budgets: list[Budget], data: ImageSet,
     classifier = model.vit.num_classes > 0
     labels = data.labels if (cfg.use_labels and data.labels is not None and classifier) else None
     ref = collect(model, data, cfg.batch_size)
-    rates = RateSchedule(model.depth, model.num_tokens, model.num_prefix, cfg.granularity,
-                         cfg.compress_from, cfg.ops, cfg.merging)
-    if cfg.init != "flat":  # "flat" = DiffRate's zero logits (uniform over candidates)
+    rates = make_rates(cfg, model)
+    if cfg.init != "flat":  # "flat" = zero logits (DiffRate's uniform candidates, or half of each decision)
         rates.init_from(solve(cfg.init, cost, target, model.depth, model.num_prefix, cfg.compress_from))
-    optim = torch.optim.AdamW(rates.parameters(), lr=cfg.lr, weight_decay=0.0)
-    steps_per_epoch = math.ceil(len(data) / cfg.batch_size)
+    fixed = isinstance(rates, FractionRates)
+    if fixed:
+        rates.retract(budgets)
+    start_counts = rates.counts(rates())
+    optim = torch.optim.AdamW([p for p in rates.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=0.0)
+    per_update = cfg.batch_size * cfg.accumulate
+    steps_per_epoch = math.ceil(len(data) / per_update)
     total = cfg.epochs * steps_per_epoch
     step = _load_state(resume, rates, optim) if resume is not None and resume.is_file() else 0
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -138,28 +146,35 @@ def gradient_search(model: CompressedViT, budgets: list[Budget], data: ImageSet,
     end = total if stop_after is None else min(total, stop_after)
     while step < end:
         epoch, i = divmod(step, steps_per_epoch)
-        batch = orders[epoch][i * cfg.batch_size:(i + 1) * cfg.batch_size]
-        idx = batch[rank::world]  # this rank's shard (the whole batch in one process)
+        update = orders[epoch][i * per_update:(i + 1) * per_update]
+        optim.zero_grad(set_to_none=True)
+        task_sum = 0.0
+        for micro in update.split(cfg.batch_size):
+            idx = micro[rank::world]  # this rank's shard (the whole batch in one process)
+            if len(idx):
+                images = normalize(data.images[idx], model.vit.pretrained_cfg)
+                out = model.features(images, rates())
+                task = distill_loss(ref.take(idx), out, classifier, labels[idx] if labels is not None else None)
+                task = task * (len(idx) / len(update))  # shard mean -> its share of the update's mean
+                task.backward()
+                task_sum += task.item()
         keeps = rates()
         expected = [b.cost.expected_cost(keeps) for b in budgets]
         penalty = cfg.lam * sum(b.penalty(e) for b, e in zip(budgets, expected, strict=True))
-        if len(idx):
-            images = normalize(data.images[idx], model.vit.pretrained_cfg)
-            out = model.features(images, keeps)
-            task = distill_loss(ref.take(idx), out, classifier, labels[idx] if labels is not None else None)
-            task = task * (len(idx) / len(batch))  # shard mean -> its share of the batch mean
+        if fixed:  # the update moves tokens at fixed cost; the retraction puts it back on the budget
+            _project_task_gradient(rates, budgets, expected, world)
         else:
-            task = 0.0 * penalty
-        loss = task + penalty / world
-        optim.zero_grad(set_to_none=True)
-        loss.backward()
-        if world > 1:
-            _all_reduce_grads(rates)
+            (penalty / world).backward()
+            if world > 1:
+                _all_reduce_grads(rates)
         for group in optim.param_groups:
             group["lr"] = cosine_lr(step, total, cfg.lr, cfg.lr_min)
         optim.step()
+        if fixed:
+            rates.retract(budgets)
         step += 1
-        record = {"step": step, "loss": loss.item(), "task": task.item(), "cost": expected[0].item(),  # this rank
+        loss = task_sum + (0.0 if fixed else penalty.item() / world)
+        record = {"step": step, "loss": loss, "task": task_sum, "cost": expected[0].item(),  # this rank
                   **{f"cost_{b.name}": e.item() for b, e in zip(budgets[1:], expected[1:], strict=True)}}
         history.append(record)
         bar.set_postfix(task=f"{record['task']:.4f}", cost=f"{record['cost']:.3f}/{target:.3f} {cost.unit}")
@@ -168,15 +183,44 @@ def gradient_search(model: CompressedViT, budgets: list[Budget], data: ImageSet,
             _save_state(resume, rates, optim, step)
     bar.close()
     with torch.no_grad():
-        counts = RateSchedule.counts(rates())
+        counts = rates.counts(rates())
     logits = {k: v.tolist() for k, v in rates.state_dict().items() if k.endswith("logits")}
     return SearchResult(counts, cost.cost(counts), target, {b.name: b.cost.cost(counts) for b in budgets},
-                        time.perf_counter() - start_time, step, history, logits)
+                        time.perf_counter() - start_time, step, history, logits, movement(start_counts, counts))
+
+
+def make_rates(cfg: SearchConfig, model: CompressedViT) -> RateSchedule | FractionRates:
+    if cfg.rates == "fractions":
+        return FractionRates(model.depth, model.num_tokens, model.num_prefix, cfg.compress_from, cfg.ops, cfg.merging)
+    return RateSchedule(model.depth, model.num_tokens, model.num_prefix, cfg.granularity, cfg.compress_from,
+                        cfg.ops, cfg.merging)
+
+
+def _project_task_gradient(rates: FractionRates, budgets: list[Budget], expected: list[torch.Tensor],
+                           world: int) -> None:
+    """Replace the accumulated task gradient by its part orthogonal to the worst budget's cost gradient."""
+    if world > 1:
+        _all_reduce_grads(rates)
+    params = [p for p in rates.parameters() if p.requires_grad]
+    task = [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in params]
+    worst = max(range(len(budgets)), key=lambda i: float(expected[i].detach()) / budgets[i].target)
+    cost = torch.autograd.grad(expected[worst] / budgets[worst].target, params, allow_unused=True)
+    cost = [c if c is not None else torch.zeros_like(p) for c, p in zip(cost, params, strict=True)]
+    for p, g in zip(params, project_out(task, cost), strict=True):
+        p.grad = g
+
+
+def movement(start: Counts, end: Counts) -> dict[str, Any]:
+    """Per block the initial and final counts, and the largest move (tokens)."""
+    moves = [max(abs(a[0] - b[0]), abs(a[1] - b[1])) for a, b in zip(start, end, strict=True)]
+    return {"initial": as_lists(start), "final": as_lists(end), "largest_move": max(moves, default=0),
+            "largest_move_block": moves.index(max(moves)) if moves else None}
 
 
 def save_history(path: Path, result: SearchResult, config: SearchConfig, extra: dict[str, Any]) -> None:
     """Per-step loss/cost history beside the schedule."""
-    write_json(path, {"config": asdict(config), "history": result.history, "logits": result.logits, **extra})
+    write_json(path, {"config": asdict(config), "history": result.history, "logits": result.logits,
+                      "movement": result.movement, **extra})
 
 
 __all__ = ["SearchConfig", "SearchResult", "gradient_search"]

@@ -85,6 +85,9 @@ def optimize(target: Target, out: Path, request: OptimizeRequest, rank: int = 0)
     if rank != 0:
         return None  # rank 0 measures, evaluates and writes
     print(f"schedule: {as_lists(result.counts)}")
+    move = result.movement
+    print(f"search started at {move['initial']}; largest move {move['largest_move']} tokens "
+          f"(block {move['largest_move_block']})")
     print("\n".join(describe_predicted(budgets, result.counts)))
     print(f"search took {result.seconds:.0f} s")
     measured = None

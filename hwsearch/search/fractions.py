@@ -1,0 +1,110 @@
+"""Rates free to reshape a schedule: per block and decision one continuous kept fraction.
+
+Block i keeps ``prune_kept = prefix + (entering - prefix) * sigmoid(a_i)`` after pruning and
+``merge_kept = low + (prune_kept - low) * sigmoid(b_i)`` after merging (``low``: the fewest the merge
+operator can keep), each the straight-through ceil (integer forward, real gradient), so every
+schedule is valid by construction and any count in ``[low, entering]`` is one logit away (a logit
+moves by about ``lr`` per Adam step: from 0.5 to 0.99 of the tokens in ~50 steps at lr 0.1). The
+rank-position masks are hard forward and ``sigmoid((count - position - 1/2) / tau)`` backward.
+
+Fixed budget: after every update :meth:`FractionRates.retract` shifts all logits by one shared
+offset (bisection) so the schedule lands on the budget (the largest cost/target ratio on 1), and
+the update itself is the task gradient with its component along the cost gradient removed
+(:func:`project_out`), so tokens move between blocks and between prune and merge at fixed cost.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from hwsearch.cost.base import Budget
+from hwsearch.model.tokens import BlockKeep, hard_mask
+from hwsearch.schedule import Counts, bisect, min_merge_kept
+from hwsearch.search.rates import ste_ceil
+
+
+def soft_mask(count: Tensor, num: int, tau: float) -> Tensor:
+    """Hard rank-position mask forward, ``sigmoid((count - position - 1/2) / tau)`` backward."""
+    positions = torch.arange(num, dtype=count.dtype, device=count.device)
+    soft = torch.sigmoid((count - positions - 0.5) / tau)
+    return hard_mask(count, num, soft) - soft.detach() + soft
+
+
+class FractionRates(nn.Module):
+    """Learnable kept fractions (logits) for every compressing block's prune and merge."""
+
+    def __init__(self, depth: int, num_tokens: int, num_prefix: int, compress_from: int = 1,
+                 ops: tuple[str, ...] = ("prune", "merge"), merging: str = "rank", tau: float = 2.0) -> None:
+        super().__init__()
+        self.depth, self.num_tokens, self.num_prefix = depth, num_tokens, num_prefix
+        self.compress_from, self.ops, self.merging, self.tau = compress_from, tuple(ops), merging, tau
+        learned = depth - compress_from
+        self.prune_logits = nn.Parameter(torch.full((learned,), 20.0 if "prune" not in ops else 0.0),
+                                         requires_grad="prune" in ops)
+        self.merge_logits = nn.Parameter(torch.full((learned,), 20.0 if "merge" not in ops else 0.0),
+                                         requires_grad="merge" in ops)
+
+    def forward(self) -> list[BlockKeep]:
+        """The current kept counts (straight-through integers) and masks of every block."""
+        like = self.prune_logits
+        full = torch.tensor(float(self.num_tokens), dtype=like.dtype)
+        ones = torch.ones(self.num_tokens, dtype=like.dtype)
+        keeps = [BlockKeep(full, full, ones, ones, dense=True)] * self.compress_from
+        entering, low = full, float(self.num_prefix + 1)
+        for j in range(self.depth - self.compress_from):
+            p = ste_ceil(low - 1 + (entering - low + 1) * torch.sigmoid(self.prune_logits[j])).clamp(low, None)
+            fewest = float(min_merge_kept(int(p.detach()), self.num_prefix, self.merging))
+            m = ste_ceil(fewest - 1 + (p - fewest + 1) * torch.sigmoid(self.merge_logits[j])).clamp(fewest, None)
+            keeps.append(BlockKeep(p, m, soft_mask(p, self.num_tokens, self.tau),
+                                   soft_mask(m, self.num_tokens, self.tau)))
+            entering = m
+        return keeps
+
+    @staticmethod
+    def counts(keeps: list[BlockKeep]) -> Counts:
+        return [(int(k.prune_kept.item()), int(k.merge_kept.item())) for k in keeps]
+
+    @torch.no_grad()
+    def init_from(self, counts: Counts) -> None:
+        """Logits that give ``counts`` (a warm start from a hand schedule)."""
+        entering, low = self.num_tokens, self.num_prefix + 1
+        for j, (p, m) in enumerate(counts[self.compress_from:]):
+            fewest = min_merge_kept(p, self.num_prefix, self.merging)
+            if "prune" in self.ops:
+                self.prune_logits[j] = _logit((p - low + 0.5) / (entering - low + 1))
+            if "merge" in self.ops:
+                self.merge_logits[j] = _logit((max(m, fewest) - fewest + 0.5) / (p - fewest + 1))
+            entering = m
+
+    @torch.no_grad()
+    def retract(self, budgets: list[Budget]) -> float:
+        """Shift every learned logit by one offset so the worst cost/target ratio is at most 1 and as
+        close to it as the integer counts allow; returns the offset."""
+        learned = [p for p in (self.prune_logits, self.merge_logits) if p.requires_grad]
+        start = [p.clone() for p in learned]
+
+        def worst(offset: float) -> float:
+            for p, s in zip(learned, start, strict=True):
+                p.copy_(s + offset)
+            counts = self.counts(self())
+            return max(b.cost.cost(counts) / b.target for b in budgets)
+
+        # from every fraction ~0 to every fraction ~1, wherever the logits are now; cost rises with the offset
+        top, bottom = max(float(s.max()) for s in start), min(float(s.min()) for s in start)
+        lo, _ = bisect(worst, 1.0, -30.0 - top, 30.0 - bottom, 50, rising=True)
+        worst(lo)  # the largest offset whose schedule stays within the budgets
+        return lo
+
+
+def _logit(fraction: float) -> float:
+    f = min(max(fraction, 1e-4), 1 - 1e-4)
+    return float(torch.logit(torch.tensor(f)))
+
+
+def project_out(task: list[Tensor], cost: list[Tensor]) -> list[Tensor]:
+    """The task gradient without its component along the cost gradient (a step at fixed cost)."""
+    dot = sum((t * c).sum() for t, c in zip(task, cost, strict=True))
+    norm = sum((c * c).sum() for c in cost)
+    if float(norm) == 0.0:
+        return task
+    return [t - (dot / norm) * c for t, c in zip(task, cost, strict=True)]

@@ -1,0 +1,73 @@
+"""Free rates: any count reachable from any start, every update back on the budget."""
+import pytest
+import timm
+import torch
+from conftest import make_vit
+
+from hwsearch.cost import Budget, FlopsCost
+from hwsearch.data import ImageSet
+from hwsearch.model.vit import CompressedViT
+from hwsearch.schedule import Schedule
+from hwsearch.search.baselines import solve
+from hwsearch.search.fractions import FractionRates, project_out
+from hwsearch.search.gradient import SearchConfig, gradient_search
+
+
+@pytest.fixture(scope="module")
+def vit_s_cost():
+    """FLOPs of a full-size ViT-S/14 at 224 px (257 tokens, 12 blocks): no forward pass needed."""
+    vit = timm.create_model("vit_small_patch14_dinov2", pretrained=False, img_size=224)
+    return {m: FlopsCost.from_model(vit, m) for m in ("rank", "similarity")}
+
+
+@pytest.mark.parametrize("merging", ["rank", "similarity"])
+@pytest.mark.parametrize("start", ["flat", "tome", "evit", "uniform"])
+def test_rates_reach_the_extreme_counts_from_any_start(vit_s_cost, merging, start):
+    cost = vit_s_cost[merging]
+    rates = FractionRates(12, 257, 1, merging=merging)
+    if start != "flat":
+        rates.init_from(solve(start, cost, 0.6 * cost.dense_cost(12), 12, 1))
+    dense = cost.dense_cost(12)
+    rates.retract([Budget(cost, dense)])  # everything kept
+    assert rates.counts(rates()) == [(257, 257)] * 12
+    rates.retract([Budget(cost, 1e-9)])  # as little as the operator allows
+    counts = rates.counts(rates())
+    assert counts[1][0] == 2 or merging == "similarity"
+    assert all(m <= 3 for _, m in counts[3:])  # the minimum (similarity halves per block at most)
+    Schedule.from_counts("m", 224, 257, 1, counts, merging=merging)
+
+
+@pytest.mark.parametrize("merging", ["rank", "similarity"])
+def test_every_retraction_lands_within_one_percent_of_the_budget(vit_s_cost, merging):
+    cost = vit_s_cost[merging]
+    budget = Budget(cost, 0.6 * cost.dense_cost(12))
+    rates = FractionRates(12, 257, 1, merging=merging)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(25):  # random updates of the size an Adam step makes, then the retraction
+        with torch.no_grad():
+            for p in (rates.prune_logits, rates.merge_logits):
+                p.add_(0.3 * torch.randn(p.shape, generator=gen))
+        rates.retract([budget])
+        value = cost.cost(rates.counts(rates()))
+        assert 0.99 * budget.target <= value <= budget.target
+
+
+def test_project_out_removes_the_cost_direction():
+    task, cost = [torch.tensor([1.0, 2.0]), torch.tensor([3.0])], [torch.tensor([0.0, 1.0]), torch.tensor([1.0])]
+    out = project_out(task, cost)
+    assert sum(float((t * c).sum()) for t, c in zip(out, cost, strict=True)) == pytest.approx(0.0)
+
+
+def test_fraction_search_moves_tokens_and_stays_on_the_budget():
+    vit = make_vit("deit_small", depth=6)  # 37 tokens
+    gen = torch.Generator().manual_seed(0)
+    data = ImageSet(torch.randint(0, 256, (64, 3, 96, 96), dtype=torch.uint8, generator=gen), None, "random")
+    cost = FlopsCost.from_model(vit)
+    target = 0.6 * cost.dense_cost(6)
+    config = SearchConfig(epochs=4, batch_size=8, accumulate=2, lr=0.3, rates="fractions", init="evit")
+    result = gradient_search(CompressedViT(vit), [Budget(cost, target)], data, config, progress=False)
+    assert result.steps == 16 and len(result.history) == 16
+    assert 0.9 * target <= result.predicted <= target  # on the budget at the end (37 tokens: coarse steps)
+    move = result.movement
+    assert move["initial"] != move["final"] and move["largest_move"] >= 1
+    assert len(move["initial"]) == len(move["final"]) == 6
