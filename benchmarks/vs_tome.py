@@ -2,11 +2,12 @@
 
 Per target and latency budget (fractions of the predicted dense latency): the gradient search with
 similarity merging on the target's measured cost model; then ToMe as the paper runs it (bipartite
-soft matching, constant r from block 0, no pruning), r solved on the same cost model and then
-chosen among neighbouring r by real measurements so that its measured latency matches the searched
-schedule's within 2%. Dense, the searched schedule and ToMe are finally measured together in one
-run (repeats interleaved), and fidelity (feature cosine: mean of class-token and patch-mean
-cosines) is compared on held-out photos with a paired bootstrap 95% interval, also per photo.
+soft matching, constant r from block 0, no pruning), r found by bisection on real measurements
+(each step measures ToMe and the searched schedule in one run) until ToMe's measured latency
+matches the searched schedule's within 2%. Dense, the searched schedule and ToMe are finally
+measured together in one run (repeats interleaved), and fidelity (feature cosine: mean of
+class-token and patch-mean cosines) is compared on held-out photos with a paired bootstrap 95%
+interval, also per photo.
 
     python benchmarks/vs_tome.py [--targets cpu_onnxruntime,cpu_onnxruntime_b1] [--fractions 0.6,0.7]
 
@@ -26,7 +27,7 @@ from hwsearch.io import provenance, write_json  # noqa: E402
 from hwsearch.model.vit import CompressedViT, apply_schedule  # noqa: E402
 from hwsearch.profiling.measure import measure_models  # noqa: E402
 from hwsearch.quality import collect, feature_cosines  # noqa: E402
-from hwsearch.schedule import as_lists  # noqa: E402
+from hwsearch.schedule import as_lists, bisect  # noqa: E402
 from hwsearch.search.baselines import tome  # noqa: E402
 from hwsearch.search.gradient import SearchConfig, gradient_search  # noqa: E402
 from hwsearch.targets import load_target  # noqa: E402
@@ -68,7 +69,7 @@ def main() -> int:
                          for name in EVAL_PHOTOS}
             rows.append({"target": target.name, "batch": target.batch, "fraction": fraction, "r": r,
                          "dense_ms": final["dense"].median_ms, "hwsearch_ms": final["hwsearch"].median_ms,
-                         "tome_ms": final["tome"].median_ms, "matching_run": matched,
+                         "tome_ms": final["tome"].median_ms, "matching_runs": matched,
                          "hwsearch_fidelity": float(ours.mean()), "tome_fidelity": float(theirs.mean()),
                          "difference": diff, "per_photo": per_photo, "schedule": as_lists(searched)})
             print_row(rows[-1])
@@ -78,19 +79,23 @@ def main() -> int:
 
 
 def match_tome(target, vit, searched, cost, goal, depth, prefix):  # type: ignore[no-untyped-def]
-    """ToMe's r whose measured latency is closest to the searched schedule's (one run, r in steps of 0.5
-    around the r the cost model predicts); returns (r, that run's medians)."""
-    from hwsearch.search.baselines import solve
-
+    """ToMe's r whose measured latency matches the searched schedule's within 2%: bisection on r (to a
+    twelfth of a token per block), each step one run measuring both, interleaved; returns (r, steps)."""
     n = cost.num_tokens
-    start = solve("tome", cost, goal, depth, prefix, 0)
-    r0 = round(2 * (n - start[-1][1]) / depth) / 2  # tokens merged per block, to 0.5
-    candidates = [max(0.5, r0 + d) for d in (-1.0, -0.5, 0.0, 0.5, 1.0)]
-    models = {"hwsearch": apply_schedule(vit, searched, "similarity"),
-              **{f"r{r:g}": apply_schedule(vit, tome(n, prefix, depth, r, 0), "similarity") for r in candidates}}
-    medians = {k: m.median_ms for k, m in measure_models(target, models, target.batch).items()}
-    best = min(candidates, key=lambda r: abs(medians[f"r{r:g}"] / medians["hwsearch"] - 1))
-    return best, medians
+    ours = apply_schedule(vit, searched, "similarity")
+    steps: list[dict] = []
+
+    def ratio(r: float) -> float:
+        models = {"hwsearch": ours, "tome": apply_schedule(vit, tome(n, prefix, depth, r, 0), "similarity")}
+        medians = {k: m.median_ms for k, m in measure_models(target, models, target.batch).items()}
+        steps.append({"r": r, **medians, "ratio": medians["tome"] / medians["hwsearch"]})
+        print(f"  ToMe r={r:.3f}: {medians['tome']:.2f} ms vs hwsearch {medians['hwsearch']:.2f} ms "
+              f"({steps[-1]['ratio']:.3f})", flush=True)
+        return steps[-1]["ratio"]
+
+    bisect(ratio, 1.0, 0.0, (n - prefix) / depth, 8, rising=False, stop=lambda v: abs(v - 1) <= 0.02)
+    best = min(steps, key=lambda s: abs(s["ratio"] - 1))
+    return best["r"], steps
 
 
 def print_row(row: dict) -> None:
