@@ -12,7 +12,7 @@ interval, also per photo.
     python benchmarks/vs_tome.py [--targets cpu_onnxruntime,cpu_onnxruntime_b1] [--fractions 0.6,0.7]
 
 Profiles and fits each target first when needed (hwsearch profile: minutes). Prints one table;
-writes results/benchmarks/vs_tome.json.
+writes results/benchmarks/vs_tome_<target>.json after every row.
 """
 from __future__ import annotations
 
@@ -73,8 +73,9 @@ def main() -> int:
                          "hwsearch_fidelity": float(ours.mean()), "tome_fidelity": float(theirs.mean()),
                          "difference": diff, "per_photo": per_photo, "schedule": as_lists(searched)})
             print_row(rows[-1])
-    write_json(Path(args.out) / "benchmarks" / "vs_tome.json",
-               {"rows": rows, "held_out": b.held_out.source, "images": len(b.held_out), "provenance": provenance()})
+            write_json(Path(args.out) / "benchmarks" / f"vs_tome_{target.name}.json",  # after every row
+                       {"rows": [r for r in rows if r["target"] == target.name], "held_out": b.held_out.source,
+                        "images": len(b.held_out), "provenance": provenance()})
     return 0
 
 

@@ -22,7 +22,8 @@ SCHEDULES = {  # for 17 tokens (deit_tiny 64 px) and 37 tokens (deit_small 96 px
 
 
 SIMILARITY = {  # similarity merging removes at most the A half per block
-    "deit_tiny": [[(17, 17), (17, 11), (11, 9), (6, 5)], [(17, 17), (13, 9), (9, 9), (9, 5)]],
+    "deit_tiny": [[(17, 17), (17, 11), (11, 9), (6, 5)], [(17, 17), (13, 9), (9, 9), (9, 5)],
+                  [(17, 9), (9, 5), (5, 3), (3, 2)]],  # every A token merged: no empty gathers
     "deit_small": [[(37, 37), (37, 25), (20, 12)], [(37, 29), (29, 29), (29, 15)]],
 }
 

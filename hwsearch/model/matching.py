@@ -39,8 +39,11 @@ def similarity_merge(x: Tensor, size: Tensor, metric: Tensor, num_prefix: int, k
     dst = node_idx.gather(1, src)
     b_x = b_x.scatter_add(1, dst.unsqueeze(-1).expand(-1, -1, x.shape[-1]), gather_tokens(a_x, src))
     b_s = b_s.scatter_add(1, dst.unsqueeze(-1), gather_tokens(a_s, src))
-    out_x = torch.cat([xs[:, :num_prefix], gather_tokens(a_x, unm), b_x], dim=1)
-    out_s = torch.cat([size[:, :num_prefix], gather_tokens(a_s, unm), b_s], dim=1)
+    kept_x, kept_s = [xs[:, :num_prefix]], [size[:, :num_prefix]]
+    if r < a_x.shape[1]:  # no empty gathers in the graph (ONNX shape inference rejects them)
+        kept_x.append(gather_tokens(a_x, unm))
+        kept_s.append(gather_tokens(a_s, unm))
+    out_x, out_s = torch.cat([*kept_x, b_x], dim=1), torch.cat([*kept_s, b_s], dim=1)
     return out_x / out_s, out_s
 
 
