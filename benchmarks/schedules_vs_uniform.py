@@ -61,9 +61,9 @@ def main() -> int:
         best = max(METHODS, key=lambda m: rows[m]["fidelity"])
         results.append({"fraction": fraction, "dense_gmacs": cost.dense_cost(depth), "best_hand": best, "rows": rows})
         print_table(results[-1])
-    write_json(Path(args.out) / "benchmarks" / "schedules_vs_uniform.json",
-               {"merging": args.merging, "held_out": b.held_out.source, "images": len(b.held_out),
-                "results": results, "provenance": provenance()})
+        write_json(Path(args.out) / "benchmarks" / "schedules_vs_uniform.json",  # after every budget
+                   {"merging": args.merging, "held_out": b.held_out.source, "images": len(b.held_out),
+                    "results": results, "provenance": provenance()})
     return 0
 
 
