@@ -43,7 +43,7 @@ def test_local_profile_writes_csv_meta_and_report(quick_targets, tmp_path, capsy
     folder = out / "cpu_onnxruntime" / "deit_tiny_patch16_224"
     rows = list(csv.DictReader((folder / "profile.csv").open()))
     parts = {r["part"] for r in rows}
-    assert parts == {"embed", "attn", "mlp", "block", "compress", "head", "model"}
+    assert parts == {"embed", "attn", "mlp", "block", "compress", "compress_similarity", "head", "model"}
     assert {int(r["tokens"]) for r in rows if r["part"] == "attn"} == {17, 13, 9, 5, 2}
     for r in rows:
         assert float(r["p10_ms"]) <= float(r["median_ms"]) <= float(r["p90_ms"]) and float(r["cv"]) >= 0
