@@ -9,7 +9,7 @@ deploy-mode order of every token, and the keep mask runs over a priority order (
 rising edge strength) so that the DDP count decides how many edges merge.
 
 Modification against ToMe: prefix tokens are taken out before the split (register tokens stay in
-front), and ``r`` is at most the number of A patches, ``a_count(p)``.
+front), and ``r`` is at most the number of A patches (``hwsearch.schedule.min_merge_kept``).
 """
 from __future__ import annotations
 
@@ -47,14 +47,16 @@ def similarity_merge(x: Tensor, size: Tensor, metric: Tensor, num_prefix: int, k
     return out_x / out_s, out_s
 
 
+def halves(tokens: Tensor, num_prefix: int) -> tuple[Tensor, Tensor]:
+    """(set A, set B) of the patch entries of ``tokens`` (dim 1, prefix first): A at even global positions.
+    The one split, for tokens in deploy mode and for token indices in deploy order in search mode."""
+    parity, patches = num_prefix % 2, tokens[:, num_prefix:]
+    return patches[:, parity::2], patches[:, 1 - parity::2]
+
+
 def _split(xs: Tensor, size: Tensor, metric: Tensor, num_prefix: int) -> tuple[Tensor, ...]:
-    """(A, B) of the size-weighted tokens, the sizes and the metric (patches only)."""
-    parity = num_prefix % 2
-    out = []
-    for t in (xs, size, metric):
-        patches = t[:, num_prefix:]
-        out += [patches[:, parity::2], patches[:, 1 - parity::2]]
-    return out[0], out[1], out[2], out[3], out[4], out[5]
+    """(A, B) of the size-weighted tokens, the sizes and the metric."""
+    return (*halves(xs, num_prefix), *halves(size, num_prefix), *halves(metric, num_prefix))
 
 
 def soft_similarity_merge(x: Tensor, size: Tensor, alive: Tensor, metric: Tensor, order: Tensor, num_prefix: int,
@@ -64,9 +66,7 @@ def soft_similarity_merge(x: Tensor, size: Tensor, alive: Tensor, metric: Tensor
     ``alive`` ``[B, N, 1]`` marks the ``kept`` tokens left after pruning; ``order`` ``[B, N]`` lists
     token indices in deploy order (those ``kept`` first). Forward values equal :func:`similarity_merge`.
     """
-    parity = num_prefix % 2
-    patches = order[:, num_prefix:kept]
-    a_idx, b_idx = patches[:, parity::2], patches[:, 1 - parity::2]
+    a_idx, b_idx = halves(order[:, :kept], num_prefix)
     if b_idx.shape[1] == 0:  # a single patch left: nothing to match
         return x, size, alive, order
     node_max, node_idx = _edges(gather_tokens(metric, a_idx), gather_tokens(metric, b_idx))
