@@ -44,6 +44,15 @@ def paired_interval(a: Any, b: Any, resamples: int = 2000, seed: int = 0) -> tup
     return float(diff.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
+def paired_by_photo(a: Any, b: Any, groups: list[str] | None) -> dict[str, tuple[float, float, float]]:
+    """:func:`paired_interval` within each held-out photo (so one photo cannot carry a result)."""
+    import numpy as np
+
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    return {g: paired_interval(a[[i for i, x in enumerate(groups) if x == g]],
+                               b[[i for i, x in enumerate(groups) if x == g]]) for g in dict.fromkeys(groups or [])}
+
+
 def parser(doc: str | None, num_images: int) -> argparse.ArgumentParser:
     """A benchmark's argument parser with the shared options."""
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)

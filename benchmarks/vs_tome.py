@@ -21,7 +21,6 @@ from pathlib import Path
 import bench  # noqa: E402 - benchmarks/bench.py: the shared set-up (sets HF_HUB_OFFLINE)
 
 from hwsearch.cost import Budget, MeasuredCost  # noqa: E402
-from hwsearch.data import EVAL_PHOTOS  # noqa: E402
 from hwsearch.io import provenance, write_json  # noqa: E402
 from hwsearch.model.vit import CompressedViT, apply_schedule  # noqa: E402
 from hwsearch.profiling.measure import measure_models  # noqa: E402
@@ -42,7 +41,6 @@ def main() -> int:
     b = bench.setup(args)
     vit, depth, prefix = b.vit, b.model.depth, b.model.num_prefix
     ref = collect(b.model, b.held_out)
-    photo = [list(EVAL_PHOTOS)[i % len(EVAL_PHOTOS)] for i in range(len(b.held_out))]  # default_images cycles
     rows = []
     for target_name in args.targets.split(","):
         target = load_target(target_name)
@@ -59,9 +57,7 @@ def main() -> int:
             theirs = feature_cosines(ref, collect(apply_schedule(vit, tome(b.model.num_tokens, prefix, depth, r, 0),
                                                                  "similarity"), b.held_out))
             diff = bench.paired_interval(ours, theirs)
-            per_photo = {name: bench.paired_interval(ours[[i for i, p in enumerate(photo) if p == name]],
-                                                     theirs[[i for i, p in enumerate(photo) if p == name]])
-                         for name in EVAL_PHOTOS}
+            per_photo = bench.paired_by_photo(ours, theirs, b.held_out.groups)
             rows.append({"target": target.name, "batch": target.batch, "fraction": fraction, "r": r,
                          "dense_ms": final["dense"], "hwsearch_ms": final["hwsearch"],
                          "tome_ms": final["tome"], "matching_runs": runs,

@@ -1,8 +1,16 @@
 """Images for search and evaluation: an ImageFolder (labels optional) or the offline default.
 
-The default: deterministic crops (random scale, position, aspect, flip) of the real photos that
-scikit-image and scikit-learn ship in their wheels. Photos are split between the search set and
-the held-out set, so held-out fidelity is measured on photos the search never saw.
+The default: deterministic crops (random scale, position, aspect, flip) of every real colour
+photograph that the installed scikit-image, scikit-learn and matplotlib wheels ship (no network,
+no data dependency). Photos are split between the search set and the held-out set (the stereo
+motorcycle pair stays on one side), so held-out fidelity is measured on scenes the search never
+saw; every image remembers its photo (``ImageSet.groups``) so reports can give fidelity per photo.
+
+The grayscale and scientific images of those wheels (camera, moon, coins, the brick/grass/gravel
+textures, retina, immunohistochemistry, hubble_deep_field) are not used: users compress models for
+colour photographs, a grey image repeated to RGB or a micrograph is off the model's training
+distribution, and the search's distillation loss would weight tokens of images unlike the held-out
+ones.
 """
 from __future__ import annotations
 
@@ -20,11 +28,12 @@ from hwsearch.errors import HwsearchError
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm"}
 
 
-def _skimage(name: str) -> Callable[[], np.ndarray]:
+def _skimage(name: str, index: int | None = None) -> Callable[[], np.ndarray]:
     def load() -> np.ndarray:
         import skimage.data
 
-        return getattr(skimage.data, name)()
+        photo = getattr(skimage.data, name)()
+        return photo if index is None else photo[index]
     return load
 
 
@@ -36,40 +45,49 @@ def _sklearn(index: int) -> Callable[[], np.ndarray]:
     return load
 
 
-# Photos that load with no network (checked); grayscale ones are repeated to RGB.
+def _matplotlib(name: str) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        from matplotlib import cbook
+
+        with cbook.get_sample_data(name) as f:
+            return np.asarray(Image.open(f).convert("RGB"))
+    return load
+
+
+# Every colour photograph shipped in the installed wheels (checked: each loads offline).
 SEARCH_PHOTOS: dict[str, Callable[[], np.ndarray]] = {
-    "astronaut": _skimage("astronaut"), "coffee": _skimage("coffee"), "rocket": _skimage("rocket"),
-    "hubble_deep_field": _skimage("hubble_deep_field"), "immunohistochemistry": _skimage("immunohistochemistry"),
-    "retina": _skimage("retina"), "china": _sklearn(0), "moon": _skimage("moon"), "coins": _skimage("coins"),
-    "brick": _skimage("brick"), "grass": _skimage("grass"), "gravel": _skimage("gravel"),
+    "astronaut": _skimage("astronaut"), "rocket": _skimage("rocket"), "china": _sklearn(0),
+    "motorcycle_left": _skimage("stereo_motorcycle", 0), "motorcycle_right": _skimage("stereo_motorcycle", 1),
 }
 EVAL_PHOTOS: dict[str, Callable[[], np.ndarray]] = {
-    "chelsea": _skimage("chelsea"), "flower": _sklearn(1), "camera": _skimage("camera"),
+    "chelsea": _skimage("chelsea"), "coffee": _skimage("coffee"), "flower": _sklearn(1),
+    "grace_hopper": _matplotlib("grace_hopper.jpg"),
 }
 
 
 @dataclass
 class ImageSet:
-    """uint8 images ``[N, 3, H, W]`` and optional integer labels."""
+    """uint8 images ``[N, 3, H, W]``, optional integer labels and optional source photo per image."""
 
     images: torch.Tensor
     labels: torch.Tensor | None
     source: str
     classes: list[str] | None = None
+    groups: list[str] | None = None
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
     def take(self, index: torch.Tensor | slice) -> "ImageSet":
         labels = self.labels[index] if self.labels is not None else None
-        return ImageSet(self.images[index], labels, self.source, self.classes)
+        groups = None
+        if self.groups is not None:
+            picked = range(len(self))[index] if isinstance(index, slice) else [int(i) for i in index]
+            groups = [self.groups[i] for i in picked]
+        return ImageSet(self.images[index], labels, self.source, self.classes, groups)
 
 
 def _rgb(photo: np.ndarray) -> np.ndarray:
-    if photo.dtype == bool:
-        photo = photo.astype(np.uint8) * 255
-    if photo.ndim == 2:
-        photo = np.repeat(photo[..., None], 3, axis=-1)
     return np.ascontiguousarray(photo[..., :3].astype(np.uint8))
 
 
@@ -91,12 +109,19 @@ def random_crop(photo: np.ndarray, rng: np.random.Generator, size: int) -> np.nd
 
 
 def default_images(size: int, count: int, split: str = "search", seed: int = 0) -> torch.Tensor:
-    """``count`` deterministic crops of the search or held-out photos, uint8 ``[N, 3, size, size]``."""
+    """``count`` deterministic crops of the search or held-out photos, uint8 ``[N, 3, size, size]``
+    (image ``i`` comes from photo ``i % len(photos)``: see :func:`photo_names`)."""
     photos = SEARCH_PHOTOS if split == "search" else EVAL_PHOTOS
     rng = np.random.default_rng([seed, 0 if split == "search" else 1])
     loaded = [_rgb(load()) for load in photos.values()]
     crops = [random_crop(loaded[i % len(loaded)], rng, size) for i in range(count)]
     return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).contiguous()
+
+
+def photo_names(count: int, split: str = "search") -> list[str]:
+    """The photo each of :func:`default_images`' ``count`` crops comes from."""
+    names = list(SEARCH_PHOTOS if split == "search" else EVAL_PHOTOS)
+    return [names[i % len(names)] for i in range(count)]
 
 
 def default_sets(size: int, num_images: int = 1000, eval_fraction: float = 0.2, seed: int = 0
@@ -105,7 +130,8 @@ def default_sets(size: int, num_images: int = 1000, eval_fraction: float = 0.2, 
     n_eval = max(1, int(round(num_images * eval_fraction)))
     search = default_images(size, num_images - n_eval, "search", seed)
     held_out = default_images(size, n_eval, "eval", seed)
-    return ImageSet(search, None, "default:search-photos"), ImageSet(held_out, None, "default:held-out-photos")
+    return (ImageSet(search, None, "default:search-photos", groups=photo_names(len(search), "search")),
+            ImageSet(held_out, None, "default:held-out-photos", groups=photo_names(n_eval, "eval")))
 
 
 def _load_file(path: Path, size: int, crop_pct: float) -> np.ndarray:

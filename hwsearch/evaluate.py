@@ -15,7 +15,7 @@ from hwsearch.io import provenance, write_json
 from hwsearch.model.vit import CompressedViT, apply_schedule
 from hwsearch.model.zoo import load_model
 from hwsearch.profiling.measure import measure_models
-from hwsearch.quality import collect, fidelity
+from hwsearch.quality import by_group, collect, feature_cosines, fidelity
 from hwsearch.schedule import load_schedule
 from hwsearch.targets import Target, load_target
 
@@ -28,7 +28,9 @@ def evaluate_schedule(path: str, target: Target, checkpoint: str | None, data: s
                                        schedule.img_size)
     dense, compressed = CompressedViT(vit), apply_schedule(vit, schedule)
     _, held_out = image_sets(vit, data, max(num_images, 2))
-    report = fidelity(collect(dense, held_out), collect(compressed, held_out), vit.num_classes > 0, held_out.labels)
+    ref, out = collect(dense, held_out), collect(compressed, held_out)
+    report = fidelity(ref, out, vit.num_classes > 0, held_out.labels)
+    per_photo = by_group(feature_cosines(ref, out), held_out.groups)
     cost = FlopsCost.from_model(vit, schedule.merging)
     gmacs = {"dense": cost.dense_cost(dense.depth), "compressed": cost.cost(schedule.counts())}
     batch = batch or target.batch
@@ -47,9 +49,12 @@ def evaluate_schedule(path: str, target: Target, checkpoint: str | None, data: s
           f"); GMACs ratio {gmacs['compressed'] / gmacs['dense']:.3f}")
     for key, value in report.items():
         print(f"{key}: {value:.4f}")
+    if per_photo:
+        print("feature_cosine per held-out photo: " + ", ".join(f"{k} {v:.4f}" for k, v in per_photo.items()))
     result = {"schedule": str(path), "gmacs": gmacs, "latency": {k: v.as_dict() for k, v in timing.items()},
               "speedup": speedup, "batch": batch, "threads": host.raw.get("threads"), "measured_on": host.name,
               "backend": host.backend, "fidelity": report,
+              "feature_cosine_per_photo": per_photo,
               "held_out": {"source": held_out.source, "images": len(held_out)}, "provenance": provenance()}
     out = Path(path).with_suffix(".eval.json")
     write_json(out, result)

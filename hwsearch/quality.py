@@ -56,6 +56,13 @@ def feature_cosines(ref: Reference, out: Reference) -> Tensor:
                                                                                dim=-1)) / 2
 
 
+def by_group(values: Tensor, groups: list[str] | None) -> dict[str, float]:
+    """Mean of per-image ``values`` for each group (source photo), in first-seen order; {} without groups."""
+    if not groups:
+        return {}
+    return {g: float(values[[i for i, x in enumerate(groups) if x == g]].mean()) for g in dict.fromkeys(groups)}
+
+
 def fidelity(ref: Reference, out: Reference, classifier: bool, labels: Tensor | None = None) -> dict[str, float]:
     """Report: cosine (class token, patch mean, their mean); KL, agreement, top-1 when relevant."""
     cls = F.cosine_similarity(out.cls, ref.cls, dim=-1).mean().item()

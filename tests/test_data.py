@@ -5,6 +5,7 @@ from PIL import Image
 
 from hwsearch.data import EVAL_PHOTOS, SEARCH_PHOTOS, default_images, default_sets, folder_sets, normalize
 from hwsearch.errors import HwsearchError
+from hwsearch.quality import by_group
 
 
 def test_default_crops_deterministic_and_real():
@@ -20,6 +21,23 @@ def test_default_split_uses_disjoint_photos():
     assert not set(SEARCH_PHOTOS) & set(EVAL_PHOTOS)
     search, held_out = default_sets(32, num_images=50)
     assert len(search) == 40 and len(held_out) == 10 and search.labels is None
+    assert set(held_out.groups) == set(EVAL_PHOTOS) and set(search.groups) == set(SEARCH_PHOTOS)
+    assert held_out.take(slice(2, 5)).groups == held_out.groups[2:5]
+    assert held_out.take(torch.tensor([4, 0])).groups == [held_out.groups[4], held_out.groups[0]]
+
+
+def test_every_default_photo_is_a_colour_photograph():
+    for name, load in {**SEARCH_PHOTOS, **EVAL_PHOTOS}.items():
+        photo = load()
+        assert photo.ndim == 3 and photo.shape[2] >= 3 and min(photo.shape[:2]) >= 200, name
+        rgb = photo[..., :3].astype(float)
+        assert np.abs(rgb[..., 0] - rgb[..., 1]).mean() > 3, f"{name} looks grey"
+
+
+def test_by_group_means_per_photo():
+    values = torch.tensor([1.0, 2.0, 3.0, 5.0])
+    assert by_group(values, ["a", "b", "a", "b"]) == {"a": 2.0, "b": 3.5}
+    assert by_group(values, None) == {}
 
 
 def test_image_folder_labelled_and_flat(tmp_path):
