@@ -1,9 +1,11 @@
 """hwsearch's latency-aware schedule vs ToMe itself at equal MEASURED latency, on this host.
 
-Per target and latency budget (fractions of the predicted dense latency): the gradient search with
-similarity merging on the target's measured cost model; then ToMe as the paper runs it (bipartite
-soft matching, constant r from block 0, no pruning), r found by bisection on real measurements
-until ToMe's measured latency matches the searched schedule's within 2%. Every step measures dense,
+Per target and latency budget (fractions of dense): the gradient search with similarity merging on
+the target's measured cost model, then, as ``optimize --latency-ms`` does, measured beside dense and
+moved by the measured local search until it lands in [0.90, 1.03] x (fraction x dense measured);
+then ToMe as the paper runs it (bipartite soft matching, constant r from block 0, no pruning), r
+found by bisection on real measurements until ToMe's measured latency matches the searched
+schedule's within 2%. Every step measures dense,
 the searched schedule and ToMe together in one run (repeats interleaved), and the matching run is
 the one reported. Fidelity (feature cosine: mean of class-token and patch-mean cosines) is compared
 on held-out photos with a paired bootstrap 95% interval, also per photo.
@@ -28,6 +30,7 @@ from hwsearch.quality import collect, feature_cosines  # noqa: E402
 from hwsearch.schedule import as_lists, bisect  # noqa: E402
 from hwsearch.search.baselines import tome  # noqa: E402
 from hwsearch.search.gradient import SearchConfig, gradient_search  # noqa: E402
+from hwsearch.search.optimize import check_latency, measure_pair  # noqa: E402
 from hwsearch.targets import load_target  # noqa: E402
 from hwsearch.workspace import Workspace  # noqa: E402
 
@@ -36,7 +39,8 @@ def main() -> int:
     parser = bench.parser(__doc__, num_images=1000)
     parser.add_argument("--targets", default="cpu_onnxruntime,cpu_onnxruntime_b1")
     parser.add_argument("--fractions", default="0.6,0.7", help="latency budgets as fractions of dense")
-    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--epochs", type=int, default=SearchConfig.epochs)
+    parser.add_argument("--refine", type=int, default=6, help="measured local-search steps (as optimize --refine)")
     args = parser.parse_args()
     b = bench.setup(args)
     vit, depth, prefix = b.vit, b.model.depth, b.model.num_prefix
@@ -49,9 +53,10 @@ def main() -> int:
         cost = MeasuredCost(data, "latency", "similarity")
         for fraction in (float(f) for f in args.fractions.split(",")):
             goal = fraction * cost.dense_cost(depth)
-            config = SearchConfig(epochs=args.epochs, batch_size=16, merging="similarity")
+            config = SearchConfig(epochs=args.epochs, merging="similarity")
             searched = gradient_search(searched_model, [Budget(cost, goal, name="latency_ms")], b.search_set,
                                        config, progress=False).counts
+            searched = on_measured_budget(target, searched_model, searched, fraction, args.refine, config)
             r, final, runs = match_tome(target, vit, searched, cost, depth, prefix)
             ours = feature_cosines(ref, collect(apply_schedule(vit, searched, "similarity"), b.held_out))
             theirs = feature_cosines(ref, collect(apply_schedule(vit, tome(b.model.num_tokens, prefix, depth, r, 0),
@@ -68,6 +73,17 @@ def main() -> int:
                        {"rows": [r for r in rows if r["target"] == target.name], "held_out": b.held_out.source,
                         "images": len(b.held_out), "provenance": provenance()})
     return 0
+
+
+def on_measured_budget(target, model, counts, fraction, refine, config):  # type: ignore[no-untyped-def]
+    """As ``optimize --latency-ms``: the searched schedule measured beside dense, and the measured local
+    search when it misses the band around ``fraction`` x the dense latency measured in that run."""
+    first = measure_pair(target, model, counts)
+    budget_ms = fraction * first["dense"].median_ms
+    print(f"  budget {fraction:.2f} x dense measured = {budget_ms:.2f} ms", flush=True)
+    pending = {tuple(counts): first}
+    measure_fn = lambda c: pending.pop(tuple(c), None) or measure_pair(target, model, c)  # noqa: E731
+    return check_latency(target, model, counts, budget_ms, refine, config.compress_from, measure_fn)[0]
 
 
 def match_tome(target, vit, searched, cost, depth, prefix):  # type: ignore[no-untyped-def]

@@ -15,14 +15,15 @@ def add_arguments(opt: argparse.ArgumentParser) -> None:
     add_model_args(opt)
     opt.add_argument("--epochs", type=int, default=1)
     opt.add_argument("--batch-size", type=int, default=16)
-    opt.add_argument("--lr", type=float, default=0.1)
+    opt.add_argument("--lr", type=float, help="first learning rate, cosine to a tenth (default: 0.1 for ddp "
+                                              "logits, 0.05 for fractions)")
     opt.add_argument("--lam", type=float, default=10.0, help="weight of the (cost/target - 1)^2 term")
     opt.add_argument("--granularity", type=int, default=4, help="candidate kept counts step")
     opt.add_argument("--compress-from", type=int, default=1, help="first block that may compress")
     opt.add_argument("--ops", default="prune,merge", help="prune, merge or prune,merge")
     opt.add_argument("--init", default="tome", choices=["tome", "uniform", "evit", "flat"],
                      help="warm start: a hand schedule solved for the budget, or flat (DiffRate's zero logits)")
-    opt.add_argument("--merging", default="rank", choices=["rank", "similarity"],
+    opt.add_argument("--merging", default="similarity", choices=["rank", "similarity"],
                      help="merge operator: rank (least important tokens into their most similar kept token) or "
                           "similarity (ToMe's bipartite matching of the most similar pairs)")
     opt.add_argument("--rates", default="ddp", choices=["ddp", "fractions"],

@@ -39,13 +39,15 @@ def add_arguments(smp: argparse.ArgumentParser) -> None:
                      help="gradient result to put in the study: a schedule YAML, auto (find or search), none")
     smp.add_argument("--no-references", action="store_true", help="do not queue the gradient/baseline schedules")
     smp.add_argument("--compress-from", type=int, default=1)
+    smp.add_argument("--merging", default="similarity", choices=["rank", "similarity"],
+                     help="merge operator of every trial, baseline and the gradient reference (as optimize)")
     smp.add_argument("--no-progress", action="store_true")
 
 
 def run(args: argparse.Namespace) -> int:
     target = target_for(args)
     vit, name, _ = load_model(args.model, args.checkpoint, args.img_size)
-    model = CompressedViT(vit)
+    model = CompressedViT(vit, merging=args.merging)
     if not 0 <= args.compress_from < model.depth:
         raise HwsearchError(f"--compress-from must be in [0, {model.depth - 1}]")
     if args.eval_images < 1:

@@ -1,11 +1,14 @@
 """Rates free to reshape a schedule: per block and decision one continuous kept fraction.
 
-Block i keeps ``prune_kept = prefix + (entering - prefix) * sigmoid(a_i)`` after pruning and
-``merge_kept = low + (prune_kept - low) * sigmoid(b_i)`` after merging (``low``: the fewest the merge
-operator can keep), each the straight-through ceil (integer forward, real gradient), so every
-schedule is valid by construction and any count in ``[low, entering]`` is one logit away (a logit
-moves by about ``lr`` per Adam step: from 0.5 to 0.99 of the tokens in ~50 steps at lr 0.1). The
-rank-position masks are hard forward and ``sigmoid((count - position - 1/2) / tau)`` backward.
+Block i keeps ``prune_kept = low + (entering - low) * a_i`` after pruning and
+``merge_kept = fewest + (prune_kept - fewest) * b_i`` after merging (``fewest``: the fewest the merge
+operator can keep), with ``a_i, b_i`` the parameters clamped to [0, 1] (straight-through: the
+gradient passes the clamp, so a decision at "keep all" can come back) and each count the
+straight-through ceil (integer forward, real gradient). Every schedule is valid by construction,
+and a step moves every decision by the same share of its tokens wherever it is (an Adam step of
+``lr`` 0.05 moves about 5% of a block's tokens): no saturation at "keep all", where sigmoid logits
+needed many steps before a block began to prune. The rank-position masks are hard forward and
+``sigmoid((count - position - 1/2) / tau)`` backward.
 
 Fixed budget: after every update :meth:`FractionRates.retract` shifts all logits by one shared
 offset (bisection) so the schedule lands on the budget (the largest cost/target ratio on 1), and
@@ -30,8 +33,20 @@ def soft_mask(count: Tensor, num: int, tau: float) -> Tensor:
     return hard_mask(count, num, soft) - soft.detach() + soft
 
 
+MARGIN = 0.05  # parameters are kept in [-MARGIN, 1 + MARGIN] after every update (projected steps)
+
+
+def ste_unit(value: Tensor) -> Tensor:
+    """Clamped to [0, 1] in the forward pass, identity gradient."""
+    return value + (value.clamp(0.0, 1.0) - value).detach()
+
+
 class FractionRates(nn.Module):
-    """Learnable kept fractions (logits) for every compressing block's prune and merge."""
+    """Learnable kept fractions for every compressing block's prune and merge.
+
+    The parameters keep DiffRate's names (``*_logits``) so that the history and resume files read
+    the same for both rate kinds; here they are fractions, not logits.
+    """
 
     def __init__(self, depth: int, num_tokens: int, num_prefix: int, compress_from: int = 1,
                  ops: tuple[str, ...] = ("prune", "merge"), merging: str = "rank", tau: float = 2.0) -> None:
@@ -39,9 +54,9 @@ class FractionRates(nn.Module):
         self.depth, self.num_tokens, self.num_prefix = depth, num_tokens, num_prefix
         self.compress_from, self.ops, self.merging, self.tau = compress_from, tuple(ops), merging, tau
         learned = depth - compress_from
-        self.prune_logits = nn.Parameter(torch.full((learned,), 20.0 if "prune" not in ops else 0.0),
+        self.prune_logits = nn.Parameter(torch.full((learned,), 1.0 if "prune" not in ops else 0.5),
                                          requires_grad="prune" in ops)
-        self.merge_logits = nn.Parameter(torch.full((learned,), 20.0 if "merge" not in ops else 0.0),
+        self.merge_logits = nn.Parameter(torch.full((learned,), 1.0 if "merge" not in ops else 0.5),
                                          requires_grad="merge" in ops)
 
     def forward(self) -> list[BlockKeep]:
@@ -52,9 +67,9 @@ class FractionRates(nn.Module):
         keeps = [BlockKeep(full, full, ones, ones, dense=True)] * self.compress_from
         entering, low = full, float(self.num_prefix + 1)
         for j in range(self.depth - self.compress_from):
-            p = ste_ceil(low - 1 + (entering - low + 1) * torch.sigmoid(self.prune_logits[j])).clamp(low, None)
+            p = ste_ceil(low + (entering - low) * ste_unit(self.prune_logits[j]))
             fewest = float(min_merge_kept(int(p.detach()), self.num_prefix, self.merging))
-            m = ste_ceil(fewest - 1 + (p - fewest + 1) * torch.sigmoid(self.merge_logits[j])).clamp(fewest, None)
+            m = ste_ceil(fewest + (p - fewest) * ste_unit(self.merge_logits[j]))
             keeps.append(BlockKeep(p, m, soft_mask(p, self.num_tokens, self.tau),
                                    soft_mask(m, self.num_tokens, self.tau)))
             entering = m
@@ -66,39 +81,40 @@ class FractionRates(nn.Module):
 
     @torch.no_grad()
     def init_from(self, counts: Counts) -> None:
-        """Logits that give ``counts`` (a warm start from a hand schedule)."""
+        """Fractions that give ``counts`` (a warm start from a hand schedule)."""
         entering, low = self.num_tokens, self.num_prefix + 1
         for j, (p, m) in enumerate(counts[self.compress_from:]):
             fewest = min_merge_kept(p, self.num_prefix, self.merging)
             if "prune" in self.ops:
-                self.prune_logits[j] = _logit((p - low + 0.5) / (entering - low + 1))
+                self.prune_logits[j] = _fraction(p, low, entering)
             if "merge" in self.ops:
-                self.merge_logits[j] = _logit((max(m, fewest) - fewest + 0.5) / (p - fewest + 1))
+                self.merge_logits[j] = _fraction(max(m, fewest), fewest, p)
             entering = m
 
     @torch.no_grad()
     def retract(self, budgets: list[Budget]) -> float:
-        """Shift every learned logit by one offset so the worst cost/target ratio is at most 1 and as
-        close to it as the integer counts allow; returns the offset."""
+        """Shift every learned fraction by one offset (then keep it in [-MARGIN, 1 + MARGIN]) so the
+        worst cost/target ratio is at most 1 and as close to it as the integer counts allow; returns
+        the offset."""
         learned = [p for p in (self.prune_logits, self.merge_logits) if p.requires_grad]
-        start = [p.clone() for p in learned]
+        start = [p.clamp(-MARGIN, 1 + MARGIN) for p in learned]
 
         def worst(offset: float) -> float:
             for p, s in zip(learned, start, strict=True):
-                p.copy_(s + offset)
+                p.copy_((s + offset).clamp(-MARGIN, 1 + MARGIN))
             counts = self.counts(self())
             return max(b.cost.cost(counts) / b.target for b in budgets)
 
-        # from every fraction ~0 to every fraction ~1, wherever the logits are now; cost rises with the offset
-        top, bottom = max(float(s.max()) for s in start), min(float(s.min()) for s in start)
-        lo, _ = bisect(worst, 1.0, -30.0 - top, 30.0 - bottom, 50, rising=True)
+        # from every fraction 0 to every fraction 1, wherever they are now; cost rises with the offset
+        span = 1 + 2 * MARGIN
+        lo, _ = bisect(worst, 1.0, -span, span, 40, rising=True)
         worst(lo)  # the largest offset whose schedule stays within the budgets
         return lo
 
 
-def _logit(fraction: float) -> float:
-    f = min(max(fraction, 1e-4), 1 - 1e-4)
-    return float(torch.logit(torch.tensor(f)))
+def _fraction(count: int, low: int, high: int) -> float:
+    """The fraction whose count (``ceil(low + (high - low) * fraction)``) is ``count``, half a token inside."""
+    return 1.0 if high <= low else (count - low - 0.5) / (high - low)
 
 
 def project_out(task: list[Tensor], cost: list[Tensor]) -> list[Tensor]:

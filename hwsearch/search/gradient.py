@@ -33,8 +33,7 @@ class SearchConfig:
 
     epochs: int = 2
     batch_size: int = 32
-    lr: float = 0.1
-    lr_min: float = 0.01
+    lr: float | None = None  # first learning rate (cosine to a tenth of it); None: DEFAULT_LR of the rates
     lam: float = 10.0
     granularity: int = 4
     compress_from: int = 1
@@ -42,9 +41,18 @@ class SearchConfig:
     seed: int = 0
     use_labels: bool = True
     init: str = "tome"  # warm start: a hand schedule solved for the budget (tome, uniform, evit) or "flat"
-    merging: str = "rank"  # the merge operator searched (the model's); see hwsearch.model.matching
+    merging: str = "similarity"  # the merge operator searched (the model's); see hwsearch.model.matching
     rates: str = "ddp"  # ddp (DiffRate's proxy, penalty loss) or fractions (free rates on the budget)
     accumulate: int = 1  # micro-batches of batch_size per update (fractions: >= 64 images per update)
+
+
+    def learning_rate(self) -> float:
+        return self.lr if self.lr is not None else DEFAULT_LR[self.rates]
+
+
+# ddp: logits (a step moves a peaked distribution by about one candidate); fractions: about 5% of a
+# decision's tokens per step at first
+DEFAULT_LR = {"ddp": 0.1, "fractions": 0.05}
 
 
 @dataclass
@@ -134,7 +142,8 @@ def gradient_search(model: CompressedViT, budgets: list[Budget], data: ImageSet,
     if fixed:
         rates.retract(budgets)
     start_counts = rates.counts(rates())
-    optim = torch.optim.AdamW([p for p in rates.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=0.0)
+    learned = [p for p in rates.parameters() if p.requires_grad]
+    optim = torch.optim.AdamW(learned, lr=cfg.learning_rate(), weight_decay=0.0)
     per_update = cfg.batch_size * cfg.accumulate
     steps_per_epoch = math.ceil(len(data) / per_update)
     total = cfg.epochs * steps_per_epoch
@@ -168,7 +177,7 @@ def gradient_search(model: CompressedViT, budgets: list[Budget], data: ImageSet,
             if world > 1:
                 _all_reduce_grads(rates)
         for group in optim.param_groups:
-            group["lr"] = cosine_lr(step, total, cfg.lr, cfg.lr_min)
+            group["lr"] = cosine_lr(step, total, cfg.learning_rate(), cfg.learning_rate() / 10)
         optim.step()
         if fixed:
             rates.retract(budgets)

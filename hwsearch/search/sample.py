@@ -49,7 +49,8 @@ def make_quality(model: CompressedViT, images: ImageSet):  # type: ignore[no-unt
     ref = collect(model, images)
 
     def quality(counts: Counts) -> float:
-        report = fidelity(ref, collect(apply_schedule(model.vit, counts), images), classifier, images.labels)
+        out = collect(apply_schedule(model.vit, counts, model.merging), images)
+        report = fidelity(ref, out, classifier, images.labels)
         return float(report[key])
 
     return quality, key
@@ -79,9 +80,13 @@ def gradient_reference(settings: SampleSettings, model: CompressedViT, budget: B
     if settings.gradient != "auto":
         schedule = load_schedule(settings.gradient)
         schedule.check_model(model)
+        if schedule.merging != model.merging:
+            raise HwsearchError(f"{settings.gradient} merges by {schedule.merging}, the study by {model.merging} "
+                                f"(--merging {schedule.merging})")
         return schedule.counts(), {"schedule": settings.gradient,
                                    "search_seconds": schedule.provenance.get("search_seconds")}
-    config = SearchConfig(epochs=1, batch_size=16, seed=settings.seed or 0, compress_from=settings.compress_from)
+    config = SearchConfig(epochs=1, batch_size=16, seed=settings.seed or 0, compress_from=settings.compress_from,
+                          merging=model.merging)
     print(f"gradient search for the study (budget {budget.target:.3f} {budget.cost.unit}) ...", flush=True)
     result = gradient_search(model, [budget], search_set, config, progress=settings.progress)
     print(f"gradient search took {result.seconds:.0f} s: {as_lists(result.counts)}", flush=True)
@@ -106,7 +111,8 @@ def run_sample(settings: SampleSettings, identity: dict[str, str], model: Compre
     studies.check_study(study, {**identity, "cost": budget.name, "unit": budget.cost.unit,
                                 "budget": round(budget.target, 6), "quality": key, "objectives": objectives,
                                 "eval_images": len(eval_set), "eval_source": eval_set.source,
-                                "tolerance": settings.tolerance, "space": settings.space})
+                                "tolerance": settings.tolerance, "space": settings.space,
+                                **({"merging": model.merging} if model.merging != "rank" else {})})
     if "://" not in settings.storage:
         failed = studies.fail_dead_local_trials(study)
         if failed:
