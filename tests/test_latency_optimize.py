@@ -71,12 +71,12 @@ def test_remote_target_runs_predicted_only(quick_targets, tmp_path, capsys):  # 
     assert "predicted only: cpu_remote is not this host" in printed and "measured on" not in printed
     schedule = load(out / "cpu_remote" / "deit_tiny_patch16_224" / "schedules" / "latency10.yaml")
     assert "measured" not in schedule.provenance and schedule.predicted["unit"] == "ms"
-    assert schedule.merging == "rank"
-    # similarity merging searches on the profile's own similarity-merge compression samples
-    assert main(["optimize", "--target", "cpu_remote", *MODEL, "--latency-ms", "10", "--merging", "similarity",
-                 "--name", "sim", *SEARCH, "--out", str(out)]) == 0
-    sim = load(out / "cpu_remote" / "deit_tiny_patch16_224" / "schedules" / "sim.yaml")
-    assert sim.merging == "similarity" and sim.predicted["value"] == pytest.approx(10, rel=0.1)
+    assert schedule.merging == "similarity"  # the default: on the profile's similarity-merge compression samples
+    # rank merging searches on the profile's rank-merge compression samples
+    assert main(["optimize", "--target", "cpu_remote", *MODEL, "--latency-ms", "10", "--merging", "rank",
+                 "--name", "rank", *SEARCH, "--out", str(out)]) == 0
+    ranked = load(out / "cpu_remote" / "deit_tiny_patch16_224" / "schedules" / "rank.yaml")
+    assert ranked.merging == "rank" and ranked.predicted["value"] == pytest.approx(10, rel=0.1)
 
 
 def _synthetic_energy_profile(profiled, out):
@@ -107,7 +107,7 @@ def test_energy_and_latency_budgets_give_a_weighted_search(profiled, tmp_path, c
                  str(tmp_path / "synthetic")]) == 0
     data = load_costmodel(folder / "costmodel.json")
     assert set(data["quantities"]) == {"latency", "energy"} and data["quantities"]["energy"]["unit"] == "mJ"
-    latency, energy = MeasuredCost(data, "latency"), MeasuredCost(data, "energy")
+    latency, energy = MeasuredCost(data, "latency", "similarity"), MeasuredCost(data, "energy", "similarity")
     lat_budget, en_budget = 0.85 * latency.dense_cost(12), 0.75 * energy.dense_cost(12)
     capsys.readouterr()
     assert main(["optimize", "--target", "cpu_onnxruntime", *MODEL, "--latency-ms", f"{lat_budget:.4f}",

@@ -13,8 +13,8 @@ from hwsearch.search.optimize import OptimizeRequest, run_distributed
 def add_arguments(opt: argparse.ArgumentParser) -> None:
     add_budget_args(opt.add_argument_group("budget (one; or --latency-ms and --energy-mj together: weighted loss)"))
     add_model_args(opt)
-    opt.add_argument("--epochs", type=int, default=1)
-    opt.add_argument("--batch-size", type=int, default=16)
+    opt.add_argument("--epochs", type=int, default=SearchConfig.epochs)
+    opt.add_argument("--batch-size", type=int, default=SearchConfig.batch_size)
     opt.add_argument("--lr", type=float, help="first learning rate, cosine to a tenth (default: 0.1 for ddp "
                                               "logits, 0.05 for fractions)")
     opt.add_argument("--lam", type=float, default=10.0, help="weight of the (cost/target - 1)^2 term")

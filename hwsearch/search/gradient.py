@@ -29,10 +29,10 @@ from hwsearch.search.rates import RateSchedule
 
 @dataclass
 class SearchConfig:
-    """Knobs of the DiffRate loop (defaults sized for ~1,000 images on a 2-core CPU)."""
+    """Knobs of the DiffRate loop (defaults sized for ~1,000 images on a 2-core CPU; optimize's defaults)."""
 
-    epochs: int = 2
-    batch_size: int = 32
+    epochs: int = 1
+    batch_size: int = 16
     lr: float | None = None  # first learning rate (cosine to a tenth of it); None: DEFAULT_LR of the rates
     lam: float = 10.0
     granularity: int = 4
