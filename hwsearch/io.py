@@ -13,6 +13,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from hwsearch.errors import HwsearchError
+
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
@@ -36,8 +38,13 @@ def write_text(path: str | Path, text: str) -> None:
 
 
 def write_json(path: str | Path, data: Any) -> None:
-    """Write JSON atomically."""
-    write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    """Write JSON atomically; NaN and infinity are refused (not JSON, and never a real measurement)."""
+    try:
+        text = json.dumps(data, indent=2, sort_keys=True, allow_nan=False)
+    except ValueError:
+        raise HwsearchError(f"refusing to write {path}: it holds NaN or infinity (a failed measurement or fit)"
+                            ) from None
+    write_text(path, text + "\n")
 
 
 def plain(data: Any) -> Any:

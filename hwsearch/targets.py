@@ -5,6 +5,7 @@ The profilers issue extends the schema; here: finding, loading and checking the 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,8 @@ _SCHEMA: dict[str, tuple[type | tuple[type, ...], bool, Any]] = {
     "token_grid": (dict, True, lambda v: v.get("rule") in ("ddp_candidates", "every")
                    and isinstance(v.get("granularity", 1), int) and v.get("granularity", 1) > 0),
     "timing": (dict, True, lambda v: all(isinstance(v.get(k), (int, float)) and v[k] > 0
-                                         for k in ("warmup_s", "repeat_s", "repeats", "max_cv"))),
+                                         for k in ("warmup_s", "repeat_s", "repeats", "max_cv"))
+               and v["repeats"] >= 3 and v.get("max_attempts", 1) >= 1),  # noise bounds stay on
     "power_meter": (str, True, METERS),
     "power": (dict, False, None),
     "setup": (list, True, lambda v: all(isinstance(c, str) for c in v)),
@@ -113,8 +115,13 @@ def validate(data: Any, where: str) -> dict[str, Any]:
     return data
 
 
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # a folder name under results/
+
+
 def load_target(name: str) -> Target:
     """Load and validate ``targets/<name>.yaml``."""
+    if not SAFE_NAME.match(name):
+        raise HwsearchError(f"target name {name!r} is not a plain folder name (letters, digits, _ . -)")
     path = targets_dir() / f"{name}.yaml"
     if not path.is_file():
         raise HwsearchError(f"unknown target {name!r} (known: {', '.join(available()) or 'none'})")
@@ -123,6 +130,8 @@ def load_target(name: str) -> Target:
     except yaml.YAMLError as exc:
         raise HwsearchError(f"{path}: malformed YAML ({str(exc).splitlines()[0]})") from None
     data = validate(data, str(path))
+    if data["name"] != name:
+        raise HwsearchError(f"{path}: name {data['name']!r} must equal the file name {name!r} (results go under it)")
     return Target(data["name"], data["backend"], data["precision"], data["batch_sizes"], data["power_meter"],
                   data.get("threads"), data["timing"], data, path)
 

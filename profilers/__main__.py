@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
 
             for line in build_all(args.bundle):
                 print(line)
-    except (BundleError, BackendUnavailable, MeterUnavailable) as exc:
+    except (BundleError, BackendUnavailable, MeterUnavailable, ValueError) as exc:  # ValueError: --timing
         print(f"profilers: error: {exc}", file=sys.stderr)
         return 2
     return 0

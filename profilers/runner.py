@@ -17,6 +17,7 @@ from profilers.meters import MeterUnavailable, create_meter
 from profilers.timing import measure_interleaved
 
 PROTOCOL_KEYS = ("warmup_s", "repeat_s", "repeats", "max_cv", "max_attempts")
+NOISE_FLOORS = {"repeats": 3, "max_attempts": 1}  # fewer repeats give no spread to check the CV against
 
 
 def run_bundle(root: str | Path, out_csv: str | Path | None = None, backend: str | None = None,
@@ -78,6 +79,9 @@ def timing_protocol(timing: dict[str, Any], overrides: dict[str, float] | None =
     for key in ("repeats", "max_attempts"):
         if key in protocol:
             protocol[key] = int(protocol[key])
+    for key, least in NOISE_FLOORS.items():  # the noise bounds cannot be switched off
+        if key in protocol and protocol[key] < least:
+            raise ValueError(f"timing {key} must be at least {least} (got {protocol[key]})")
     return protocol
 
 

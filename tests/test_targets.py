@@ -28,6 +28,9 @@ def test_token_grid_rule():
     ({"timing": {"warmup_s": 1}}, "'timing' is invalid"),
     ({"colour": "red"}, "unknown key 'colour'"),
     ({"threads": "two"}, "'threads' has the wrong type"),
+    ({"timing": {"warmup_s": 1, "repeat_s": 1, "repeats": 1, "max_cv": 0.05}}, "'timing' is invalid"),
+    ({"timing": {"warmup_s": 1, "repeat_s": 1, "repeats": 7, "max_cv": 0.05, "max_attempts": 0}},
+     "'timing' is invalid"),
 ])
 def test_bad_target_names_the_key(change, needle):
     data = dict(load_target("cpu_onnxruntime").raw, **change)
@@ -45,3 +48,34 @@ def test_missing_key_and_malformed_file(tmp_path, monkeypatch):
         load_target("partial")
     with pytest.raises(HwsearchError, match="unknown target"):
         load_target("nope")
+
+
+def test_target_name_must_be_its_file_stem_and_a_plain_folder_name(tmp_path, monkeypatch):
+    import yaml
+
+    data = dict(load_target("cpu_onnxruntime").raw)
+    monkeypatch.setenv("HWSEARCH_TARGETS", str(tmp_path))
+    (tmp_path / "mine.yaml").write_text(yaml.safe_dump({**data, "name": "cpu_onnxruntime"}))
+    with pytest.raises(HwsearchError, match="must equal the file name 'mine'"):
+        load_target("mine")
+    for bad in ("../cpu_onnxruntime", "a/b", "", ".hidden"):
+        with pytest.raises(HwsearchError, match="not a plain folder name"):
+            load_target(bad)
+
+
+def test_timing_overrides_cannot_switch_the_noise_bounds_off():
+    from profilers.runner import timing_protocol
+
+    timing = load_target("cpu_onnxruntime").timing
+    assert timing_protocol(timing, {"repeats": 3})["repeats"] == 3
+    for override in ({"repeats": 2}, {"max_attempts": 0}):
+        with pytest.raises(ValueError, match="must be at least"):
+            timing_protocol(timing, override)
+
+
+def test_write_json_refuses_nan(tmp_path):
+    from hwsearch.io import write_json
+
+    with pytest.raises(HwsearchError, match="NaN or infinity"):
+        write_json(tmp_path / "x.json", {"median_ms": float("nan")})
+    assert not (tmp_path / "x.json").exists()
