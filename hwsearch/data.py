@@ -134,12 +134,28 @@ def default_sets(size: int, num_images: int = 1000, eval_fraction: float = 0.2, 
             ImageSet(held_out, None, "default:held-out-photos", groups=photo_names(n_eval, "eval")))
 
 
+def to_rgb8(img: Image.Image) -> Image.Image:
+    """8-bit RGB from any mode: 16-bit images scaled by their bit depth (not clipped at 255), float
+    images from [0, 1], palette/RGBA/grayscale converted."""
+    if img.mode.startswith("I;16") or img.mode in ("I", "F"):
+        values = np.asarray(img).astype(np.float64)
+        if img.mode == "F":  # float: [0, 1] scaled, else taken as 0-255
+            scale = 255.0 if values.max(initial=0.0) <= 1.0 else 1.0
+        else:  # 16-bit PNG/TIFF (Pillow opens them as I;16* or I)
+            scale = 255.0 / 65535.0
+        gray = np.clip(np.rint(values * scale), 0, 255).astype(np.uint8)
+        return Image.fromarray(gray, "L").convert("RGB")
+    return img.convert("RGB")
+
+
 def _load_file(path: Path, size: int, crop_pct: float) -> np.ndarray:
     """Resize the short side to size/crop_pct (bicubic), then center-crop (timm eval transform)."""
     try:
-        img = Image.open(path).convert("RGB")
+        with Image.open(path) as opened:
+            img = to_rgb8(opened)
     except Exception as exc:
-        raise HwsearchError(f"cannot read image {path}: {exc}") from None
+        raise HwsearchError(f"cannot read image {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+                            ) from None
     scale = int(round(size / crop_pct)) / min(img.size)
     img = img.resize((max(size, round(img.width * scale)), max(size, round(img.height * scale))), Image.BICUBIC)
     left, top = (img.width - size) // 2, (img.height - size) // 2
@@ -173,10 +189,10 @@ def folder_sets(root: str | Path, size: int, crop_pct: float = 0.875, num_images
 def image_sets(vit: Any, data: str | None, num_images: int) -> tuple[ImageSet, ImageSet]:
     """Search and held-out images at the model's input size: ``data`` (a folder) or the default photos."""
     size = int(vit.patch_embed.img_size[0])
+    if num_images < 2:
+        raise HwsearchError(f"--num-images must be at least 2 (one search and one held-out image; got {num_images})")
     if data:
         return folder_sets(data, size, float(vit.pretrained_cfg.get("crop_pct", 0.875)), num_images)
-    if num_images < 2:
-        raise HwsearchError("--num-images must be at least 2")
     return default_sets(size, num_images)
 
 

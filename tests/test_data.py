@@ -63,6 +63,52 @@ def test_image_folder_errors(tmp_path):
         folder_sets(tmp_path / "empty", 32)
 
 
+def test_sixteen_bit_float_palette_and_rgba_images_load_like_their_8_bit_copies(tmp_path):
+    from hwsearch.data import to_rgb8
+
+    gen = np.random.default_rng(0)
+    gray = gen.integers(0, 256, (48, 40)).astype(np.uint8)
+    rgb = gen.integers(0, 256, (48, 40, 3)).astype(np.uint8)
+    grey_rgb = np.repeat(gray[..., None], 3, axis=-1)
+    cases = {  # file -> (image, the 8-bit RGB it stands for, tolerance)
+        "g16.png": (Image.fromarray(gray.astype(np.uint16) * 257), grey_rgb, 1),  # I;16: 255 -> 65535
+        "f.tif": (Image.fromarray(gray.astype(np.float32) / 255), grey_rgb, 1),  # mode F in [0, 1]
+        "rgba.png": (Image.fromarray(np.dstack([rgb, np.full((48, 40), 255, np.uint8)])), rgb, 0),
+        "l.png": (Image.fromarray(gray), grey_rgb, 0),
+        "p.png": (Image.fromarray(grey_rgb).quantize(256), grey_rgb, 0),  # <= 256 grey levels: exact palette
+    }
+    for name, (image, expected, tolerance) in cases.items():
+        image.save(tmp_path / name)
+        with Image.open(tmp_path / name) as reopened:
+            got = np.asarray(to_rgb8(reopened)).astype(int)
+        assert got.shape == expected.shape and np.abs(got - expected).max() <= tolerance, name
+    (tmp_path / "eight").mkdir()
+    (tmp_path / "sixteen").mkdir()
+    for i in range(3):  # optimize --data on 16-bit PNGs gives the tensors of their 8-bit copies (within 1)
+        Image.fromarray(np.roll(gray, i)).save(tmp_path / "eight" / f"{i}.png")
+        Image.fromarray(np.roll(gray, i).astype(np.uint16) * 257).save(tmp_path / "sixteen" / f"{i}.png")
+    for x, y in zip(folder_sets(tmp_path / "eight", 32), folder_sets(tmp_path / "sixteen", 32), strict=True):
+        assert int((x.images.int() - y.images.int()).abs().max()) <= 1
+
+
+def test_a_corrupt_image_and_too_few_images_are_one_error(tmp_path):
+    from hwsearch.data import image_sets
+
+    (tmp_path / "bad").mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "bad" / "ok.png")
+    (tmp_path / "bad" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    with pytest.raises(HwsearchError, match="cannot read image .*broken.png"):
+        folder_sets(tmp_path / "bad", 32)
+
+    class Vit:  # image_sets reads only the input size and the crop fraction
+        patch_embed = type("P", (), {"img_size": (32, 32)})()
+        pretrained_cfg = {"crop_pct": 0.875}
+
+    for count in (1, 0, -3):
+        with pytest.raises(HwsearchError, match="--num-images must be at least 2"):
+            image_sets(Vit(), str(tmp_path / "bad"), count)
+
+
 def test_normalize_uses_model_mean_std():
     img = torch.full((1, 3, 2, 2), 255, dtype=torch.uint8)
     out = normalize(img, {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)})
