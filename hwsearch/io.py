@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import socket
 import sys
 import tempfile
@@ -35,6 +36,27 @@ def write_text(path: str | Path, text: str) -> None:
     """Write text atomically (temp file + rename)."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+def safe_name(value: str, what: str) -> str:
+    """``value`` when it is a plain file/folder name (letters, digits, ``_ . -``), else one error."""
+    if not SAFE_NAME.match(value) or ".." in value:
+        raise HwsearchError(f"{what} {value!r} is not a plain name (letters, digits, _ . -; no path)")
+    return value
+
+
+def redact(url: str) -> str:
+    """A storage URL without its password (for printing)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if "://" not in url or parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def write_json(path: str | Path, data: Any) -> None:

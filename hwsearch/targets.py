@@ -5,7 +5,6 @@ The profilers issue extends the schema; here: finding, loading and checking the 
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 import yaml
 
 from hwsearch.errors import HwsearchError
+from hwsearch.io import safe_name
 
 DEFAULT_TARGET = "cpu_onnxruntime"
 BACKENDS = ("tensorrt", "onnxruntime", "torch")
@@ -115,13 +115,9 @@ def validate(data: Any, where: str) -> dict[str, Any]:
     return data
 
 
-SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # a folder name under results/
-
-
 def load_target(name: str) -> Target:
     """Load and validate ``targets/<name>.yaml``."""
-    if not SAFE_NAME.match(name):
-        raise HwsearchError(f"target name {name!r} is not a plain folder name (letters, digits, _ . -)")
+    safe_name(name, "target")  # a folder name under results/
     path = targets_dir() / f"{name}.yaml"
     if not path.is_file():
         raise HwsearchError(f"unknown target {name!r} (known: {', '.join(available()) or 'none'})")

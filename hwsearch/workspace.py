@@ -16,6 +16,7 @@ from typing import Any
 
 from hwsearch.cost.fit import FORMAT, fit_costmodel, load_costmodel, save_costmodel
 from hwsearch.errors import HwsearchError
+from hwsearch.io import safe_name
 from hwsearch.model.build import model_hash
 from hwsearch.model.vit import CompressedViT
 from hwsearch.profiling.measure import profile_here
@@ -44,7 +45,7 @@ class Workspace:
     report = property(lambda self: self.folder / "report")
 
     def schedule(self, label: str) -> Path:
-        return self.schedules / f"{label}.yaml"
+        return self.schedules / f"{safe_name(label, 'schedule name')}.yaml"
 
     def bundle_hint(self, explicit_model: bool) -> str:
         name = self.target.name

@@ -59,7 +59,7 @@ def test_target_name_must_be_its_file_stem_and_a_plain_folder_name(tmp_path, mon
     with pytest.raises(HwsearchError, match="must equal the file name 'mine'"):
         load_target("mine")
     for bad in ("../cpu_onnxruntime", "a/b", "", ".hidden"):
-        with pytest.raises(HwsearchError, match="not a plain folder name"):
+        with pytest.raises(HwsearchError, match="not a plain name"):
             load_target(bad)
 
 
@@ -79,3 +79,14 @@ def test_write_json_refuses_nan(tmp_path):
     with pytest.raises(HwsearchError, match="NaN or infinity"):
         write_json(tmp_path / "x.json", {"median_ms": float("nan")})
     assert not (tmp_path / "x.json").exists()
+
+
+def test_names_are_plain_and_storage_passwords_are_not_printed():
+    from hwsearch.io import redact, safe_name
+
+    assert safe_name("latency12.5-energy30", "--name") == "latency12.5-energy30"
+    for bad in ("../x", "a/b", "", "..", "x" * 101):
+        with pytest.raises(HwsearchError, match="not a plain name"):
+            safe_name(bad, "--name")
+    assert redact("postgresql://me:s3cret@db:5432/hw") == "postgresql://me:***@db:5432/hw"
+    assert redact("results/studies/a.journal") == "results/studies/a.journal"

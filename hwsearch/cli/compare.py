@@ -6,6 +6,7 @@ from pathlib import Path
 
 from hwsearch.cli.common import target_for
 from hwsearch.errors import HwsearchError
+from hwsearch.io import redact, safe_name
 from hwsearch.model.zoo import DEFAULT_MODEL
 from hwsearch.report.compare import summarize, table, write_report
 from hwsearch.search.study import open_study, print_importances, question, trial_rows
@@ -21,6 +22,8 @@ def add_arguments(cmp: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.study:
+        safe_name(args.study, "--study")
     target = target_for(args)
     folder = Workspace(Path(args.out), target, args.model or DEFAULT_MODEL).studies
     name = args.study
@@ -43,5 +46,5 @@ def run(args: argparse.Namespace) -> int:
     paths = write_report(folder / name, study, rows, summary, importances, float(attrs["budget"]),
                          attrs["unit"], attrs["quality"])
     print("wrote " + ", ".join(str(p) for p in paths))
-    print(f"dashboard: optuna-dashboard {storage}")
+    print(f"dashboard: optuna-dashboard {redact(storage)}")
     return 0

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from hwsearch.cli.common import add_budget_args, add_model_args, budgets_given, target_for
 from hwsearch.errors import HwsearchError
+from hwsearch.io import safe_name
 from hwsearch.search.gradient import SearchConfig
 from hwsearch.search.optimize import OptimizeRequest, run_distributed
 
@@ -39,6 +40,8 @@ def add_arguments(opt: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.name:
+        safe_name(args.name, "--name")
     target = target_for(args)
     ops = tuple(o.strip() for o in args.ops.split(",") if o.strip())
     if not ops or set(ops) - {"prune", "merge"}:

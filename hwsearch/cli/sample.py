@@ -10,6 +10,7 @@ from hwsearch.cli.common import add_budget_args, add_model_args, budgets_given, 
 from hwsearch.cost.measured import MeasuredCost
 from hwsearch.data import ImageSet, image_sets
 from hwsearch.errors import HwsearchError
+from hwsearch.io import safe_name
 from hwsearch.model.vit import CompressedViT
 from hwsearch.model.zoo import load_model
 from hwsearch.search.budgets import make_budgets
@@ -45,6 +46,8 @@ def add_arguments(smp: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.study:
+        safe_name(args.study, "--study")
     target = target_for(args)
     vit, name, _ = load_model(args.model, args.checkpoint, args.img_size)
     model = CompressedViT(vit, merging=args.merging)

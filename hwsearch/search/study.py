@@ -17,6 +17,7 @@ from typing import Any
 import optuna
 
 from hwsearch.errors import HwsearchError
+from hwsearch.io import redact
 
 QUESTION = "question"  # one user attr (one journal record), so a concurrent worker never sees half of it
 
@@ -89,7 +90,7 @@ def open_study(storage: str | Path, name: str, directions: list[str] | None,
         try:
             return optuna.load_study(study_name=name, storage=backend)
         except KeyError:
-            raise HwsearchError(f"no study {name!r} in {storage}: run hwsearch sample first") from None
+            raise HwsearchError(f"no study {name!r} in {redact(storage)}: run hwsearch sample first") from None
     return optuna.create_study(study_name=name, storage=backend, directions=directions, sampler=sampler,
                                load_if_exists=True)
 
