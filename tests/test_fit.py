@@ -113,3 +113,33 @@ def test_fit_without_profile(tmp_path, capsys):
     assert main(["fit", "--target", "cpu_onnxruntime", "--model", "deit_tiny_patch16_224", "--out",
                  str(tmp_path)]) == 2
     assert "profile not found" in capsys.readouterr().err
+
+
+def test_fit_says_when_no_schedule_is_predicted_cheaper_than_dense(quick_targets, tmp_path, capsys):  # noqa: F811
+    """A profile whose block times do not fall with the token count (noise) cannot make a cost model
+    that any schedule beats: fit says so with the noise figures, optimize gives one line, not an
+    inverted reachable range."""
+    import csv
+
+    out = recorded_results(tmp_path / "results")
+    path = out / "cpu_onnxruntime" / "deit_tiny_patch16_224" / "profile.csv"
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        rows, fields = list(reader), reader.fieldnames
+    for part in ("attn", "mlp"):  # flat in the token count: the largest count's time everywhere
+        top = max((r for r in rows if r["part"] == part), key=lambda r: int(r["tokens"]))["median_ms"]
+        for r in rows:
+            if r["part"] == part:
+                r["median_ms"] = top
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    capsys.readouterr()
+    assert main(["fit", "--target", "cpu_onnxruntime", *MODEL, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "cheapest schedule" in printed and "warning: no schedule is predicted cheaper than dense" in printed
+    assert "row CV median" in printed
+    assert main(["optimize", "--target", "cpu_onnxruntime", *MODEL, "--latency-ms", "1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "predicts no schedule cheaper than dense" in err and len(err.strip().splitlines()) == 1

@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from hwsearch.cli.common import TARGET_HELP, target_for
 from hwsearch.cost.accuracy import evaluate_costmodel, keep_accuracy
-from hwsearch.cost.fit import describe_fit, save_costmodel
+from hwsearch.cost.fit import describe_fit, describe_reach, save_costmodel
 from hwsearch.cost.measured import MeasuredCost
 from hwsearch.model.vit import CompressedViT
 from hwsearch.model.zoo import DEFAULT_MODEL, load_model
+from hwsearch.profiling.table import read_profile
 from hwsearch.report.plots import scatter_png
 from hwsearch.workspace import Workspace, save_fit
 
@@ -29,9 +31,11 @@ def run(args: argparse.Namespace) -> int:
     ws = Workspace(Path(args.out), target, args.model or DEFAULT_MODEL)
     data = save_fit(ws, args.batch or ws.fit_batch())
     print("\n".join(describe_fit(data)))
+    model = CompressedViT(load_model(args.model, None, args.img_size)[0])  # weights do not change latency
+    meta = json.loads(ws.meta_json.read_text()) if ws.meta_json.is_file() else {}
+    print("\n".join(describe_reach(data, model.depth, model.num_prefix, read_profile(ws.profile_csv), meta)))
     if args.measure:
-        vit, _, _ = load_model(args.model, None, args.img_size)  # weights do not change latency
-        report = evaluate_costmodel(MeasuredCost(data), target, CompressedViT(vit), args.measure)
+        report = evaluate_costmodel(MeasuredCost(data), target, model, args.measure)
         print(keep_accuracy(data, report))
         save_costmodel(data, ws.costmodel_json)
         print(f"wrote {scatter_png(report, ws.report / 'costmodel_scatter.png', f'{ws.model} on {target.name}')}")

@@ -58,11 +58,20 @@ def value_of(v: Tensor | float) -> float:
     return float(v.detach()) if isinstance(v, Tensor) else float(v)
 
 
-def check_reachable(cost: CostModel, goal: float, depth: int, compress_from: int, min_count: int) -> float:
-    """Refuse a budget outside [cheapest schedule, dense]; returns the dense cost."""
-    dense = cost.dense_cost(depth)
+def reachable_range(cost: CostModel, depth: int, compress_from: int, min_count: int) -> tuple[float, float]:
+    """(cheapest schedule's cost, dense cost): every block from ``compress_from`` at ``min_count``."""
     cheapest = cost.cost([(cost.num_tokens, cost.num_tokens)] * compress_from
                          + [(min_count, min_count)] * (depth - compress_from))
+    return cheapest, cost.dense_cost(depth)
+
+
+def check_reachable(cost: CostModel, goal: float, depth: int, compress_from: int, min_count: int) -> float:
+    """Refuse a budget outside [cheapest schedule, dense]; returns the dense cost."""
+    cheapest, dense = reachable_range(cost, depth, compress_from, min_count)
+    if cheapest >= dense:
+        raise HwsearchError(f"the cost model predicts no schedule cheaper than dense (cheapest {cheapest:.3f} "
+                            f"{cost.unit} >= dense {dense:.3f}): the profile is too noisy; hwsearch fit prints its "
+                            f"noise figures, profile again on a quiet host")
     if not cheapest <= goal <= dense * (1 + 1e-9):
         raise HwsearchError(
             f"budget {goal:.3f} {cost.unit} ({goal / dense:.3f} of dense) is not reachable: "
@@ -70,4 +79,4 @@ def check_reachable(cost: CostModel, goal: float, depth: int, compress_from: int
     return dense
 
 
-__all__ = ["CostModel", "Budget", "check_reachable", "value_of"]
+__all__ = ["CostModel", "Budget", "check_reachable", "reachable_range", "value_of"]

@@ -187,6 +187,37 @@ def load_costmodel(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def describe_reach(data: dict[str, Any], depth: int, num_prefix: int, rows: list[dict[str, Any]],
+                   meta: dict[str, Any]) -> list[str]:
+    """Per quantity and merge operator: the cheapest schedule's predicted cost vs dense; a warning with
+    the profile's noise figures (CV, additivity) when no schedule is predicted cheaper than dense."""
+    from hwsearch.cost.base import reachable_range
+    from hwsearch.cost.measured import MeasuredCost
+
+    lines = []
+    for quantity, q in data["quantities"].items():
+        for merging in ("rank", "similarity"):
+            if merging == "similarity" and q["compress"].get("similarity_coef") is None:
+                continue
+            cheapest, dense = reachable_range(MeasuredCost(data, quantity, merging), depth, 1, num_prefix + 1)
+            lines.append(f"{quantity} ({merging} merging): cheapest schedule {cheapest:.3f} {q['unit']} = "
+                         f"{cheapest / dense:.3f} x dense ({dense:.3f})")
+            if cheapest >= dense:
+                lines.append(f"warning: no schedule is predicted cheaper than dense, the profile is too noisy "
+                             f"({noise_figures(rows, meta, int(data['batch']))}); profile again on a quiet host")
+    return lines
+
+
+def noise_figures(rows: list[dict[str, Any]], meta: dict[str, Any], batch: int) -> str:
+    """The profile's noise: median and largest CV of its rows, sum-of-parts error on whole models."""
+    cvs = sorted(float(r["cv"]) for r in rows if r.get("cv") not in (None, ""))
+    figures = [f"row CV median {100 * cvs[len(cvs) // 2]:.1f}%, max {100 * cvs[-1]:.1f}%"] if cvs else []
+    additivity = meta.get("additivity", {}).get(f"batch{batch}", {})
+    if "mape" in additivity:
+        figures.append(f"sum of parts vs whole models: {100 * additivity['mape']:.1f}% error")
+    return "; ".join(figures) or "no noise figures recorded"
+
+
 def describe_fit(data: dict[str, Any]) -> list[str]:
     """Printable lines: regressor and CV error per part, the whole-model correction."""
     lines = []
