@@ -9,7 +9,18 @@ def test_shift_keeps_schedules_valid_and_reaches_the_ends():
         Schedule.from_counts("m", 224, 197, 1, shift(COUNTS, t, 197, 2))
     assert shift(COUNTS, 0.0, 197, 2) == COUNTS
     assert shift(COUNTS, 1.0, 197, 2) == [(197, 197)] * 5
-    assert shift(COUNTS, -1.0, 197, 2)[1:] == [(2, 2)] * 4
+    heavy = shift(COUNTS, -1.0, 197, 2)
+    assert all(a <= b for x, y in zip(heavy, COUNTS, strict=True) for a, b in zip(x, y, strict=True))
+    assert heavy[-1] == (2, 2)
+
+
+def test_shift_keeps_the_shape_a_merge_only_schedule_stays_merge_only():
+    merge_only = [(197, 197), (197, 181), (181, 165), (165, 149), (149, 133)]
+    for t in (-1.0, -0.4, 0.3):
+        shifted = shift(merge_only, t, 197, 2, merging="similarity")
+        assert all(p == (197 if i == 0 else shifted[i - 1][1]) for i, (p, _) in enumerate(shifted))  # no pruning
+        Schedule.from_counts("m", 224, 197, 1, shifted, merging="similarity")
+    assert shift(merge_only, -0.4, 197, 2)[1] == (197, 197 - round(16 * 2.2))  # 2.2 x the removed tokens
 
 
 def test_bisection_lands_in_band_on_a_monotone_latency():

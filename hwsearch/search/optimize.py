@@ -161,7 +161,7 @@ def check_latency(target: Target, model: CompressedViT, counts: Counts, budget_m
 
     best, _ = measured_search(counts, measure, budget_ms, model.num_tokens, model.num_prefix + 1, compress_from,
                               steps=refine, first=measured["compressed"].median_ms,
-                              log=lambda m: print(m, flush=True))
+                              log=lambda m: print(m, flush=True), merging=model.merging)
     print(f"schedule: {as_lists(best)}\nits measurement from the local search (dense and compressed in one run):")
     print(describe_measurement(target, seen[tuple(best)], target.batch, budget_ms), flush=True)
     return best, seen[tuple(best)]
