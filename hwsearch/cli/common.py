@@ -23,6 +23,12 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="results", help="results root")
 
 
+def add_merging_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--merging", default="similarity", choices=["rank", "similarity"],
+                   help="merge operator: similarity (ToMe's bipartite matching of the most similar pairs) or rank "
+                        "(least important tokens into their most similar kept token)")
+
+
 def add_budget_args(budget: argparse._ArgumentGroup) -> None:
     budget.add_argument("--flops-ratio", type=float, help="budget as a fraction of the dense model's GMACs")
     budget.add_argument("--gflops", type=float, help="budget in GMACs (multiply-adds, as DiffRate/fvcore)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hwsearch.cli.common import add_budget_args, add_model_args, budgets_given, target_for
+from hwsearch.cli.common import add_budget_args, add_merging_arg, add_model_args, budgets_given, target_for
 from hwsearch.errors import HwsearchError
 from hwsearch.io import safe_name
 from hwsearch.search.gradient import SearchConfig
@@ -24,9 +24,7 @@ def add_arguments(opt: argparse.ArgumentParser) -> None:
     opt.add_argument("--ops", default="prune,merge", help="prune, merge or prune,merge")
     opt.add_argument("--init", default="tome", choices=["tome", "uniform", "evit", "flat"],
                      help="warm start: a hand schedule solved for the budget, or flat (DiffRate's zero logits)")
-    opt.add_argument("--merging", default="similarity", choices=["rank", "similarity"],
-                     help="merge operator: rank (least important tokens into their most similar kept token) or "
-                          "similarity (ToMe's bipartite matching of the most similar pairs)")
+    add_merging_arg(opt)
     opt.add_argument("--rates", default="ddp", choices=["ddp", "fractions"],
                      help="ddp: DiffRate's proxy with the budget as a penalty; fractions: free per-block kept "
                           "fractions, every update projected back onto the budget")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from hwsearch.cli.common import add_budget_args, add_model_args, budgets_given, target_for
+from hwsearch.cli.common import add_budget_args, add_merging_arg, add_model_args, budgets_given, target_for
 from hwsearch.cost.measured import MeasuredCost
 from hwsearch.data import ImageSet, image_sets
 from hwsearch.errors import HwsearchError
@@ -40,8 +40,7 @@ def add_arguments(smp: argparse.ArgumentParser) -> None:
                      help="gradient result to put in the study: a schedule YAML, auto (find or search), none")
     smp.add_argument("--no-references", action="store_true", help="do not queue the gradient/baseline schedules")
     smp.add_argument("--compress-from", type=int, default=1)
-    smp.add_argument("--merging", default="similarity", choices=["rank", "similarity"],
-                     help="merge operator of every trial, baseline and the gradient reference (as optimize)")
+    add_merging_arg(smp)
     smp.add_argument("--no-progress", action="store_true")
 
 
