@@ -32,6 +32,8 @@ def main() -> int:
     parser.add_argument("--fractions", default="0.5,0.6,0.7", help="GMACs budgets as fractions of dense")
     parser.add_argument("--merging", default="similarity", choices=["rank", "similarity"])
     parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--compress-from", type=int, default=SearchConfig.compress_from,
+                        help="first block the search (and the ToMe-style hand schedules) may compress")
     args = parser.parse_args()
     b = bench.setup(args)
     vit, depth, prefix = b.vit, b.model.depth, b.model.num_prefix
@@ -46,7 +48,7 @@ def main() -> int:
     results = []
     for fraction in (float(f) for f in args.fractions.split(",")):
         cost = cost_of(args.merging)
-        config = SearchConfig(epochs=args.epochs, batch_size=16, merging=args.merging)
+        config = SearchConfig(epochs=args.epochs, merging=args.merging, compress_from=args.compress_from)
         learned = gradient_search(CompressedViT(vit, merging=args.merging),
                                   [Budget(cost, fraction * cost.dense_cost(depth), name="gmacs")], b.search_set,
                                   config, progress=False).counts
