@@ -14,6 +14,7 @@ from hwsearch.cost.measured import MeasuredCost  # noqa: E402
 from hwsearch.data import ImageSet, default_sets  # noqa: E402
 from hwsearch.model.vit import CompressedViT  # noqa: E402
 from hwsearch.model.zoo import load_model  # noqa: E402
+from hwsearch.quality import group_indices  # noqa: E402
 from hwsearch.targets import Target, load_target  # noqa: E402
 from hwsearch.workspace import Workspace  # noqa: E402
 
@@ -49,8 +50,7 @@ def paired_by_photo(a: Any, b: Any, groups: list[str] | None) -> dict[str, tuple
     import numpy as np
 
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    return {g: paired_interval(a[[i for i, x in enumerate(groups) if x == g]],
-                               b[[i for i, x in enumerate(groups) if x == g]]) for g in dict.fromkeys(groups or [])}
+    return {g: paired_interval(a[idx], b[idx]) for g, idx in group_indices(groups).items()}
 
 
 def parser(doc: str | None, num_images: int) -> argparse.ArgumentParser:

@@ -27,7 +27,7 @@ from hwsearch.cost import Budget, FlopsCost  # noqa: E402
 from hwsearch.io import provenance, write_json  # noqa: E402
 from hwsearch.model.vit import CompressedViT, apply_schedule  # noqa: E402
 from hwsearch.quality import collect, feature_cosines  # noqa: E402
-from hwsearch.schedule import Counts, as_lists, min_merge_kept, walk  # noqa: E402
+from hwsearch.schedule import Counts, as_lists, min_merge_kept, removed_tokens, walk  # noqa: E402
 from hwsearch.search.gradient import SearchConfig, gradient_search  # noqa: E402
 
 MOVE = 4  # tokens moved between two decisions per step
@@ -35,11 +35,7 @@ MOVE = 4  # tokens moved between two decisions per step
 
 def to_drops(counts: Counts, start: int, num_tokens: int) -> list[int]:
     """Tokens removed at each decision from ``start`` on: prune, merge, prune, merge, ..."""
-    drops, entering = [], num_tokens
-    for p, m in counts[start:]:
-        drops += [entering - p, p - m]
-        entering = m
-    return drops
+    return [d for pair in removed_tokens(counts, num_tokens)[start:] for d in pair]
 
 
 def from_drops(drops: list[int], num_tokens: int, depth: int, num_prefix: int, start: int) -> Counts | None:

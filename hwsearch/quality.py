@@ -56,11 +56,17 @@ def feature_cosines(ref: Reference, out: Reference) -> Tensor:
                                                                                dim=-1)) / 2
 
 
+def group_indices(groups: list[str] | None) -> dict[str, list[int]]:
+    """The image indices of each group (source photo), in first-seen order; {} without groups."""
+    out: dict[str, list[int]] = {}
+    for i, g in enumerate(groups or []):
+        out.setdefault(g, []).append(i)
+    return out
+
+
 def by_group(values: Tensor, groups: list[str] | None) -> dict[str, float]:
-    """Mean of per-image ``values`` for each group (source photo), in first-seen order; {} without groups."""
-    if not groups:
-        return {}
-    return {g: float(values[[i for i, x in enumerate(groups) if x == g]].mean()) for g in dict.fromkeys(groups)}
+    """Mean of per-image ``values`` for each group (source photo); {} without groups."""
+    return {g: float(values[idx].mean()) for g, idx in group_indices(groups).items()}
 
 
 def fidelity(ref: Reference, out: Reference, classifier: bool, labels: Tensor | None = None) -> dict[str, float]:

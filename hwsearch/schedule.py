@@ -25,6 +25,15 @@ def as_lists(counts: Sequence[Sequence[int]]) -> list[list[int]]:
     return [[int(v) for v in c] for c in counts]
 
 
+def removed_tokens(counts: Counts, num_tokens: int) -> list[tuple[int, int]]:
+    """Per block the tokens its prune and its merge remove: ``(entering - prune_kept, prune_kept - merge_kept)``."""
+    out, entering = [], num_tokens
+    for p, m in counts:
+        out.append((entering - p, p - m))
+        entering = m
+    return out
+
+
 def walk(num_tokens: int, depth: int, start: int, step: Callable[[int, int], tuple[int, int]],
          low: int = 2) -> Counts:
     """Build a valid schedule block by block: blocks before ``start`` stay dense; from ``start`` on,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from hwsearch.schedule import Counts, bisect, min_merge_kept, walk
+from hwsearch.schedule import Counts, bisect, min_merge_kept, removed_tokens, walk
 
 BAND = (0.90, 1.03)  # measured / budget accepted as meeting a latency budget
 
@@ -24,10 +24,7 @@ MAX_GROWTH = 3.0  # at t = -1 every decision removes (1 + MAX_GROWTH) x its toke
 def shift(counts: Counts, t: float, num_tokens: int, low: int, start: int = 1, merging: str = "rank") -> Counts:
     """Every decision's removed tokens scaled by ``1 - t`` (t >= 0) or ``1 + MAX_GROWTH |t|`` (t < 0), kept valid."""
     factor = 1.0 - t if t >= 0 else 1.0 + MAX_GROWTH * -t
-    drops, entering = [], num_tokens
-    for p, m in counts:
-        drops.append((entering - p, p - m))
-        entering = m
+    drops = removed_tokens(counts, num_tokens)
 
     def step(i: int, entering: int) -> tuple[int, int]:
         p = max(low, entering - round(drops[i][0] * factor))
