@@ -42,6 +42,13 @@ def rank_tokens(cls_attn: Tensor, num_prefix: int, alive: Tensor | None = None) 
     return torch.argsort(scores, dim=1, descending=True, stable=True)
 
 
+def positions(like: Tensor, count: int) -> Tensor:
+    """``arange(count)`` on ``like``'s device. Deploy mode builds index ranges this way because a
+    traced ``torch.arange(device=...)`` bakes the tracing device into TorchScript (a bundle made on
+    a CPU host would then fail on CUDA); ``new_ones`` keeps the device of its input."""
+    return like.new_ones(count, dtype=torch.long).cumsum(0) - 1
+
+
 def top_tokens(cls_attn: Tensor, num_prefix: int, keep: int) -> Tensor:
     """Indices of the ``keep`` highest-ranked tokens, prefix first, in rank order (deploy mode).
 
@@ -49,7 +56,7 @@ def top_tokens(cls_attn: Tensor, num_prefix: int, keep: int) -> Tensor:
     """
     batch = cls_attn.shape[0]
     patch_idx = torch.topk(cls_attn[:, num_prefix:], keep - num_prefix, dim=1, sorted=True).indices
-    prefix_idx = torch.arange(num_prefix, device=cls_attn.device).expand(batch, num_prefix)
+    prefix_idx = positions(cls_attn, num_prefix).expand(batch, num_prefix)
     return torch.cat([prefix_idx, patch_idx + num_prefix], dim=1)
 
 
@@ -102,8 +109,8 @@ def merge(x: Tensor, size: Tensor, metric: Tensor, num_prefix: int, keep: int) -
     src = F.normalize(metric[:, keep:], dim=-1)
     dst = F.normalize(metric[:, num_prefix:keep], dim=-1)
     src_target = (src @ dst.transpose(1, 2)).argmax(dim=-1) + num_prefix
-    kept = torch.arange(keep, device=x.device).expand(x.shape[0], keep)
-    weight = (torch.arange(x.shape[1], device=x.device) >= keep).to(x.dtype).view(1, -1, 1)
+    kept = positions(x, keep).expand(x.shape[0], keep)
+    weight = (positions(x, x.shape[1]) >= keep).type_as(x).view(1, -1, 1)
     x, size = weighted_merge(x, size, weight, torch.cat([kept, src_target], dim=1))
     return x[:, :keep], size[:, :keep]
 

@@ -73,6 +73,20 @@ def graph_inputs(path: Path) -> set[str]:
     return {i.name for i in onnx.load(str(path), load_external_data=False).graph.input}
 
 
+class ReadInputs(nn.Module):
+    """``module`` called with only the inputs its exported graph reads: the ONNX exporter drops the
+    others, so a bundle lists only those, and the TorchScript graph must take the same feeds."""
+
+    def __init__(self, module: nn.Module, inputs: dict[str, torch.Tensor], used: set[str]) -> None:
+        super().__init__()
+        self.module, self.used = module, [name in used for name in inputs]
+        self.unread = [None if name in used else value for name, value in inputs.items()]
+
+    def forward(self, *feeds: torch.Tensor) -> Any:
+        it = iter(feeds)
+        return self.module(*(next(it) if read else value for read, value in zip(self.used, self.unread, strict=True)))
+
+
 class Exporter:
     """Writes ONNX (+ TorchScript for the torch backend, + fp16 ONNX for strongly-typed TensorRT)."""
 
@@ -89,11 +103,13 @@ class Exporter:
         used = graph_inputs(self.root / onnx)  # the exporter drops inputs the graph never reads
         graph = Graph(gid, part, tokens, batch, onnx, {k: list(v.shape) for k, v in inputs.items() if k in used},
                       **meta)
-        if self.target.backend == "torch":
+        if self.target.backend == "torch":  # fed the graph's inputs, like every other backend
             graph.torchscript = f"graphs/{gid}.pt"
+            feeds = tuple(a for n, a in inputs.items() if n in used)
             with torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                torch.jit.trace(module, args, check_trace=False).save(str(self.root / graph.torchscript))
+                traced = torch.jit.trace(ReadInputs(module, inputs, used), feeds, check_trace=False)
+                traced.save(str(self.root / graph.torchscript))
         if self.target.backend == "tensorrt" and self.target.precision == "fp16":
             graph.onnx_fp16 = f"graphs/{gid}.fp16.onnx"
             export_onnx_graph(module, args, self.root / graph.onnx_fp16, names, fp16=True)
