@@ -30,6 +30,10 @@ def test_torchscript_graphs_keep_no_device_and_run_in_half(tmp_path):
         module = torch.jit.load(str(tmp_path / graph.torchscript))
         code = module.code + "".join(m.code for _, m in module.named_modules() if hasattr(m, "code"))
         assert not re.search(r"torch\.device\(", code), graph.id
+        # a tensor constant moves to the GPU with the graph: read back by int() it syncs the device,
+        # which a CUDA graph capture refuses (seen on an H200 before the fix)
+        from_constants = set(re.findall(r"(\w+) = [^\n]*CONSTANTS\.", code))
+        assert not from_constants & set(re.findall(r"int\((\w+)\)", code)), graph.id
         inputs = [torch.from_numpy(a).half() for a in random_inputs(graph, "float32").values()]
         with torch.inference_mode(), torch.jit.optimized_execution(False):
             out = module.eval().half()(*inputs)

@@ -27,8 +27,11 @@ def _edges(metric_a: Tensor, metric_b: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def similarity_merge(x: Tensor, size: Tensor, metric: Tensor, num_prefix: int, keep: int) -> tuple[Tensor, Tensor]:
-    """Deploy mode: merge ``x.shape[1] - keep`` A tokens into B (static counts, ONNX-exportable)."""
-    r = x.shape[1] - keep
+    """Deploy mode: merge ``x.shape[1] - keep`` A tokens into B (static counts, ONNX-exportable).
+
+    ``r`` is a Python int: traced, ``x.shape[1] - keep`` would subtract a tensor constant that
+    moves to the GPU with the graph, and slicing by it would then read the GPU inside a CUDA graph."""
+    r = int(x.shape[1]) - keep
     if r <= 0:
         return x, size
     xs = x * size
