@@ -85,11 +85,11 @@ DRY = Plan("cpu_torch", "deit_tiny_patch16_224", 96, 4,
            power={"window_s": 0.05, "idle_s": 0.05})
 
 
-def check_target(plan: Plan, device_name: str, meter: str) -> Target:
+def check_target(plan: Plan, device_name: str, meter: str, cuda_graphs: bool = True) -> Target:
     """The plan's base target measured on this host, with the plan's timing protocol and meter."""
     base = load_target(plan.base_target)
     raw = {**base.raw, "name": "gpu_check", "host": "local", "batch_sizes": [plan.batch], "timing": plan.timing,
-           "power_meter": meter, "power": plan.power,
+           "power_meter": meter, "power": plan.power, "cuda_graphs": cuda_graphs and base.raw.get("cuda_graphs", False),
            "description": f"{device_name}: {base.raw.get('description', base.name)} (gpu_check timing)"}
     raw = validate(raw, "gpu_check target")
     return Target(raw["name"], raw["backend"], raw["precision"], raw["batch_sizes"], raw["power_meter"],
@@ -142,7 +142,7 @@ def stage_energy(plan: Plan, ctx: dict[str, Any]) -> str:
 
     model: CompressedViT = ctx["model"]
     create_meter("nvml", plan.power).close()  # MeterUnavailable names why this host has no NVML energy
-    target = check_target(plan, ctx["device"], "nvml")
+    target = check_target(plan, ctx["device"], "nvml", ctx["target"].raw["cuda_graphs"])
     step = max(1, (model.num_tokens - plan.sweep_from) // max(1, plan.energy_counts - 1))
     counts = sorted({max(plan.sweep_from, model.num_tokens - i * step) for i in range(plan.energy_counts)})
     rows = block_rows(model, ctx["name"], target, counts, ctx["out"] / "energy.csv")
@@ -221,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dry-run", action="store_true", help="the same path on the CPU with tiny sizes")
     p.add_argument("--out", default="results/gpu_check")
+    p.add_argument("--no-cuda-graphs", action="store_true", help="eager CUDA (the target uses CUDA graphs)")
     p.add_argument("--stages", default=",".join(STAGES), help="comma-separated subset of " + ", ".join(STAGES))
     args = p.parse_args(argv)
     plan = DRY if args.dry_run else GPU
@@ -232,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     device = device_line(plan)
     vit, name, _ = load_model(plan.model, None, plan.img_size)
-    target = check_target(plan, device, "none")
+    target = check_target(plan, device, "none", not args.no_cuda_graphs)
     ctx: dict[str, Any] = {"device": device, "name": name, "model": CompressedViT(vit), "target": target, "out": out,
                            "workspace": Workspace(out, target, name), "results": {}}
     print(f"gpu_check on {device}: {name} at {plan.img_size} px, batch {plan.batch}, {target.precision}, "
