@@ -4,7 +4,7 @@ On a CUDA machine with torch, numpy and nvidia-ml-py (no network; the rest from 
 that ``benchmarks/gpu_wheels.sh`` builds), from the repository root::
 
     python3 -m pip install -q --no-index --find-links .whl -r benchmarks/gpu_requirements.txt
-    PYTHONPATH=. python3 benchmarks/gpu_check.py            # ~6 min on an H100
+    PYTHONPATH=. python3 benchmarks/gpu_check.py            # see "Timings" below
     PYTHONPATH=. python3 benchmarks/gpu_check.py --dry-run  # the same path on the CPU, tiny sizes (a test)
 
 Stages (each timed; a failing stage is reported and the next one runs):
@@ -21,6 +21,11 @@ Stages (each timed; a failing stage is reported and the next one runs):
 4. ``sweep``: one block's latency at every count from 64 to 197; prints where latency jumps by
    more than 3% between neighbouring counts (tile and wave quantization: the counts a token grid
    of step 4 can straddle).
+
+Timings seen on an H200 (2026-11-27, warmup 0.2 s, repeats 5 x 0.05 s): the sweep's 134 graphs took
+142 s (about 0.35 s of export and 0.7 s of timing each); energy 11 s; the profile (~170 graphs) did
+not finish in 200 s, so the timing protocol is now shorter (0.1 s, 5 x 0.03 s). Give a first run 10
+minutes, or run ``--stages profile,optimize`` and ``--stages energy,sweep`` in two calls.
 
 Everything is written under ``--out`` (default results/gpu_check): the workspace of the check target,
 block_sweep.csv, energy.csv, gpu_check.json and the table as gpu_check.txt.
@@ -77,7 +82,7 @@ class Plan:
 
 
 GPU = Plan("h100_torch", "deit_small_patch16_224", 224, 64,
-           {"warmup_s": 0.2, "repeat_s": 0.05, "repeats": 5, "max_cv": 0.05, "max_attempts": 2},
+           {"warmup_s": 0.1, "repeat_s": 0.03, "repeats": 5, "max_cv": 0.05, "max_attempts": 2},
            sweep_from=64, energy_counts=4, whole_models=4, num_images=96, search_batch=16, budget_ratio=0.6, refine=4)
 DRY = Plan("cpu_torch", "deit_tiny_patch16_224", 96, 4,
            {"warmup_s": 0.02, "repeat_s": 0.01, "repeats": 3, "max_cv": 1.0, "max_attempts": 1},
@@ -129,7 +134,7 @@ def stage_profile(plan: Plan, ctx: dict[str, Any]) -> str:
 
     ws: Workspace = ctx["workspace"]
     _, report = profile_here(ctx["target"], ctx["model"], ctx["name"], [plan.batch], ws.folder, plan.whole_models,
-                             progress_bar=False)
+                             progress_bar=True)  # a log that shows how far it got
     rows = sum(1 for _ in ws.profile_csv.open()) - 1
     ctx["results"]["profile"] = {"rows": rows, "additivity": report}
     r = report[f"batch{plan.batch}"]
