@@ -4,7 +4,7 @@ from hwsearch.errors import HwsearchError
 from hwsearch.targets import available, load_target, validate
 
 REQUIRED = {"jetson_orin", "jetson_orin_nano", "jetson_agx_xavier", "rtx4090_trt", "a100_trt", "h100_trt",
-            "h100_torch", "cpu_onnxruntime", "cpu_torch"}
+            "h100_torch", "cpu_onnxruntime", "cpu_torch", "cpu_onnxruntime_b1", "jetson_orin_b1", "jetson_orin_nano_b1"}
 
 
 def test_shipped_targets_all_validate():
@@ -14,6 +14,15 @@ def test_shipped_targets_all_validate():
         assert target.name == name and target.batch >= 1
         if target.power_meter == "tegrastats":
             assert target.raw["power"]["total"]["rule"] in ("rail", "sum")
+
+
+@pytest.mark.parametrize("board", ["jetson_orin", "jetson_orin_nano"])
+def test_batch1_board_targets_differ_only_in_batch(board):
+    """Edge deployments run batch 1: the _b1 twin measures the same board the same way, at batch 1."""
+    base, b1 = load_target(board).raw, load_target(f"{board}_b1").raw
+    assert b1["batch_sizes"] == [1] and base["batch_sizes"] != [1]
+    same = {k for k in base if k not in ("name", "description", "batch_sizes")}
+    assert {k: b1[k] for k in same} == {k: base[k] for k in same}
 
 
 def test_token_grid_rule():
