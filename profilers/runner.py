@@ -39,7 +39,7 @@ def run_bundle(root: str | Path, out_csv: str | Path | None = None, backend: str
     meter = _meter(target)
     done = done_keys(out)
     protocol = timing_protocol(target.get("timing", {}), timing)
-    _write_host(bundle, out.with_suffix(".host.json"), engine.versions(), name)
+    _write_host(bundle, out.with_suffix(".host.json"), engine.versions(), name, protocol)
     todo = [g for g in bundle.graphs if row_key(_base_row(bundle, target, name, g)) not in done]
     random.Random(seed).shuffle(todo)
     finished = len(bundle.graphs) - len(todo)
@@ -114,10 +114,12 @@ def _base_row(bundle: Bundle, target: dict[str, Any], backend: str, graph: Any) 
             "graph_id": graph.id, "schedule": json.dumps(graph.schedule) if graph.schedule else None}
 
 
-def _write_host(bundle: Bundle, path: Path, versions: dict[str, str], backend: str) -> None:
-    """Where the measurement ran (the device side of meta.json)."""
+def _write_host(bundle: Bundle, path: Path, versions: dict[str, str], backend: str,
+                protocol: dict[str, Any]) -> None:
+    """Where and how the measurement ran (the device side of meta.json): host, versions, and the
+    timing protocol actually used (the target's, with any ``--timing`` overrides)."""
     info = {"host": socket.gethostname(), "platform": platform.platform(), "python": sys.version.split()[0],
-            "backend": backend, "versions": versions, "target": bundle.target.get("name")}
+            "backend": backend, "versions": versions, "target": bundle.target.get("name"), "timing": protocol}
     nvp = Path("/etc/nvpmodel.conf")
     if nvp.exists():
         info["jetson"] = True

@@ -81,10 +81,11 @@ def test_interrupted_run_resumes_without_remeasuring(quick_targets, tmp_path):
     assert resumed_at[0] == 16
 
 
-def test_bundle_runs_in_a_fresh_venv_and_imports(quick_targets, tmp_path):
-    """jetson_orin bundle -> venv with only numpy, pyyaml, onnxruntime -> --import."""
+def test_bundle_runs_in_a_fresh_venv_and_imports(quick_targets, tmp_path, capsys):
+    """cpu_onnxruntime bundle -> venv with only numpy, pyyaml, onnxruntime -> --import; the same rows
+    are no jetson_orin profile, and rows run with another backend are no profile of the target."""
     tar = tmp_path / "b.tar.gz"
-    assert main(["profile", "--target", "jetson_orin", *MODEL, "--whole-models", "2", "--bundle", str(tar)]) == 0
+    assert main(["profile", "--target", "cpu_onnxruntime", *MODEL, "--whole-models", "2", "--bundle", str(tar)]) == 0
     unpack = tmp_path / "unpacked"
     with tarfile.open(tar) as t:
         t.extractall(unpack, filter="data")
@@ -95,15 +96,27 @@ def test_bundle_runs_in_a_fresh_venv_and_imports(quick_targets, tmp_path):
                          capture_output=True, text=True)
     if pip.returncode != 0:
         pytest.skip(f"could not install numpy/pyyaml/onnxruntime into a fresh venv: {pip.stderr[-300:]}")
-    run = subprocess.run([py, "-m", "profilers", "run", "bundle", "--backend", "onnxruntime"], cwd=unpack,
+    run = subprocess.run([py, "-m", "profilers", "run", "bundle", "--timing", "repeats=4"], cwd=unpack,
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
-    assert "energy not measured" in run.stderr  # no tegrastats on this host: energy columns stay empty
     csv_path = unpack / "bundle" / "measurements.csv"
     out = tmp_path / "results"
-    assert main(["profile", "--target", "jetson_orin", *MODEL, "--import", str(csv_path), "--out", str(out)]) == 0
-    rows = list(csv.DictReader((out / "jetson_orin" / "deit_tiny_patch16_224" / "profile.csv").open()))
-    assert rows and {r["target"] for r in rows} == {"jetson_orin"} and {r["backend"] for r in rows} == {"onnxruntime"}
+    assert main(["profile", "--target", "cpu_onnxruntime", *MODEL, "--import", str(csv_path), "--out", str(out)]) == 0
+    folder = out / "cpu_onnxruntime" / "deit_tiny_patch16_224"
+    rows = list(csv.DictReader((folder / "profile.csv").open()))
+    assert rows and {(r["target"], r["backend"]) for r in rows} == {("cpu_onnxruntime", "onnxruntime")}
+    meta = json.loads((folder / "meta.json").read_text())
+    assert meta["device"]["timing"]["repeats"] == 4  # the protocol actually used, override included
+    capsys.readouterr()
+    assert main(["profile", "--target", "jetson_orin", *MODEL, "--import", str(csv_path), "--out", str(out)]) == 2
+    assert "not jetson_orin" in capsys.readouterr().err
+    # the same rows relabelled as jetson_orin (a bundle of jetson_orin run with --backend onnxruntime)
+    relabelled = tmp_path / "relabelled.csv"
+    relabelled.write_text(csv_path.read_text().replace(",cpu_onnxruntime,", ",jetson_orin,"))
+    assert main(["profile", "--target", "jetson_orin", *MODEL, "--import", str(relabelled), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "measured with backend onnxruntime" in err and len(err.splitlines()) == 1
+    assert not (out / "jetson_orin").exists() or not list((out / "jetson_orin").rglob("profile.csv"))
 
 
 def test_profilers_import_without_torch_timm_optuna_sklearn(tmp_path):

@@ -90,9 +90,21 @@ def check_rows(rows: list[dict[str, Any]], meta: dict[str, Any], where: str) -> 
                             f"expected {meta['model']} {meta['model_hash']})")
     if targets != {meta["target"]}:
         raise HwsearchError(f"{where}: measurements are for target {', '.join(sorted(targets))}, not {meta['target']}")
+    for key in ("backend", "precision"):  # e.g. a bundle run with --backend onnxruntime is no TensorRT profile
+        found = {str(r.get(key) or "") for r in rows}
+        if found != {meta[key]}:
+            raise HwsearchError(f"{where}: measured with {key} {', '.join(sorted(found)) or 'unknown'}; target "
+                                f"{meta['target']} measures with {meta[key]}")
+    batches = {int(r["batch"]) for r in rows}
+    if not batches <= set(meta["batches"]):
+        raise HwsearchError(f"{where}: measured at batch {', '.join(map(str, sorted(batches)))}; target "
+                            f"{meta['target']} is profiled at batch {', '.join(map(str, meta['batches']))} (--batch)")
 
 
 def import_profile(csv_path: str | Path, folder: Path, meta: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
     """Ingest a device run's measurements.csv as this target's profile (checked first)."""
     check_rows(read_profile(csv_path), meta, str(csv_path))
-    return write_profile(Path(csv_path), folder, {**meta, "imported_from": str(csv_path)})
+    host = Path(csv_path).with_suffix(".host.json")  # where and how it was measured (profilers writes it)
+    device = json.loads(host.read_text()) if host.is_file() else None
+    return write_profile(Path(csv_path), folder, {**meta, "imported_from": str(csv_path),
+                                                   **({"device": device} if device else {})})
