@@ -59,3 +59,43 @@ def test_tegrastats_absent_is_a_reason():
     with pytest.raises(MeterUnavailable, match="not a Jetson"):
         create_meter("tegrastats", {"total": {"rule": "rail", "rails": ["VDD_IN"]}})
     assert not Path("/etc/nv_tegra_release").exists()
+
+
+def test_nvml_meter_without_clock_reasons_and_shutdown(monkeypatch):
+    """NVML faked at the library boundary (no NVIDIA GPU here): a driver older than R535 has no
+    clock-event-reasons call and may refuse the throttle one; the meter still reads energy, reports a
+    clock drop with the reason that reasons are unreadable, and shuts NVML down on close."""
+    import sys
+    import types
+
+    calls = []
+
+    class NVMLError(Exception):
+        pass
+
+    def refuse(handle):
+        raise NVMLError("Not Supported")
+
+    energy = iter([1000, 3000, 5000, 9000])  # mJ counter readings: idle window, then the run window
+    clocks = iter([1980, 1980, 1980, 1500])
+    fake = types.SimpleNamespace(
+        NVMLError=NVMLError, NVML_CLOCK_SM=0, NVML_TEMPERATURE_GPU=0,
+        nvmlClocksThrottleReasonGpuIdle=1, nvmlClocksThrottleReasonApplicationsClocksSetting=2,
+        nvmlInit=lambda: calls.append("init"), nvmlShutdown=lambda: calls.append("shutdown"),
+        nvmlDeviceGetHandleByIndex=lambda i: "gpu0",
+        nvmlDeviceGetTotalEnergyConsumption=lambda h: next(energy, 9000),
+        nvmlDeviceGetClockInfo=lambda h, kind: next(clocks, 1500),
+        nvmlDeviceGetCurrentClocksThrottleReasons=refuse,
+        nvmlDeviceGetTemperature=lambda h, kind: 50)
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    monkeypatch.delitem(sys.modules, "profilers.meters.nvml", raising=False)
+    import importlib
+
+    nvml = importlib.import_module("profilers.meters.nvml")
+    meter = nvml.NvmlMeter({"idle_s": 0.01})
+    meter.check()
+    reading = meter.energy(lambda: None, lambda: None, 0.01)
+    assert reading.energy_mj >= 0 and "1980->1500 MHz" in reading.throttle
+    assert "not readable" in reading.throttle
+    meter.close()
+    assert calls == ["init", "shutdown"]

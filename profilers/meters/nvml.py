@@ -29,12 +29,30 @@ class NvmlMeter(PowerMeter):
             time.sleep(1.0 - (time.perf_counter() - self.start))  # the counter updates too slowly below 1 s
         joules = (pynvml.nvmlDeviceGetTotalEnergyConsumption(self.handle) - self.start_mj) / 1e3
         clock = pynvml.nvmlDeviceGetClockInfo(self.handle, pynvml.NVML_CLOCK_SM)
-        reasons = pynvml.nvmlDeviceGetCurrentClocksEventReasons(self.handle) \
-            if hasattr(pynvml, "nvmlDeviceGetCurrentClocksEventReasons") \
-            else pynvml.nvmlDeviceGetCurrentClocksThrottleReasons(self.handle)
+        reasons = self._clock_reasons()
         throttle = ""
-        if clock < self.start_clock or reasons & ~(pynvml.nvmlClocksThrottleReasonGpuIdle
-                                                   | pynvml.nvmlClocksThrottleReasonApplicationsClocksSetting):
-            throttle = f"SM clock {self.start_clock}->{clock} MHz, reasons 0x{reasons:x}"
+        if clock < self.start_clock or (reasons or 0) & ~(pynvml.nvmlClocksThrottleReasonGpuIdle
+                                                          | pynvml.nvmlClocksThrottleReasonApplicationsClocksSetting):
+            why = f"reasons 0x{reasons:x}" if reasons is not None else "reasons not readable on this driver"
+            throttle = f"SM clock {self.start_clock}->{clock} MHz, {why}"
         temp = pynvml.nvmlDeviceGetTemperature(self.handle, pynvml.NVML_TEMPERATURE_GPU)
         return joules, {"temperature_c": float(temp), "throttle": throttle, "sm_clock_mhz": clock}
+
+    def _clock_reasons(self) -> int | None:
+        """Why clocks are held down: the event-reasons call (drivers >= R535), else the older throttle
+        call, else None (the throttle check then rests on the clock alone)."""
+        for name in ("nvmlDeviceGetCurrentClocksEventReasons", "nvmlDeviceGetCurrentClocksThrottleReasons"):
+            call = getattr(pynvml, name, None)
+            if call is None:
+                continue
+            try:
+                return int(call(self.handle))
+            except pynvml.NVMLError:
+                continue
+        return None
+
+    def close(self) -> None:
+        try:
+            pynvml.nvmlShutdown()
+        except pynvml.NVMLError:
+            pass
