@@ -180,6 +180,7 @@ def stage_optimize(plan: Plan, ctx: dict[str, Any]) -> str:
                            "(hwsearch profile --import), fit and optimize there") from None
     from hwsearch.cost.measured import MeasuredCost
     from hwsearch.schedule import load_schedule
+    from hwsearch.search.budgets import BudgetSpec
     from hwsearch.search.gradient import SearchConfig
     from hwsearch.search.optimize import OptimizeRequest, optimize
 
@@ -187,9 +188,10 @@ def stage_optimize(plan: Plan, ctx: dict[str, Any]) -> str:
     model: CompressedViT = ctx["model"]
     dense = MeasuredCost(ws.ensure_costmodel(model, True, False)).dense_cost(model.depth)
     budget = plan.budget_ratio * dense
-    request = OptimizeRequest({"latency_ms": budget}, plan.model, None, plan.img_size, None, plan.num_images,
-                              SearchConfig(batch_size=plan.search_batch), refine=plan.refine, progress=False)
-    path = optimize(ctx["target"], ctx["out"], request)
+    request = OptimizeRequest([BudgetSpec("latency_ms", budget, ctx["target"])], plan.model, None, plan.img_size,
+                              None, plan.num_images, SearchConfig(batch_size=plan.search_batch), refine=plan.refine,
+                              progress=False)
+    path = optimize(ctx["out"], request)
     schedule = load_schedule(path)
     measured = schedule.provenance.get("measured") or {}
     c, d = measured.get("compressed", {}), measured.get("dense", {})

@@ -82,8 +82,8 @@ def on_measured_budget(target, model, counts, fraction, refine, config):  # type
     budget_ms = fraction * first["dense"].median_ms
     print(f"  budget {fraction:.2f} x dense measured = {budget_ms:.2f} ms", flush=True)
     pending = {tuple(counts): first}
-    measure_fn = lambda c: pending.pop(tuple(c), None) or measure_pair(target, model, c)  # noqa: E731
-    return check_latency(target, model, counts, budget_ms, refine, config.compress_from, measure_fn)[0]
+    measure_fn = lambda t, c: pending.pop(tuple(c), None) or measure_pair(t, model, c)  # noqa: E731
+    return check_latency([(target, budget_ms)], model, counts, refine, config.compress_from, measure_fn)[0]
 
 
 def match_tome(target, vit, searched, cost, depth, prefix):  # type: ignore[no-untyped-def]

@@ -101,7 +101,7 @@ def _synthetic_energy_profile(profiled, out):
 
 
 @pytest.mark.timing
-def test_energy_and_latency_budgets_give_a_weighted_search(profiled, tmp_path, capsys):
+def test_energy_and_latency_budgets_meet_the_worst(profiled, tmp_path, capsys):
     folder = _synthetic_energy_profile(profiled, tmp_path / "synthetic")
     assert main(["fit", "--target", "cpu_onnxruntime", "--model", "deit_tiny_patch16_224", "--out",
                  str(tmp_path / "synthetic")]) == 0
@@ -119,6 +119,9 @@ def test_energy_and_latency_budgets_give_a_weighted_search(profiled, tmp_path, c
     assert schedule.budget["kind"] == "latency_ms" and schedule.budget["also"][0]["kind"] == "energy_mj"
     predicted_energy = schedule.predicted["also"]["energy_mj"]["value"]
     assert predicted_energy == pytest.approx(energy.cost(schedule.counts()))
+    # the max form: the binding budget (energy, the tighter one) is met, latency stays under its own
+    ratios = [energy.cost(schedule.counts()) / en_budget, latency.cost(schedule.counts()) / lat_budget]
+    assert ratios[0] == pytest.approx(1.0, abs=0.1) and ratios[1] <= 1.03
     # energy alone drives the compression onto its budget
     assert main(["optimize", "--target", "cpu_onnxruntime", *MODEL, "--energy-mj", f"{en_budget:.4f}", *SEARCH,
                  "--out", str(tmp_path / "synthetic")]) == 0

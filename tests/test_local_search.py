@@ -50,14 +50,16 @@ def test_optimize_latency_check_runs_the_local_search_until_in_band(capsys):
 
     calls = []
 
-    def fake_measure(counts):  # latency proportional to the tokens processed; dense alongside
+    def fake_measure(target, counts):  # latency proportional to the tokens processed; dense alongside
         calls.append(list(counts))
         stats = {"dense": tokens([(17, 17)] * 4), "compressed": tokens(counts)}
         return {k: Measurement(v, v, v, v, 0.0, 1, 1, 1, True, "fake") for k, v in stats.items()}
 
     budget = 0.75 * tokens(start)  # the searched schedule measures 1.33 x budget: outside [0.90, 1.03]
-    counts, measured = check_latency(load_target("cpu_onnxruntime"), model, start, budget, refine=6,
-                                     compress_from=1, measure_fn=fake_measure)
+    target = load_target("cpu_onnxruntime")
+    counts, measured = check_latency([(target, budget)], model, start, refine=6, compress_from=1,
+                                     measure_fn=fake_measure)
+    measured = measured[target.name]
     assert len(calls) >= 2 and counts != start
     assert 0.90 <= measured["compressed"].median_ms / budget <= 1.03
     assert measured["compressed"].median_ms == tokens(counts)  # the kept measurement is of the kept schedule

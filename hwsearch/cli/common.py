@@ -5,8 +5,9 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
+from hwsearch.errors import HwsearchError
 from hwsearch.schedule import load_schedule
-from hwsearch.search.budgets import FLAGS
+from hwsearch.search.budgets import FLAGS, BudgetSpec, parse_budget
 from hwsearch.targets import Target, load_target, resolve_target
 
 TARGET_HELP = "target name (default: $HWSEARCH_TARGET, newest profile, cpu_onnxruntime)"
@@ -35,8 +36,6 @@ def add_budget_args(budget: argparse._ArgumentGroup) -> None:
     budget.add_argument("--latency-ms", type=float, help="latency budget on the target (needs its profile)")
     budget.add_argument("--energy-mj", type=float,
                         help="energy per inference on the target (needs a profile with power-meter readings)")
-    budget.add_argument("--energy-weight", type=float, default=1.0,
-                        help="weight of the energy term relative to latency when both are given")
 
 
 def add_schedule_args(p: argparse.ArgumentParser) -> None:
@@ -63,6 +62,24 @@ def run_on_schedule(args: argparse.Namespace, flow: Callable[..., object]) -> in
 def budgets_given(args: argparse.Namespace) -> dict[str, float]:
     """``{kind: value}`` for the budget flags given."""
     return {k: getattr(args, k) for k in FLAGS if getattr(args, k) is not None}
+
+
+def budget_specs(args: argparse.Namespace) -> list[BudgetSpec]:
+    """The budgets given: the one-target flags on ``--target``, then each ``--budget TARGET:KIND=VALUE``.
+    The first budget's target is the primary one (printed, and where the schedule is written)."""
+    given, several = budgets_given(args), list(getattr(args, "budget", None) or [])
+    parsed = [parse_budget(text) for text in several]  # a malformed one is refused before anything loads
+    if several and args.target and not given:
+        raise HwsearchError("--target goes with --latency-ms/--energy-mj/--flops-ratio/--gflops; each --budget "
+                            "names its own target")
+    specs: list[BudgetSpec] = []
+    if given or not several:
+        target = target_for(args)
+        specs = [BudgetSpec(kind, value, target) for kind, value in given.items()]
+    specs += [BudgetSpec(kind, value, load_target(name)) for name, kind, value in parsed]
+    if several and not given:
+        print(f"target: {specs[0].target.name} (first --budget)", flush=True)
+    return specs
 
 
 def target_for(args: argparse.Namespace, fallback: str | None = None) -> Target:

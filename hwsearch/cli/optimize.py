@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hwsearch.cli.common import add_budget_args, add_merging_arg, add_model_args, budgets_given, target_for
+from hwsearch.cli.common import add_budget_args, add_merging_arg, add_model_args, budget_specs
 from hwsearch.errors import HwsearchError
 from hwsearch.io import safe_name
 from hwsearch.search.gradient import SearchConfig
@@ -12,7 +12,12 @@ from hwsearch.search.optimize import OptimizeRequest, run_distributed
 
 
 def add_arguments(opt: argparse.ArgumentParser) -> None:
-    add_budget_args(opt.add_argument_group("budget (one; or --latency-ms and --energy-mj together: weighted loss)"))
+    group = opt.add_argument_group("budgets (one; or several measured ones, met together: the worst "
+                                   "predicted cost/budget ratio is the constraint)")
+    add_budget_args(group)
+    group.add_argument("--budget", action="append", metavar="TARGET:KIND=VALUE",
+                       help="a budget on another target, repeatable: TARGET:latency-ms=X or TARGET:energy-mj=E "
+                            "(each target uses its own fitted cost model; local targets are measured)")
     add_model_args(opt)
     opt.add_argument("--epochs", type=int, default=SearchConfig.epochs)
     opt.add_argument("--batch-size", type=int, default=SearchConfig.batch_size)
@@ -40,7 +45,7 @@ def add_arguments(opt: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.name:
         safe_name(args.name, "--name")
-    target = target_for(args)
+    specs = budget_specs(args)
     ops = tuple(o.strip() for o in args.ops.split(",") if o.strip())
     if not ops or set(ops) - {"prune", "merge"}:
         raise HwsearchError(f"--ops must be prune, merge or prune,merge (got {args.ops!r})")
@@ -49,7 +54,6 @@ def run(args: argparse.Namespace) -> int:
     config = SearchConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lam=args.lam,
                           granularity=args.granularity, compress_from=args.compress_from, ops=ops, seed=args.seed,
                           init=args.init, merging=args.merging, rates=args.rates, accumulate=args.accumulate)
-    request = OptimizeRequest(budgets_given(args), args.model, args.checkpoint, args.img_size, args.data,
-                              args.num_images, config, args.energy_weight, args.name, args.resume, args.refine,
-                              not args.no_progress)
-    return run_distributed(target, Path(args.out), request)
+    request = OptimizeRequest(specs, args.model, args.checkpoint, args.img_size, args.data, args.num_images, config,
+                              args.name, args.resume, args.refine, not args.no_progress)
+    return run_distributed(Path(args.out), request)

@@ -13,7 +13,7 @@ from hwsearch.errors import HwsearchError
 from hwsearch.io import safe_name
 from hwsearch.model.vit import CompressedViT
 from hwsearch.model.zoo import load_model
-from hwsearch.search.budgets import make_budgets
+from hwsearch.search.budgets import BudgetSpec, make_budgets
 from hwsearch.search.sample import SampleSettings, newest_latency_schedule, run_sample
 from hwsearch.search.study import print_importances
 from hwsearch.workspace import Workspace
@@ -65,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             given = {"latency_ms": round(0.7 * MeasuredCost(costmodel()).dense_cost(model.depth), 3)}
             print(f"budget: --latency-ms {given['latency_ms']:g} (0.7 x predicted dense; no latency schedule found)")
-    budgets = make_budgets(given, model, costmodel, args.compress_from, model.num_prefix + 1, args.energy_weight)
+    budgets = make_budgets([BudgetSpec(kind, value, target) for kind, value in given.items()], model,
+                           lambda _: costmodel(), args.compress_from, model.num_prefix + 1)
     if len(budgets) > 1:
         raise HwsearchError("sample takes one budget (its cost is the second objective)")
     search_set, _ = image_sets(vit, args.data, args.num_images)

@@ -38,19 +38,39 @@ class CostModel(ABC):
 
 @dataclass
 class Budget:
-    """One budget of the search: a cost model, its target and the weight of its loss term.
-
-    The search adds ``lam * weight * (expected_cost / target - 1)^2`` per budget; two budgets
-    (latency and energy) give a weighted sum of both terms.
-    """
+    """One budget of the search: a cost model and its target. The search adds
+    ``lam * (expected_cost / target - 1)^2``; several budgets act as one :class:`WorstRatio`."""
 
     cost: CostModel
     target: float
-    weight: float = 1.0
     name: str = ""
 
-    def penalty(self, expected: Tensor) -> Tensor:
-        return self.weight * (expected / self.target - 1.0) ** 2
+
+class WorstRatio(CostModel):
+    """Several budgets as one cost: the largest cost/target ratio (unit: x budget, target 1).
+
+    Meeting it puts the binding budget at 1 and keeps every other at or under its own: one schedule
+    for several targets, or for latency and energy on one target. Monotone in the counts when every
+    cost model is, so hand schedules are solved on it like on any cost."""
+
+    unit = "x budget"
+
+    def __init__(self, budgets: Sequence[Budget]) -> None:
+        self.budgets = list(budgets)
+        self.num_tokens = self.budgets[0].cost.num_tokens
+
+    def expected_cost(self, keeps: Sequence[BlockKeep]) -> Tensor:
+        import torch
+
+        return torch.stack([b.cost.expected_cost(keeps) / b.target for b in self.budgets]).max()
+
+    def cost(self, counts: Sequence[tuple[int, int]]) -> float:
+        return max(b.cost.cost(counts) / b.target for b in self.budgets)
+
+
+def constraint(budgets: Sequence[Budget]) -> Budget:
+    """The one budget the search meets: the budget itself, or the worst ratio of several."""
+    return budgets[0] if len(budgets) == 1 else Budget(WorstRatio(budgets), 1.0, "worst")
 
 
 def value_of(v: Tensor | float) -> float:
@@ -79,4 +99,4 @@ def check_reachable(cost: CostModel, goal: float, depth: int, compress_from: int
     return dense
 
 
-__all__ = ["CostModel", "Budget", "check_reachable", "reachable_range", "value_of"]
+__all__ = ["CostModel", "Budget", "WorstRatio", "constraint", "check_reachable", "reachable_range", "value_of"]

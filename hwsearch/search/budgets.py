@@ -1,8 +1,11 @@
-"""Budgets as the user gives them (``--flops-ratio``, ``--gflops``, ``--latency-ms``, ``--energy-mj``)
+"""Budgets as the user gives them (``--flops-ratio``, ``--gflops``, ``--latency-ms``, ``--energy-mj``
+on ``--target``, and ``--budget TARGET:latency-ms=X`` / ``TARGET:energy-mj=E`` for several targets)
 turned into :class:`~hwsearch.cost.base.Budget` objects on their cost models, checked reachable."""
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from hwsearch.cost.base import Budget, check_reachable
@@ -10,44 +13,76 @@ from hwsearch.cost.flops import FlopsCost
 from hwsearch.cost.measured import MeasuredCost
 from hwsearch.errors import HwsearchError
 from hwsearch.model.vit import CompressedViT
+from hwsearch.targets import Target
 
 FLAGS = {"flops_ratio": "--flops-ratio", "gflops": "--gflops", "latency_ms": "--latency-ms",
          "energy_mj": "--energy-mj"}
 LABELS = {"flops_ratio": "flops", "gflops": "gmacs", "latency_ms": "latency", "energy_mj": "energy"}
 MEASURED = {"latency_ms": "latency", "energy_mj": "energy"}
+BUDGET_FORM = re.compile(r"(?P<target>[A-Za-z0-9_.-]+):(?P<kind>latency-ms|energy-mj)=(?P<value>[0-9.eE+-]+)")
 
 
-def make_budgets(given: dict[str, float], model: CompressedViT, costmodel: Callable[[], dict[str, Any]],
-                 compress_from: int, min_count: int, energy_weight: float = 1.0) -> list[tuple[Budget, dict]]:
-    """(Budget, YAML record) per budget given (``{kind: value}``, in flag order); each refused outside
-    the reachable range. ``costmodel()`` gives the fitted cost model, asked only for measured budgets;
-    costs are of the model's merge operator."""
-    kinds = [k for k in FLAGS if given.get(k) is not None]
-    if not kinds:
-        raise HwsearchError("give a budget: --flops-ratio, --gflops, --latency-ms and/or --energy-mj")
-    if len(kinds) > 1 and not set(kinds) <= set(MEASURED):
-        raise HwsearchError(f"{' and '.join(FLAGS[k] for k in kinds)} cannot be combined: two budgets at once "
-                            f"are --latency-ms and --energy-mj")
-    if energy_weight <= 0:
-        raise HwsearchError("--energy-weight must be positive")
-    data = costmodel() if set(kinds) & set(MEASURED) else None
+@dataclass(frozen=True)
+class BudgetSpec:
+    """One budget as given: its kind, value and the target whose cost model it is on."""
+
+    kind: str
+    value: float
+    target: Target
+
+
+def parse_budget(text: str) -> tuple[str, str, float]:
+    """``TARGET:latency-ms=X`` or ``TARGET:energy-mj=E`` -> (target name, kind, value > 0)."""
+    match = BUDGET_FORM.fullmatch(text.strip())
+    value = None
+    if match:
+        try:
+            value = float(match["value"])
+        except ValueError:
+            value = None
+    if match is None or value is None or not value > 0:
+        raise HwsearchError(f"--budget {text!r}: expected TARGET:latency-ms=X or TARGET:energy-mj=E with X, E > 0 "
+                            f"(e.g. jetson_orin_nano_b1:latency-ms=12)")
+    return match["target"], match["kind"].replace("-", "_"), value
+
+
+def make_budgets(specs: list[BudgetSpec], model: CompressedViT, costmodel: Callable[[Target], dict[str, Any]],
+                 compress_from: int, min_count: int) -> list[tuple[Budget, dict]]:
+    """(Budget, YAML record) per budget given (in order; the first is the primary one), each refused
+    outside its reachable range. ``costmodel(target)`` gives a target's fitted cost model, asked only
+    for measured budgets; costs are of the model's merge operator. Several budgets are met together:
+    the search's constraint is the worst cost/budget ratio."""
+    if not specs:
+        raise HwsearchError("give a budget: --flops-ratio, --gflops, --latency-ms, --energy-mj or --budget")
+    flops = [s for s in specs if s.kind not in MEASURED]
+    if flops and len(specs) > 1:
+        raise HwsearchError(f"{FLAGS[flops[0].kind]} cannot be combined with other budgets: budgets met together "
+                            f"are measured ones (--latency-ms, --energy-mj, --budget)")
+    seen = [(s.target.name, s.kind) for s in specs]
+    if len(set(seen)) < len(seen):
+        raise HwsearchError("the same budget (target and kind) is given twice")
+    several = len({s.target.name for s in specs}) > 1
     out = []
-    for kind in kinds:
-        cost = MeasuredCost(data, MEASURED[kind], model.merging) if kind in MEASURED \
-            else FlopsCost.from_model(model.vit, model.merging)  # type: ignore[arg-type]
+    for spec in specs:
+        if spec.kind in MEASURED:
+            cost = MeasuredCost(costmodel(spec.target), MEASURED[spec.kind], model.merging)
+        else:
+            cost = FlopsCost.from_model(model.vit, model.merging)  # type: ignore[assignment]
         dense = cost.dense_cost(model.depth)
-        goal = given[kind] * dense if kind == "flops_ratio" else given[kind]
+        goal = spec.value * dense if spec.kind == "flops_ratio" else spec.value
         check_reachable(cost, goal, model.depth, compress_from, min_count)
-        weight = energy_weight if kind == "energy_mj" else 1.0
-        out.append((Budget(cost, goal, weight, kind),
-                    {"kind": kind, "value": given[kind], "target": goal, "dense": dense, "unit": cost.unit,
-                     **({"weight": weight} if len(kinds) > 1 else {})}))
+        name = f"{spec.target.name}:{spec.kind}" if several else spec.kind
+        out.append((Budget(cost, goal, name),
+                    {"kind": spec.kind, "value": spec.value, "target": goal, "dense": dense, "unit": cost.unit,
+                     **({"on": spec.target.name} if spec.kind in MEASURED else {})}))
     return out
 
 
 def label(budgets: list[tuple[Budget, dict]]) -> str:
-    """Default schedule name from the budgets (``flops0.6``, ``latency425-energy900``)."""
-    return "-".join(f"{LABELS[r['kind']]}{r['value']:g}" for _, r in budgets)
+    """Default schedule name from the budgets (``flops0.6``, ``latency425-energy900``; with several
+    targets each budget names its target: ``latency80_cpu_onnxruntime_b1-latency400_cpu_onnxruntime``)."""
+    several = len({r.get("on") for _, r in budgets}) > 1
+    return "-".join(f"{LABELS[r['kind']]}{r['value']:g}" + (f"_{r['on']}" if several else "") for _, r in budgets)
 
 
 def predicted_record(budgets: list[tuple[Budget, dict]], counts: list[tuple[int, int]]) -> dict:

@@ -1,8 +1,10 @@
 """DiffRate gradient search: learn per-block prune/merge counts under a cost budget.
 
-loss = distillation to the dense model + lam * sum over budgets of weight * (cost / target - 1)^2;
+loss = distillation to the dense model + lam * (max over budgets of cost / target - 1)^2 (one budget:
+DiffRate's term; several, on one or several targets: the binding one is met, the others kept under);
 only the DDP logits are trained (AdamW, cosine LR), the backbone is frozen. Dense outputs are
-computed once and cached. The first budget is the primary one (warm start, reported prediction).
+computed once and cached. The warm start is solved on the worst ratio; the first budget is the
+primary one (reported prediction, history).
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from hwsearch.cost.base import Budget
+from hwsearch.cost.base import Budget, constraint
 from hwsearch.data import ImageSet, normalize
 from hwsearch.io import atomic_path, write_json
 from hwsearch.model.vit import CompressedViT
@@ -127,6 +129,7 @@ def gradient_search(model: CompressedViT, budgets: list[Budget], data: ImageSet,
     """
     torch.manual_seed(cfg.seed)
     cost, target = budgets[0].cost, budgets[0].target
+    bound = constraint(budgets)  # several budgets: the worst cost/budget ratio
     rank, world = _world()
     progress = progress and rank == 0
     start_time = time.perf_counter()
@@ -137,7 +140,7 @@ def gradient_search(model: CompressedViT, budgets: list[Budget], data: ImageSet,
     ref = collect(model, data, cfg.batch_size)
     rates = make_rates(cfg, model)
     if cfg.init != "flat":  # "flat" = zero logits (DiffRate's uniform candidates, or half of each decision)
-        rates.init_from(solve(cfg.init, cost, target, model.depth, model.num_prefix, cfg.compress_from))
+        rates.init_from(solve(cfg.init, bound.cost, bound.target, model.depth, model.num_prefix, cfg.compress_from))
     fixed = isinstance(rates, FractionRates)
     if fixed:
         rates.retract(budgets)
@@ -169,7 +172,8 @@ def gradient_search(model: CompressedViT, budgets: list[Budget], data: ImageSet,
                 task_sum += task.item()
         keeps = rates()
         expected = [b.cost.expected_cost(keeps) for b in budgets]
-        penalty = cfg.lam * sum(b.penalty(e) for b, e in zip(budgets, expected, strict=True))
+        worst = torch.stack([e / b.target for b, e in zip(budgets, expected, strict=True)]).max()
+        penalty = cfg.lam * (worst - 1.0) ** 2  # several budgets: the binding one at 1, the others under
         if fixed:  # the update moves tokens at fixed cost; the retraction puts it back on the budget
             _project_task_gradient(rates, budgets, expected, world)
         else:

@@ -36,10 +36,12 @@ def shift(counts: Counts, t: float, num_tokens: int, low: int, start: int = 1, m
 def measured_search(counts: Counts, measure: Callable[[Counts], float], budget: float, num_tokens: int, low: int,
                     start: int = 1, steps: int = 6, band: tuple[float, float] = BAND,
                     first: float | None = None, log: Callable[[str], None] = print,
-                    merging: str = "rank") -> tuple[Counts, float]:
+                    merging: str = "rank", describe: Callable[[float], str] | None = None) -> tuple[Counts, float]:
     """Bisection on the shift until measured/budget is inside ``band``, at most ``steps`` measurements
     after the first (``first``: already measured); returns the (counts, measured) closest to the
-    band's middle."""
+    band's middle. ``measure`` returns milliseconds (or any cost in ``budget``'s unit: ``describe``
+    words it for the log, e.g. the worst ratio of several budgets with ``budget`` 1)."""
+    describe = describe or (lambda ms: f"measured {ms:.2f} ms = {ms / budget:.3f} x budget")
     aim = (band[0] + band[1]) / 2
     best: list = [counts, first if first is not None else measure(counts)]
     trial = [0]
@@ -50,7 +52,7 @@ def measured_search(counts: Counts, measure: Callable[[Counts], float], budget: 
         candidate = shift(counts, t, num_tokens, low, start, merging)
         ms = measure(candidate)
         trial[0] += 1
-        log(f"local search step {trial[0]}: shift {t:+.3f} -> measured {ms:.2f} ms = {ms / budget:.3f} x budget")
+        log(f"local search step {trial[0]}: shift {t:+.3f} -> {describe(ms)}")
         if abs(ms / budget - aim) < abs(best[1] / budget - aim):
             best[:] = [candidate, ms]
         return ms

@@ -16,7 +16,7 @@ from hwsearch.model.zoo import load_model
 from hwsearch.profiling.measure import Measurement, measure_models
 from hwsearch.quality import collect, fidelity
 from hwsearch.schedule import Counts, Schedule, as_lists
-from hwsearch.search.budgets import describe_predicted, label, make_budgets, predicted_record
+from hwsearch.search.budgets import BudgetSpec, describe_predicted, label, make_budgets, predicted_record
 from hwsearch.search.gradient import SearchConfig, gradient_search, save_history
 from hwsearch.search.local import BAND, measured_search
 from hwsearch.targets import Target
@@ -27,24 +27,23 @@ from hwsearch.workspace import Workspace
 class OptimizeRequest:
     """Everything ``optimize`` was asked for."""
 
-    budgets: dict[str, float]
+    budgets: list[BudgetSpec]  # the first is the primary one: its target's folder holds the schedule
     model: str | None = None
     checkpoint: str | None = None
     img_size: int | None = None
     data: str | None = None
     num_images: int = 1000
     config: SearchConfig = field(default_factory=SearchConfig)
-    energy_weight: float = 1.0
     name: str | None = None
     resume: bool = False
     refine: int = 6
     progress: bool = True
 
 
-def run_distributed(target: Target, out: Path, request: OptimizeRequest) -> int:
+def run_distributed(out: Path, request: OptimizeRequest) -> int:
     """Under torchrun: data-parallel search (gloo, the search runs on the CPU), rank 0 reports."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        optimize(target, out, request)
+        optimize(out, request)
         return 0
     import torch.distributed as dist
 
@@ -52,15 +51,17 @@ def run_distributed(target: Target, out: Path, request: OptimizeRequest) -> int:
     try:
         rank = dist.get_rank()
         with open(os.devnull, "w") as quiet, (contextlib.redirect_stdout(quiet) if rank else contextlib.nullcontext()):
-            optimize(target, out, request, rank)
+            optimize(out, request, rank)
     finally:
         dist.destroy_process_group()
     return 0
 
 
-def optimize(target: Target, out: Path, request: OptimizeRequest, rank: int = 0) -> Path | None:
-    """Search, check and write the schedule (rank 0); returns the schedule's path."""
-    cfg = request.config
+def optimize(out: Path, request: OptimizeRequest, rank: int = 0) -> Path | None:
+    """Search, check and write the schedule (rank 0) under the first budget's target; returns its path."""
+    if not request.budgets:
+        raise HwsearchError("give a budget: --flops-ratio, --gflops, --latency-ms, --energy-mj or --budget")
+    cfg, target = request.config, request.budgets[0].target
     vit, name, checkpoint = load_model(request.model, request.checkpoint, request.img_size)
     model = CompressedViT(vit, merging=cfg.merging)
     if not 0 <= cfg.compress_from < model.depth:
@@ -69,17 +70,19 @@ def optimize(target: Target, out: Path, request: OptimizeRequest, rank: int = 0)
     patches = model.num_tokens - model.num_prefix
     min_count = model.num_prefix + (patches % cfg.granularity or cfg.granularity)
     budgets = make_budgets(request.budgets, model,
-                           lambda: ws.ensure_costmodel(model, request.model is not None, request.progress),
-                           cfg.compress_from, min_count, request.energy_weight)
+                           lambda t: Workspace(out, t, name).ensure_costmodel(model, request.model is not None,
+                                                                              request.progress),
+                           cfg.compress_from, min_count)
     search_set, held_out = image_sets(vit, request.data, request.num_images)
     name_label = request.name or label(budgets)
     resume = ws.schedules / f".{name_label}.search.json" if request.resume else None
     print(f"model: {name} ({checkpoint or 'random weights'}), {model.num_tokens} tokens, {model.depth} blocks; "
           f"search images: {len(search_set)} ({search_set.source})", flush=True)
     for budget, record in budgets:
-        print(f"budget: {budget.target:.3f} {budget.cost.unit} = {budget.target / record['dense']:.3f} x dense "
-              f"({record['dense']:.3f} {budget.cost.unit})" + (f", weight {budget.weight:g}" if len(budgets) > 1
-                                                               else ""), flush=True)
+        print(f"budget{' on ' + record['on'] if 'on' in record else ''}: {budget.target:.3f} {budget.cost.unit} = "
+              f"{budget.target / record['dense']:.3f} x dense ({record['dense']:.3f} {budget.cost.unit})", flush=True)
+    if len(budgets) > 1:
+        print("the search meets the worst of these (largest predicted cost / budget)", flush=True)
     result = gradient_search(model, [b for b, _ in budgets], search_set, cfg, resume=resume,
                              progress=request.progress)
     if rank != 0:
@@ -91,9 +94,9 @@ def optimize(target: Target, out: Path, request: OptimizeRequest, rank: int = 0)
     print("\n".join(describe_predicted(budgets, result.counts)))
     print(f"search took {result.seconds:.0f} s")
     measured = None
-    if "latency_ms" in request.budgets and request.budgets["latency_ms"] is not None:
-        counts, measured = check_latency(target, model, result.counts, request.budgets["latency_ms"],
-                                         request.refine, cfg.compress_from)
+    latency = [(spec.target, spec.value) for spec in request.budgets if spec.kind == "latency_ms"]
+    if latency:
+        counts, measured = check_latency(latency, model, result.counts, request.refine, cfg.compress_from)
         if counts != result.counts:  # moved by the measured local search
             result.counts = counts
             print("\n".join(describe_predicted(budgets, result.counts)))
@@ -109,7 +112,7 @@ def optimize(target: Target, out: Path, request: OptimizeRequest, rank: int = 0)
                     "num_search_images": len(search_set), "target": target.name,
                     "search_seconds": round(result.seconds, 1), "search_steps": result.steps,
                     "search": dict(vars(cfg)), "fidelity": agreement,
-                    **({"measured": {k: m.as_dict() for k, m in measured.items()}} if measured else {})})
+                    **({"measured": measured_record(measured, latency)} if measured else {})})
     path = schedule.save(ws.schedule(name_label))
     save_history(ws.schedules / f"{name_label}.history.json", result, cfg, {"schedule": str(path)})
     if resume is not None and resume.exists():
@@ -134,34 +137,71 @@ def describe_measurement(target: Target, stats: dict[str, Measurement], batch: i
             f"dense {d.median_ms:.2f} ms; speedup {d.median_ms / c.median_ms:.2f}x{versus}")
 
 
-def check_latency(target: Target, model: CompressedViT, counts: Counts, budget_ms: float, refine: int,
-                  compress_from: int, measure_fn: Callable[[Counts], dict[str, Measurement]] | None = None
-                  ) -> tuple[Counts, dict[str, Measurement] | None]:
-    """Measure the searched schedule here (local targets); measured local search when it misses the
-    band. Returns the schedule kept and its measurement (dense and compressed, one run).
+Measured = dict[str, dict[str, Measurement]]  # target name -> {"dense", "compressed"}
 
-    ``measure_fn(counts)`` measures dense and compressed (default: :func:`measure_pair` here).
+
+def check_latency(budgets: list[tuple[Target, float]], model: CompressedViT, counts: Counts, refine: int,
+                  compress_from: int, measure_fn: Callable[[Target, Counts], dict[str, Measurement]] | None = None
+                  ) -> tuple[Counts, Measured | None]:
+    """Measure the searched schedule on every local target of the latency budgets ``(target, ms)``;
+    when the worst measured/budget ratio misses the band, a measured local search on that ratio.
+    Returns the schedule kept and its measurements (dense and compressed in one run, per target);
+    remote targets are predicted only.
+
+    ``measure_fn(target, counts)`` measures dense and compressed (default: :func:`measure_pair` here).
     """
-    if not target.is_local:
-        print(f"predicted only: {target.name} is not this host, nothing was measured")
+    for target, _ in budgets:
+        if not target.is_local:
+            print(f"predicted only: {target.name} is not this host, nothing was measured")
+    local = [(t, ms) for t, ms in budgets if t.is_local]
+    if not local:
         return counts, None
-    measure_fn = measure_fn or (lambda c: measure_pair(target, model, c))
-    measured = measure_fn(counts)
-    print(describe_measurement(target, measured, target.batch, budget_ms), flush=True)
-    ratio = measured["compressed"].median_ms / budget_ms
+    measure_fn = measure_fn or (lambda t, c: measure_pair(t, model, c))
+
+    def measure_all(candidate: Counts, show: bool) -> Measured:
+        found = {t.name: measure_fn(t, candidate) for t, _ in local}
+        for t, ms in local:
+            if show:
+                print(describe_measurement(t, found[t.name], t.batch, ms), flush=True)
+        return found
+
+    def worst(found: Measured) -> float:
+        return max(found[t.name]["compressed"].median_ms / ms for t, ms in local)
+
+    single = len(local) == 1  # one target: the search reads milliseconds; several: the worst ratio
+    budget = local[0][1] if single else 1.0
+
+    def score(found: Measured) -> float:
+        return found[local[0][0].name]["compressed"].median_ms if single else worst(found)
+
+    measured = measure_all(counts, True)
+    ratio = worst(measured)
     if BAND[0] <= ratio <= BAND[1] or refine <= 0:
         return counts, measured
-    print(f"measured {ratio:.3f} x budget, outside [{BAND[0]:.2f}, {BAND[1]:.2f}]: measured local search around "
+    what = "measured" if len(local) == 1 else "worst measured"
+    print(f"{what} {ratio:.3f} x budget, outside [{BAND[0]:.2f}, {BAND[1]:.2f}]: measured local search around "
           f"the schedule (at most {refine} measurements)", flush=True)
     seen = {tuple(counts): measured}
 
     def measure(candidate: Counts) -> float:
-        seen[tuple(candidate)] = measure_fn(candidate)
-        return seen[tuple(candidate)]["compressed"].median_ms
+        seen[tuple(candidate)] = measure_all(candidate, False)
+        return score(seen[tuple(candidate)])
 
-    best, _ = measured_search(counts, measure, budget_ms, model.num_tokens, model.num_prefix + 1, compress_from,
-                              steps=refine, first=measured["compressed"].median_ms,
-                              log=lambda m: print(m, flush=True), merging=model.merging)
+    best, _ = measured_search(counts, measure, budget, model.num_tokens, model.num_prefix + 1, compress_from,
+                              steps=refine, first=score(measured), log=lambda m: print(m, flush=True),
+                              merging=model.merging,
+                              describe=None if single else lambda v: f"worst measured / budget {v:.3f}")
     print(f"schedule: {as_lists(best)}\nits measurement from the local search (dense and compressed in one run):")
-    print(describe_measurement(target, seen[tuple(best)], target.batch, budget_ms), flush=True)
+    for t, ms in local:
+        print(describe_measurement(t, seen[tuple(best)][t.name], t.batch, ms), flush=True)
     return best, seen[tuple(best)]
+
+
+def measured_record(measured: Measured, budgets: list[tuple[Target, float]]) -> dict:
+    """The YAML's ``measured``: one target as before ({dense, compressed}); several by target name,
+    each with its budget and measured/budget ratio."""
+    if len(measured) == 1:
+        return {k: m.as_dict() for k, m in next(iter(measured.values())).items()}
+    limits = {t.name: ms for t, ms in budgets}
+    return {name: {**{k: m.as_dict() for k, m in stats.items()}, "budget_ms": limits[name],
+                   "ratio_of_budget": stats["compressed"].median_ms / limits[name]} for name, stats in measured.items()}
