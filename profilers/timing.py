@@ -61,6 +61,9 @@ def measure_interleaved(fns: Mapping[str, Callable[[], object]], warmup_s: float
                         ) -> dict[str, TimingStats]:
     """Measure several functions in one process, alternating repeats (ABAB) to cancel drift.
 
+    Before each timed repeat the function runs once untimed: after the others ran, its first call is
+    cold (caches, the runtime's buffers). Without this, a large graph that fits one or two calls in a
+    repeat was timed at its cold call (seen at 518 px: identical dense blocks measured 51-186 ms).
     A function whose CV exceeds ``max_cv`` is re-measured, up to ``max_attempts`` times; the
     attempt with the lowest CV is kept and ``cv_ok`` says whether it met the bound.
     """
@@ -74,6 +77,7 @@ def measure_interleaved(fns: Mapping[str, Callable[[], object]], warmup_s: float
         iters = dict.fromkeys(pending, 0)
         for _ in range(repeats):
             for name in pending:
+                _repeat(fns[name], 0.0, 1, syncs.get(name))  # warm again after the switch, untimed
                 ms, n = _repeat(fns[name], repeat_s, min_iters, syncs.get(name))
                 samples[name].append(ms)
                 iters[name] += n

@@ -28,3 +28,20 @@ def test_interleaved_measures_real_work_in_one_run():
                                 max_cv=1.0)
     assert stats["slow"].median_ms > stats["fast"].median_ms >= 1.0
     assert stats["slow"].repeats == 5 and stats["fast"].iterations >= 5
+
+
+@pytest.mark.timing
+def test_a_repeat_times_the_warm_function_not_the_switch():
+    """Each function's first call after another ran is slow (cold); a repeat that fits one call
+    must still time the warm call (10x effects only: host noise cannot flip them)."""
+    last = [None]
+
+    def make(name):
+        def fn():
+            time.sleep(0.05 if last[0] != name else 0.005)  # cold after a switch, warm otherwise
+            last[0] = name
+        return fn
+
+    stats = measure_interleaved({"a": make("a"), "b": make("b")}, warmup_s=0.0, repeat_s=0.001, repeats=3,
+                                max_cv=1.0, max_attempts=1)
+    assert stats["a"].median_ms < 25 and stats["b"].median_ms < 25  # 5 ms warm, not 50 ms cold
