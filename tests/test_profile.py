@@ -8,6 +8,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from hwsearch.cli import main
@@ -155,3 +156,18 @@ def test_bad_inputs_exit_2_nothing_written(case, quick_targets, tmp_path, capsys
     assert len(err.splitlines()) == 1 and err.startswith("hwsearch: error:")
     assert not out.exists() or not list(out.rglob("profile.csv"))
     shutil.rmtree(out, ignore_errors=True)
+
+
+def test_onnxruntime_backend_flushes_denormals(tmp_path):
+    """CPU time on denormal floats depends on the data: the profile's sessions flush them to zero."""
+    from torch import nn
+
+    from hwsearch.profiling.export import export_onnx_graph
+    from profilers.backends import create_backend
+    from profilers.bundle import Graph
+
+    export_onnx_graph(nn.Linear(4, 4), (torch.zeros(1, 4),), tmp_path / "g.onnx", ["x"])
+    backend = create_backend("onnxruntime", {"name": "t", "precision": "fp32", "threads": 1}, tmp_path)
+    run, _ = backend.prepare(Graph("g", "mlp", 4, 1, "g.onnx", {"x": [1, 4]}))
+    run()
+    assert backend.session.get_session_options().get_session_config_entry("session.set_denormal_as_zero") == "1"
