@@ -62,8 +62,8 @@ def measure_interleaved(fns: Mapping[str, Callable[[], object]], warmup_s: float
     """Measure several functions in one process, alternating repeats (ABAB) to cancel drift.
 
     Before each timed repeat the function runs once untimed: after the others ran, its first call is
-    cold (caches, the runtime's buffers). Without this, a large graph that fits one or two calls in a
-    repeat was timed at its cold call (seen at 518 px: identical dense blocks measured 51-186 ms).
+    cold (caches, the runtime's buffers), and a large graph that fits one or two calls in a repeat
+    would be timed at that cold call.
     A function whose CV exceeds ``max_cv`` is re-measured, up to ``max_attempts`` times; the
     attempt with the lowest CV is kept and ``cv_ok`` says whether it met the bound.
     """
