@@ -25,6 +25,7 @@ from hwsearch.profiling.export import export_onnx_graph
 # ops that make shapes data-dependent or add control flow: TensorRT handles them poorly
 DYNAMIC_OPS = {"NonZero", "Loop", "If", "Scan", "Unique", "Compress", "NonMaxSuppression"}
 PARITY_TOLERANCE = 1e-3
+NOISE = 1e-6  # input perturbation that shows how far PyTorch's own output moves (token selections flip)
 
 
 @dataclass
@@ -39,6 +40,17 @@ class ExportReport:
     parity_images: int
     output_cosine: float
     top1_agreement: float | None
+    noise_cosine: float | None = None  # PyTorch vs itself on inputs + NOISE (only when max_abs_diff is over)
+
+    @property
+    def agrees(self) -> bool:
+        """Within the bound, or no further from PyTorch than PyTorch is from itself under input noise:
+        a compressed model's top-k/matching picks between near-equal scores, and any float difference
+        (another runtime, 1e-6 of input noise) can flip a few (seen at 518 px: 1,370 tokens; the dense
+        export matched to 9e-6). The export is refused when it is further off than that."""
+        if self.max_abs_diff <= PARITY_TOLERANCE:
+            return True
+        return self.noise_cosine is not None and 1 - self.output_cosine <= 2 * (1 - self.noise_cosine)
 
 
 def export_onnx(model: CompressedViT, path: Path, batch: int, images: torch.Tensor, opset: int = 17) -> ExportReport:
@@ -53,9 +65,14 @@ def export_onnx(model: CompressedViT, path: Path, batch: int, images: torch.Tens
     ops = Counter(n.op_type for n in graph.node)
     torch_out, onnx_out = compare_outputs(model, path, images, batch)
     diff = agreement(torch_out, onnx_out, model.vit.num_classes > 0)
+    noise = None
+    if diff["max_abs_diff"] > PARITY_TOLERANCE:  # how far PyTorch moves from itself under input noise
+        nudged = images + NOISE * torch.randn(images.shape, generator=torch.Generator().manual_seed(0))
+        again, _ = paired_outputs(model, lambda x: x, nudged, batch)
+        noise = agreement(torch_out, again, False)["output_cosine"]
     return ExportReport(str(path), opset, batch, len(graph.node), dict(sorted(ops.items())),
                         sorted(set(ops) & DYNAMIC_OPS), diff["max_abs_diff"], len(images), diff["output_cosine"],
-                        diff["top1_agreement"])
+                        diff["top1_agreement"], noise)
 
 
 def agreement(reference: np.ndarray, other: np.ndarray, classifier: bool) -> dict[str, Any]:
@@ -127,9 +144,14 @@ def describe_export(report: ExportReport) -> str:
              f"ONNX Runtime vs PyTorch on {report.parity_images} held-out images: max abs diff "
              f"{report.max_abs_diff:.2e} (bound {PARITY_TOLERANCE:g}), output cosine {report.output_cosine:.6f}"
              + (f", top-1 agreement {report.top1_agreement:.4f}" if report.top1_agreement is not None else "")]
+    if report.noise_cosine is not None:
+        lines.append(f"PyTorch vs itself on inputs + {NOISE:g} noise: output cosine {report.noise_cosine:.6f} (token "
+                     f"selections between near-equal scores flip); the export "
+                     + ("is within twice that" if report.agrees else "is further off"))
     if report.dynamic_ops:
         lines.append(f"note: data-dependent ops in the graph: {', '.join(report.dynamic_ops)}")
     print("\n".join(lines))
-    if report.max_abs_diff > PARITY_TOLERANCE:
-        raise HwsearchError(f"ONNX export differs from PyTorch by {report.max_abs_diff:.2e} > {PARITY_TOLERANCE:g}")
+    if not report.agrees:
+        raise HwsearchError(f"ONNX export differs from PyTorch by {report.max_abs_diff:.2e} > {PARITY_TOLERANCE:g} "
+                            f"(output cosine {report.output_cosine:.6f})")
     return "\n".join(lines)
