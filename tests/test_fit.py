@@ -143,3 +143,21 @@ def test_fit_says_when_no_schedule_is_predicted_cheaper_than_dense(quick_targets
     assert main(["optimize", "--target", "cpu_onnxruntime", *MODEL, "--latency-ms", "1", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "predicts no schedule cheaper than dense" in err and len(err.strip().splitlines()) == 1
+
+
+def test_fit_counts_the_rows_the_profile_flagged(quick_targets, tmp_path, capsys):  # noqa: F811
+    """Rows still above the CV bound (cv_ok false) and rows measured while throttled are counted."""
+    import csv
+
+    from hwsearch.cost.fit import describe_flags
+
+    rows = list(csv.DictReader((RECORDED / "profile.csv").open(newline="")))
+    over = sum(r["cv_ok"] == "False" for r in rows)
+    out = recorded_results(tmp_path / "results")
+    capsys.readouterr()
+    assert main(["fit", "--target", "cpu_onnxruntime", *MODEL, "--out", str(out)]) == 0
+    assert f"note: {over} of {len(rows)} profile rows stayed above the target's CV bound" in capsys.readouterr().out
+    hot = [{"part": "attn", "cv_ok": "True", "throttle": "SM clock 1980->1500 MHz, reasons 0x20"},
+           {"part": "mlp", "cv_ok": "True", "throttle": ""}]
+    assert describe_flags(hot) == ["note: 1 of 2 profile rows were measured while the device throttled (attn 1); "
+                                   "kept, their noise is in the CV errors above"]

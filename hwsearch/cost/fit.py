@@ -189,12 +189,13 @@ def load_costmodel(path: str | Path) -> dict[str, Any]:
 
 def describe_reach(data: dict[str, Any], depth: int, num_prefix: int, rows: list[dict[str, Any]],
                    meta: dict[str, Any]) -> list[str]:
-    """Per quantity and merge operator: the cheapest schedule's predicted cost vs dense; a warning with
-    the profile's noise figures (CV, additivity) when no schedule is predicted cheaper than dense."""
+    """The rows the profile flagged; per quantity and merge operator the cheapest schedule's predicted
+    cost vs dense; a warning with the profile's noise figures (CV, additivity) when no schedule is
+    predicted cheaper than dense."""
     from hwsearch.cost.base import reachable_range
     from hwsearch.cost.measured import MeasuredCost
 
-    lines = []
+    lines = describe_flags(rows)
     for quantity, q in data["quantities"].items():
         for merging in ("rank", "similarity"):
             if merging == "similarity" and q["compress"].get("similarity_coef") is None:
@@ -205,6 +206,23 @@ def describe_reach(data: dict[str, Any], depth: int, num_prefix: int, rows: list
             if cheapest >= dense:
                 lines.append(f"warning: no schedule is predicted cheaper than dense, the profile is too noisy "
                              f"({noise_figures(rows, meta, int(data['batch']))}); profile again on a quiet host")
+    return lines
+
+
+def describe_flags(rows: list[dict[str, Any]]) -> list[str]:
+    """The rows the profile flagged (``cv_ok`` false: still above the target's CV bound after its
+    re-measurements; ``throttle``: the device lowered its clocks), counted per part."""
+    lines = []
+    for what, flagged in (("stayed above the target's CV bound after re-measuring",
+                           [r for r in rows if str(r.get("cv_ok", "")).strip().lower() == "false"]),
+                          ("were measured while the device throttled", [r for r in rows if r.get("throttle")])):
+        if flagged:
+            parts: dict[str, int] = {}
+            for r in flagged:
+                parts[r["part"]] = parts.get(r["part"], 0) + 1
+            lines.append(f"note: {len(flagged)} of {len(rows)} profile rows {what} ("
+                         + ", ".join(f"{k} {v}" for k, v in sorted(parts.items())) + "); kept, their noise is in "
+                         "the CV errors above")
     return lines
 
 
