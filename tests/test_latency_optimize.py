@@ -147,6 +147,10 @@ def test_local_target_without_profile_is_profiled_first(quick_targets, tmp_path,
     assert main(["optimize", "--target", "cpu_onnxruntime", *MODEL, *SEARCH, "--latency-ms", "0.0001",
                  "--out", str(out)]) == 2  # profiled and fitted, then the budget is refused
     captured = capsys.readouterr()
-    assert "profiling it here first" in captured.out and "reachable range" in captured.err
+    # the budget is refused either way; which line depends on the quick profile's noise (a 17-token model
+    # timed in seconds can come out with no schedule predicted cheaper than dense): assert only that
+    assert "profiling it here first" in captured.out
+    assert "reachable range" in captured.err or "predicts no schedule cheaper than dense" in captured.err
+    assert len(captured.err.strip().splitlines()) == 1
     folder = out / "cpu_onnxruntime" / "deit_tiny_patch16_224"
     assert (folder / "profile.csv").is_file() and (folder / "costmodel.json").is_file()
