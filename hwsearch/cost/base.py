@@ -60,9 +60,13 @@ class WorstRatio(CostModel):
         self.num_tokens = self.budgets[0].cost.num_tokens
 
     def expected_cost(self, keeps: Sequence[BlockKeep]) -> Tensor:
+        return self.ratio([b.cost.expected_cost(keeps) for b in self.budgets])
+
+    def ratio(self, expected: Sequence[Tensor]) -> Tensor:
+        """The worst ratio of expected costs already computed, one per budget in order."""
         import torch
 
-        return torch.stack([b.cost.expected_cost(keeps) / b.target for b in self.budgets]).max()
+        return torch.stack([e / b.target for b, e in zip(self.budgets, expected, strict=True)]).max()
 
     def cost(self, counts: Sequence[tuple[int, int]]) -> float:
         return max(b.cost.cost(counts) / b.target for b in self.budgets)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -217,9 +218,7 @@ def describe_flags(rows: list[dict[str, Any]]) -> list[str]:
                            [r for r in rows if str(r.get("cv_ok", "")).strip().lower() == "false"]),
                           ("were measured while the device throttled", [r for r in rows if r.get("throttle")])):
         if flagged:
-            parts: dict[str, int] = {}
-            for r in flagged:
-                parts[r["part"]] = parts.get(r["part"], 0) + 1
+            parts = Counter(r["part"] for r in flagged)
             lines.append(f"note: {len(flagged)} of {len(rows)} profile rows {what} ("
                          + ", ".join(f"{k} {v}" for k, v in sorted(parts.items())) + "); kept, their noise is in "
                          "the CV errors above")

@@ -247,12 +247,14 @@ def default_checkpoint(img_size: int = DEFAULT_IMG_SIZE) -> Path:
     print(f"converting the default DINOv2 ViT-S/14 at {img_size} px from {src.name} (once) ...", flush=True)
     reference = DEFAULT_IMG_SIZE  # the graph's input size: the whole model is compared there
     model = create_vit(DEFAULT_MODEL, img_size=reference)
-    model.load_state_dict(convert_state_dict(src, reference), strict=True)
+    state = convert_state_dict(src, reference)
+    model.load_state_dict(state, strict=True)
     images = normalize(default_images(reference, count=8, split="eval"), model.pretrained_cfg)
     report = {**verify(model, src, images), "resample": verify_resample(src, img_size)}
     if report["min_token_cosine"] < MIN_COSINE or report["resample"]["max_abs_diff"] > MAX_RESIZE_DIFF:
         raise HwsearchError(f"converted default model disagrees with ONNX Runtime: {report}")
-    state = convert_state_dict(src, img_size)
+    if img_size != reference:  # the same weights; only the position grid is resampled for this size
+        state["pos_embed"] = convert_state_dict(src, img_size)["pos_embed"]
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata={"source": src.name, "verified": json.dumps(report)})
     write_json(path.with_suffix(".json"), {"source": str(src), "img_size": img_size, "verification": report})

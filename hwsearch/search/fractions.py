@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from hwsearch.cost.base import Budget
+from hwsearch.cost.base import Budget, WorstRatio
 from hwsearch.model.tokens import BlockKeep
 from hwsearch.schedule import Counts, bisect, min_merge_kept
 from hwsearch.search.rates import ste_ceil
@@ -103,12 +103,13 @@ class FractionRates(nn.Module):
         the offset."""
         learned = [p for p in (self.prune_logits, self.merge_logits) if p.requires_grad]
         start = [p.clamp(-MARGIN, 1 + MARGIN) for p in learned]
+        bound = WorstRatio(budgets)
 
         def worst(offset: float) -> float:
             for p, s in zip(learned, start, strict=True):
                 p.copy_((s + offset).clamp(-MARGIN, 1 + MARGIN))
             counts = self.counts(self())
-            return max(b.cost.cost(counts) / b.target for b in budgets)
+            return bound.cost(counts)
 
         # from every fraction 0 to every fraction 1, wherever they are now; cost rises with the offset
         span = 1 + 2 * MARGIN

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from hwsearch.cost.base import Budget, constraint
+from hwsearch.cost.base import Budget, WorstRatio, constraint
 from hwsearch.data import ImageSet, normalize
 from hwsearch.io import atomic_path, write_json
 from hwsearch.model.vit import CompressedViT
@@ -129,7 +129,7 @@ def gradient_search(model: CompressedViT, budgets: list[Budget], data: ImageSet,
     """
     torch.manual_seed(cfg.seed)
     cost, target = budgets[0].cost, budgets[0].target
-    bound = constraint(budgets)  # several budgets: the worst cost/budget ratio
+    bound, worst_of = constraint(budgets), WorstRatio(budgets)  # several budgets: the worst cost/budget ratio
     rank, world = _world()
     progress = progress and rank == 0
     start_time = time.perf_counter()
@@ -172,8 +172,7 @@ def gradient_search(model: CompressedViT, budgets: list[Budget], data: ImageSet,
                 task_sum += task.item()
         keeps = rates()
         expected = [b.cost.expected_cost(keeps) for b in budgets]
-        worst = torch.stack([e / b.target for b, e in zip(budgets, expected, strict=True)]).max()
-        penalty = cfg.lam * (worst - 1.0) ** 2  # several budgets: the binding one at 1, the others under
+        penalty = cfg.lam * (worst_of.ratio(expected) - 1.0) ** 2  # the binding budget at 1, others under
         if fixed:  # the update moves tokens at fixed cost; the retraction puts it back on the budget
             _project_task_gradient(rates, budgets, expected, world)
         else:
