@@ -9,7 +9,8 @@ minus each method with a paired bootstrap 95% interval over the held-out images.
 
     python benchmarks/schedules_vs_uniform.py [--fractions 0.5,0.6,0.7] [--merging similarity]
 
-Prints one table per budget; writes results/benchmarks/schedules_vs_uniform.json.
+Prints one table per budget; writes results/benchmarks/schedules_vs_uniform.json
+(schedules_vs_uniform_from<K>.json with ``--compress-from K`` other than the default).
 """
 from __future__ import annotations
 
@@ -63,10 +64,16 @@ def main() -> int:
         best = max(METHODS, key=lambda m: rows[m]["fidelity"])
         results.append({"fraction": fraction, "dense_gmacs": cost.dense_cost(depth), "best_hand": best, "rows": rows})
         print_table(results[-1])
-        write_json(Path(args.out) / "benchmarks" / "schedules_vs_uniform.json",  # after every budget
-                   {"merging": args.merging, "held_out": b.held_out.source, "images": len(b.held_out),
+        write_json(Path(args.out) / "benchmarks" / output_name(args.compress_from),  # after every budget
+                   {"merging": args.merging, "compress_from": args.compress_from, "held_out": b.held_out.source, "images": len(b.held_out),
                     "results": results, "provenance": provenance()})
     return 0
+
+
+def output_name(compress_from: int) -> str:
+    """The JSON's file name: the default start keeps the historical name."""
+    suffix = "" if compress_from == SearchConfig.compress_from else f"_from{compress_from}"
+    return f"schedules_vs_uniform{suffix}.json"
 
 
 def print_table(result: dict) -> None:

@@ -148,18 +148,31 @@ def to_rgb8(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def _load_file(path: Path, size: int, crop_pct: float) -> np.ndarray:
+def center_crop(img: Image.Image, size: int, crop_pct: float) -> np.ndarray:
     """Resize the short side to size/crop_pct (bicubic), then center-crop (timm eval transform)."""
+    scale = int(round(size / crop_pct)) / min(img.size)
+    img = img.resize((max(size, round(img.width * scale)), max(size, round(img.height * scale))), Image.BICUBIC)
+    left, top = (img.width - size) // 2, (img.height - size) // 2
+    return np.asarray(img.crop((left, top, left + size, top + size)))
+
+
+def load_image(path: str | Path, size: int, crop_pct: float) -> np.ndarray:
+    """One image file as the model sees it (:func:`center_crop`); a missing or corrupt file is one error."""
     try:
         with Image.open(path) as opened:
             img = to_rgb8(opened)
     except Exception as exc:
         raise HwsearchError(f"cannot read image {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
                             ) from None
-    scale = int(round(size / crop_pct)) / min(img.size)
-    img = img.resize((max(size, round(img.width * scale)), max(size, round(img.height * scale))), Image.BICUBIC)
-    left, top = (img.width - size) // 2, (img.height - size) // 2
-    return np.asarray(img.crop((left, top, left + size, top + size)))
+    return center_crop(img, size, crop_pct)
+
+
+def held_out_photos(size: int, crop_pct: float = 0.875) -> ImageSet:
+    """The held-out photos whole (center crops, not the random crops of the held-out set), for pictures."""
+    names = list(EVAL_PHOTOS)
+    crops = [center_crop(Image.fromarray(_rgb(EVAL_PHOTOS[n]())), size, crop_pct) for n in names]
+    return ImageSet(torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).contiguous(), None,
+                    "default:held-out-photos", groups=names)
 
 
 def folder_sets(root: str | Path, size: int, crop_pct: float = 0.875, num_images: int | None = None,
@@ -179,7 +192,7 @@ def folder_sets(root: str | Path, size: int, crop_pct: float = 0.875, num_images
         raise HwsearchError(f"{root}: need at least 2 images (ImageFolder layout root/class/image or a flat folder)")
     order = np.random.default_rng(seed).permutation(len(files))[: num_images or len(files)]
     files = [files[i] for i in order]
-    images = torch.from_numpy(np.stack([_load_file(p, size, crop_pct) for p, _ in files])).permute(0, 3, 1, 2)
+    images = torch.from_numpy(np.stack([load_image(p, size, crop_pct) for p, _ in files])).permute(0, 3, 1, 2)
     labels = torch.tensor([label for _, label in files]) if classes else None
     full = ImageSet(images.contiguous(), labels, str(root), classes or None)
     n_eval = max(1, int(round(len(files) * eval_fraction)))

@@ -14,6 +14,7 @@ from hwsearch.data import image_sets
 from hwsearch.io import provenance, write_json
 from hwsearch.model.vit import CompressedViT, apply_schedule
 from hwsearch.model.zoo import load_model
+from hwsearch.pages import write_page
 from hwsearch.profiling.measure import measure_models
 from hwsearch.quality import by_group, collect, feature_cosines, fidelity
 from hwsearch.schedule import load_schedule
@@ -58,5 +59,5 @@ def evaluate_schedule(path: str, target: Target, checkpoint: str | None, data: s
               "held_out": {"source": held_out.source, "images": len(held_out)}, "provenance": provenance()}
     out = Path(path).with_suffix(".eval.json")
     write_json(out, result)
-    print(f"wrote {out}")
+    print(f"wrote {out}\nwrote {write_page(path, compressed)}")
     return result

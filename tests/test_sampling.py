@@ -16,7 +16,7 @@ import pytest
 
 from hwsearch.cli import main
 from hwsearch.report.compare import hypervolume
-from hwsearch.schedule import Schedule
+from hwsearch.schedule import Schedule, load_schedule
 from hwsearch.search import sampled
 from hwsearch.search import study as study_storage
 from hwsearch.search.sampled import Space
@@ -73,7 +73,15 @@ def test_sample_then_compare_puts_gradient_and_baselines_in_one_study(tmp_path, 
     report = folder / "flops_ratio0.6"
     assert (report / "pareto.png").read_bytes()[:4] == b"\x89PNG"
     assert (report / "history.png").read_bytes()[:4] == b"\x89PNG"
-    assert "<img" in (report / "index.html").read_text()
+    index = (report / "index.html").read_text()
+    assert "<img" in index
+    # a schedule and a page per reference schedule and Pareto-front trial, linked from the study page
+    pages = sorted((report / "report").glob("*.html"))
+    assert {"gradient", "baseline-tome", "baseline-evit", "baseline-uniform"} <= \
+        {p.stem.split("_", 1)[1] for p in pages}
+    for page in pages:
+        assert f'href="report/{page.name}"' in index
+        assert load_schedule(report / "schedules" / f"{page.stem}.yaml").model == "deit_tiny_patch16_224"
     data = json.loads((report / "compare.json").read_text())
     assert data["summary"]["gradient"]["trials"] == 1 and len(data["trials"]) == 10
     # rerun with a larger cap continues the same study (no second gradient search, no duplicate baselines)

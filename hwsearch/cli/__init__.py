@@ -3,7 +3,7 @@
 Commands: optimize (gradient search under a budget), evaluate (measured check of a schedule),
 profile (measure parts on a target), fit (cost model from a profile), sample (Optuna study),
 compare (methods in a study), export (checked ONNX), deploy (engine/session, measured), report
-(profile plots). User errors are one line on stderr and exit code 2 (never a traceback).
+(a schedule's HTML page, or profile plots), show (token maps of a schedule on images). User errors are one line on stderr and exit code 2 (never a traceback).
 """
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ COMMANDS = {
     "compare": "table, Pareto/history PNGs and HTML from a study",
     "export": "static-shape ONNX of a schedule, checked against PyTorch",
     "deploy": "export + engine/session for the target, measured (or a device bundle)",
-    "report": "plots from a profile",
+    "report": "a schedule's HTML page (or plots from a profile)",
+    "show": "token maps of a schedule on images (kept, pruned, merged patches per block)",
 }
 
 

@@ -5,11 +5,13 @@ import argparse
 from pathlib import Path
 
 from hwsearch.cli.common import target_for
+from hwsearch.cost.fit import load_costmodel
 from hwsearch.errors import HwsearchError
 from hwsearch.io import redact, safe_name
 from hwsearch.model.zoo import DEFAULT_MODEL
-from hwsearch.report.compare import summarize, table, write_report
-from hwsearch.search.study import open_study, print_importances, question, trial_rows
+from hwsearch.pages import trial_pages
+from hwsearch.report.compare import pareto_front, summarize, table, write_report
+from hwsearch.search.study import MODEL_SOURCE, open_study, print_importances, question, trial_rows
 from hwsearch.workspace import Workspace
 
 
@@ -25,7 +27,8 @@ def run(args: argparse.Namespace) -> int:
     if args.study:
         safe_name(args.study, "--study")
     target = target_for(args)
-    folder = Workspace(Path(args.out), target, args.model or DEFAULT_MODEL).studies
+    ws = Workspace(Path(args.out), target, args.model or DEFAULT_MODEL)
+    folder = ws.studies
     name = args.study
     if not name:
         journals = sorted(folder.glob("*.journal"), key=lambda p: p.stat().st_mtime)
@@ -43,8 +46,12 @@ def run(args: argparse.Namespace) -> int:
           f"{attrs['cost']} ({attrs['unit']}); budget {float(attrs['budget']):.3f}")
     print(table(summary, attrs["unit"]))
     importances = print_importances(study)
+    costmodel = load_costmodel(ws.costmodel_json) if ws.costmodel_json.is_file() else None
+    links = trial_pages(folder / name, rows, pareto_front(study), attrs, study.user_attrs.get(MODEL_SOURCE, {}),
+                        costmodel)
     paths = write_report(folder / name, study, rows, summary, importances, float(attrs["budget"]),
-                         attrs["unit"], attrs["quality"])
+                         attrs["unit"], attrs["quality"], links)
+    print(f"wrote {len(links)} schedule pages under {folder / name / 'report'}")
     print("wrote " + ", ".join(str(p) for p in paths))
     print(f"dashboard: optuna-dashboard {redact(storage)}")
     return 0

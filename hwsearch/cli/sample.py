@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     if args.study:
         safe_name(args.study, "--study")
     target = target_for(args)
-    vit, name, _ = load_model(args.model, args.checkpoint, args.img_size)
+    vit, name, checkpoint = load_model(args.model, args.checkpoint, args.img_size)
     model = CompressedViT(vit, merging=args.merging)
     if not 0 <= args.compress_from < model.depth:
         raise HwsearchError(f"--compress-from must be in [0, {model.depth - 1}]")
@@ -80,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
     settings = SampleSettings(args.trials, args.sampler, args.objective, args.space, args.seed,
                               args.storage or str(ws.studies / f"{study_name}.journal"), study_name, args.tolerance,
                               gradient, not args.no_references, args.compress_from, not args.no_progress)
-    study = run_sample(settings, {"model": name, "target": target.name}, model, budget, search_set, eval_set)
+    study = run_sample(settings, {"model": name, "target": target.name}, model, budget, search_set, eval_set,
+                       {"checkpoint": checkpoint, "img_size": int(vit.patch_embed.img_size[0])})
     print_importances(study)
     print(f"next: hwsearch compare --target {target.name} --study {study.study_name}"
           + (f" --storage {args.storage}" if args.storage else ""))

@@ -48,7 +48,10 @@ class FlopsCost(CostModel):
 
     def block_macs(self, n_in: Tensor | float, n_out: Tensor | float) -> Tensor | float:
         """Attention (linear + two N^2 matmuls) on ``n_in`` tokens, MLP on ``n_out``."""
-        return n_in * self.attn_linear + 2 * n_in * n_in * self.attn_dim + n_out * self.mlp_linear
+        return self.attn_macs(n_in) + n_out * self.mlp_linear
+
+    def attn_macs(self, n_in: Tensor | float) -> Tensor | float:
+        return n_in * self.attn_linear + 2 * n_in * n_in * self.attn_dim
 
     def overhead_macs(self, n_in: Tensor | float, prune_kept: Tensor | float,
                       merge_kept: Tensor | float) -> Tensor | float:
@@ -79,6 +82,17 @@ class FlopsCost(CostModel):
 
     def cost(self, counts: Sequence[tuple[int, int]]) -> float:
         return float(self._total([(float(p), float(m)) for p, m in counts]))
+
+    def block_parts(self, counts: Sequence[tuple[int, int]]) -> list[dict[str, float]]:
+        """Per block, GMACs of attention (on the tokens entering), MLP (on ``merge_kept``) and the
+        compression step (0 where the block does not compress)."""
+        out, n_in = [], float(self.num_tokens)
+        for p, m in counts:
+            attn = float(self.attn_macs(n_in))
+            step = float(self.overhead_macs(n_in, float(p), float(m))) if m < n_in else 0.0
+            out.append({"attn": attn / 1e9, "mlp": m * self.mlp_linear / 1e9, "compress": step / 1e9})
+            n_in = float(m)
+        return out
 
     def breakdown(self, counts: Sequence[tuple[int, int]]) -> dict[str, float]:
         """GMACs split into embed, blocks, compression overhead and head."""

@@ -13,6 +13,10 @@ from hwsearch.model.tokens import BlockKeep
 from hwsearch.profiling.additivity import compress_features
 
 
+QUANTITIES = {"latency_ms": "latency", "energy_mj": "energy"}
+"""Budget kinds measured on a device, and the cost-model quantity each is on."""
+
+
 class MeasuredCost(CostModel):
     """Latency (or energy) from a fitted cost model (``costmodel.json``, see :mod:`hwsearch.fit`).
 
@@ -79,6 +83,17 @@ class MeasuredCost(CostModel):
                 total = total + self.compress(n_in, p, m)
             n_in = m
         return total + self.lookup("head", n_in)
+
+    def block_parts(self, counts: Sequence[tuple[int, int]]) -> list[dict[str, float]]:
+        """Per block, the fitted attention, MLP and compression-step terms (times the whole-model
+        correction's scale; its constant overhead is not a block's)."""
+        out, n_in = [], float(self.num_tokens)
+        for p, m in counts:
+            step = float(self.compress(n_in, float(p), float(m))) if m < n_in else 0.0
+            out.append({"attn": self.scale * float(self.lookup("attn", n_in)),
+                        "mlp": self.scale * float(self.lookup("mlp", float(m))), "compress": self.scale * step})
+            n_in = float(m)
+        return out
 
     def sum_of_parts(self, counts: Sequence[tuple[int, int]]) -> float:
         """The parts added up, before the whole-model correction."""

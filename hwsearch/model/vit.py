@@ -39,6 +39,7 @@ class Tokens:
     size: Tensor | None = None
     policy: Tensor | None = None
     order: Tensor | None = None  # search mode, similarity merging: token indices in deploy-mode order
+    traces: list[Tensor | None] | None = None  # deploy mode, when traced: per block, see :func:`assignment`
 
 
 @dataclass
@@ -127,16 +128,31 @@ class CompressionBlock(nn.Module):
         elif isinstance(keep, BlockKeep):
             x, size, policy = soft_prune_merge(x, size, policy, metric, cls_attn, self.num_prefix, keep)
         elif deploy_compress:
-            prune_kept, merge_kept = keep  # type: ignore[misc]
             if size is None:
                 size = torch.ones_like(x[..., :1])
-            if merging == "similarity":
-                x, size = matching.deploy_step(x, size, metric, cls_attn, self.num_prefix, prune_kept, merge_kept)
-            else:  # prune also sorts by rank, which the rank merge relies on
-                x, size, metric = prune(x, size, metric, cls_attn, self.num_prefix, prune_kept)
-                x, size = merge(x, size, metric, self.num_prefix, merge_kept)
+            if tokens.traces is None:
+                x, size = self._deploy_step(x, size, metric, cls_attn, keep, merging)  # type: ignore[arg-type]
+            else:  # the same step on the tokens with one-hot channels appended: they come out as the shares
+                width, num = x.shape[-1], x.shape[1]
+                one_hot = torch.eye(num, dtype=x.dtype, device=x.device).expand(x.shape[0], num, num)
+                x, size = self._deploy_step(torch.cat([x, one_hot], -1), size, metric, cls_attn, keep,  # type: ignore[arg-type]
+                                            merging)
+                x, shares = x[..., :width], x[..., width:]
+                tokens.traces.append(assignment(shares))
+        elif tokens.traces is not None:
+            tokens.traces.append(None)
         x = x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
-        return Tokens(x, size, policy, order)
+        return Tokens(x, size, policy, order, tokens.traces)
+
+    def _deploy_step(self, x: Tensor, size: Tensor, metric: Tensor, cls_attn: Tensor | None,
+                     keep: tuple[int, int], merging: str) -> tuple[Tensor, Tensor]:
+        """Deploy mode's real prune + merge to static counts."""
+        prune_kept, merge_kept = keep
+        if merging == "similarity":
+            return matching.deploy_step(x, size, metric, cls_attn, self.num_prefix, prune_kept, merge_kept)
+        # prune also sorts by rank, which the rank merge relies on
+        x, size, metric = prune(x, size, metric, cls_attn, self.num_prefix, prune_kept)  # type: ignore[arg-type]
+        return merge(x, size, metric, self.num_prefix, merge_kept)
 
 
 class CompressedViT(nn.Module):
@@ -168,11 +184,14 @@ class CompressedViT(nn.Module):
     def depth(self) -> int:
         return len(self.vit.blocks)
 
-    def tokens(self, images: Tensor, keeps: Sequence[BlockKeep] | None = None) -> Tokens:
-        """Embed, run all blocks (search mode when ``keeps`` given), final norm."""
+    def tokens(self, images: Tensor, keeps: Sequence[BlockKeep] | None = None, trace: bool = False) -> Tokens:
+        """Embed, run all blocks (search mode when ``keeps`` given), final norm.
+
+        ``trace`` (deploy mode): the result's ``traces`` hold, per block, where each entering token
+        went (:func:`assignment`; None for a block that does not compress)."""
         vit = self.vit
         x = vit.norm_pre(vit.patch_drop(vit._pos_embed(vit.patch_embed(images))))
-        state = Tokens(x)
+        state = Tokens(x, traces=[] if trace else None)
         plan: Sequence[BlockKeep | tuple[int, int] | None] = keeps if keeps is not None else (
             self.counts if self.counts is not None else [None] * self.depth)
         for block, keep in zip(vit.blocks, plan, strict=True):
@@ -204,6 +223,18 @@ def forward_head(vit: Any, x: Tensor, size: Tensor | None = None, policy: Tensor
     patch_mean = (patches * weight).sum(1) / weight.sum(1)
     pooled = x[:, 0] if vit.global_pool == "token" else patch_mean
     return Features(x[:, 0], patch_mean, vit.head(vit.head_drop(vit.fc_norm(pooled))))
+
+
+def assignment(shares: Tensor) -> Tensor:
+    """Where each token entering a block went: ``[B, N_in]``, the index of the token it is part of
+    after the block's compression, or -1 where it was pruned.
+
+    ``shares`` ``[B, N_out, N_in]`` is what deploy mode's own prune and merge make of one-hot
+    channels appended to the tokens: ``size_i / size_j`` where token ``i`` went into token ``j``
+    (the weight of its size-weighted average), 0 elsewhere.
+    """
+    weight, target = shares.max(dim=1)
+    return torch.where(weight > 0, target, torch.full_like(target, -1))
 
 
 def apply_schedule(model: nn.Module, schedule: object, merging: str = "rank") -> CompressedViT:

@@ -79,10 +79,17 @@ def table(summary: dict[str, dict[str, Any]], unit: str) -> str:
     return "\n".join(lines)
 
 
+def pareto_front(study: Any) -> list[int]:
+    """Trial numbers on the study's Pareto front (none for a single-objective study)."""
+    return [t.number for t in study.best_trials] if len(study.directions) == 2 else []
+
+
 def write_report(folder: Path, study: Any, rows: list[dict[str, Any]], summary: dict[str, Any],
-                 importances: dict[str, float], budget: float, unit: str, quality: str) -> list[Path]:
-    """compare.json, pareto.png, history.png and index.html in ``folder``."""
-    front = [t.number for t in study.best_trials] if len(study.directions) == 2 else []
+                 importances: dict[str, float], budget: float, unit: str, quality: str,
+                 links: list[tuple[str, str]] | None = None) -> list[Path]:
+    """compare.json, pareto.png, history.png and index.html (linking ``links``: the trials' pages) in
+    ``folder``."""
+    front = pareto_front(study)
     text = table(summary, unit)
     pareto = pareto_png(rows, front, budget, unit, quality, folder / "pareto.png")
     history = history_png(study, quality, folder / "history.png")
@@ -91,11 +98,12 @@ def write_report(folder: Path, study: Any, rows: list[dict[str, Any]], summary: 
              "the gradient schedule at no more cost",
              "parameter importances (quality): " + ", ".join(f"{k} {v:.2f}" for k, v in
                                                             list(importances.items())[:8])]
-    page = html_page(f"hwsearch study {study.study_name}", text, [pareto, history], notes, folder / "index.html")
+    page = html_page(f"hwsearch study {study.study_name}", text, [pareto, history], notes, folder / "index.html",
+                     links or [])
     write_json(folder / "compare.json", {"study": study.study_name, "budget": budget, "unit": unit,
                                          "quality": quality, "summary": summary, "pareto_front": front,
                                          "importances": importances, "trials": rows})
     return [folder / "compare.json", pareto, history, page]
 
 
-__all__ = ["hypervolume", "summarize", "table", "write_report"]
+__all__ = ["hypervolume", "pareto_front", "summarize", "table", "write_report"]

@@ -1,5 +1,6 @@
-"""Every PNG hwsearch writes, through one :func:`save_png`: profile curves, cost-model scatter,
-study Pareto front and history."""
+"""Every PNG hwsearch draws, through one :func:`save_png` (a file) or :func:`figure_png` (bytes for
+an HTML page): profile curves, cost-model scatter, study Pareto front and history, a schedule's
+kept tokens, per-block costs and predicted vs measured latency."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,6 +23,69 @@ def save_png(fig: Any, out: Path, **savefig: Any) -> Path:
         fig.savefig(tmp, format="png", dpi=110, **savefig)
     plt.close(fig)
     return out
+
+
+def figure_png(fig: Any) -> bytes:
+    """A figure as PNG bytes (for pages that carry their images inline), closed."""
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def kept_tokens_figure(counts: list[tuple[int, int]], num_tokens: int, title: str) -> Any:
+    """Per block: tokens entering, kept after pruning, kept after merging; dense as a line."""
+    blocks = np.arange(len(counts))
+    entering = [num_tokens] + [m for _, m in counts[:-1]]
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    ax.axhline(num_tokens, c="gray", ls="--", lw=1, label=f"dense ({num_tokens})")
+    ax.bar(blocks - 0.2, [p for p, _ in counts], width=0.4, label="after prune", color="tab:orange")
+    ax.bar(blocks + 0.2, [m for _, m in counts], width=0.4, label="after merge", color="tab:blue")
+    ax.step(blocks, entering, where="mid", c="k", lw=1, label="entering")
+    ax.set(xlabel="block", ylabel="tokens (prefix included)", title=title, xticks=blocks)
+    ax.legend(fontsize=8, loc="upper right")
+    ax.grid(alpha=0.3, axis="y")
+    return fig
+
+
+def block_costs_figure(parts: list[dict[str, float]], dense: list[dict[str, float]], unit: str, title: str) -> Any:
+    """Per block, stacked attention / MLP / compression step of the schedule beside dense's."""
+    blocks = np.arange(len(parts))
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for offset, rows, alpha, who in ((-0.2, dense, 0.35, "dense "), (0.2, parts, 1.0, "")):
+        bottom = np.zeros(len(rows))
+        for key, color in (("attn", "tab:green"), ("mlp", "tab:purple"), ("compress", "tab:red")):
+            values = np.array([r[key] for r in rows])
+            ax.bar(blocks + offset, values, width=0.4, bottom=bottom, color=color, alpha=alpha,
+                   label=f"{who}{key}" if (who == "" or key != "compress") else None)
+            bottom += values
+    ax.set(xlabel="block", ylabel=unit, title=title, xticks=blocks)
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(alpha=0.3, axis="y")
+    return fig
+
+
+def latency_figure(rows: list[tuple[str, float, float | None, float | None]], budget: float | None, unit: str,
+                   title: str) -> Any:
+    """One bar per (label, value, p10, p90): predicted and measured, p10-p90 as error bars."""
+    fig, ax = plt.subplots(figsize=(7, 0.5 + 0.45 * len(rows)))
+    y = np.arange(len(rows))
+    colors = [("tab:gray" if "dense" in r[0] else "tab:blue") if r[2] is not None else  # measured
+              ("lightgray" if "dense" in r[0] else "lightsteelblue") for r in rows]  # predicted
+    ax.barh(y, [r[1] for r in rows], color=colors)
+    spread = [(i, r) for i, r in enumerate(rows) if r[2] is not None and r[3] is not None]
+    if spread:  # measured rows: p10-p90
+        ax.errorbar([r[1] for _, r in spread], [i for i, _ in spread], fmt="none", ecolor="k", capsize=3,
+                    xerr=[[r[1] - r[2] for _, r in spread], [r[3] - r[1] for _, r in spread]])
+    if budget:
+        ax.axvline(budget, c="tab:red", ls="--", lw=1, label=f"budget {budget:g} {unit}")
+        ax.legend(fontsize=8)
+    ax.set(yticks=y, yticklabels=[r[0] for r in rows], xlabel=unit, title=title)
+    ax.invert_yaxis()
+    ax.grid(alpha=0.3, axis="x")
+    return fig
 
 
 def plot_profile(rows: list[dict[str, Any]], out: Path) -> Path:

@@ -10,6 +10,7 @@ from typing import Any
 
 from hwsearch.cost.base import Budget, check_reachable
 from hwsearch.cost.flops import FlopsCost
+from hwsearch.cost.measured import QUANTITIES as MEASURED
 from hwsearch.cost.measured import MeasuredCost
 from hwsearch.errors import HwsearchError
 from hwsearch.model.vit import CompressedViT
@@ -18,7 +19,6 @@ from hwsearch.targets import Target
 FLAGS = {"flops_ratio": "--flops-ratio", "gflops": "--gflops", "latency_ms": "--latency-ms",
          "energy_mj": "--energy-mj"}
 LABELS = {"flops_ratio": "flops", "gflops": "gmacs", "latency_ms": "latency", "energy_mj": "energy"}
-MEASURED = {"latency_ms": "latency", "energy_mj": "energy"}
 BUDGET_FORM = re.compile(r"(?P<target>[A-Za-z0-9_.-]+):(?P<kind>latency-ms|energy-mj)=(?P<value>[0-9.eE+-]+)")
 
 

@@ -8,11 +8,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hwsearch.cost.measured import MeasuredCost
 from hwsearch.data import image_sets
 from hwsearch.errors import HwsearchError
 from hwsearch.io import provenance
 from hwsearch.model.vit import CompressedViT, apply_schedule
 from hwsearch.model.zoo import load_model
+from hwsearch.pages import write_page
 from hwsearch.profiling.measure import Measurement, measure_models
 from hwsearch.quality import collect, fidelity
 from hwsearch.schedule import Counts, Schedule, as_lists
@@ -117,7 +119,8 @@ def optimize(out: Path, request: OptimizeRequest, rank: int = 0) -> Path | None:
     save_history(ws.schedules / f"{name_label}.history.json", result, cfg, {"schedule": str(path)})
     if resume is not None and resume.exists():
         resume.unlink()
-    print(f"wrote {path}\nnext: hwsearch evaluate {path}")
+    page = write_page(path, model, {r["on"]: b.cost.data for b, r in budgets if isinstance(b.cost, MeasuredCost)})
+    print(f"wrote {path}\nwrote {page}\nnext: hwsearch evaluate {path}")
     return path
 
 

@@ -95,10 +95,11 @@ def gradient_reference(settings: SampleSettings, model: CompressedViT, budget: B
 
 
 def run_sample(settings: SampleSettings, identity: dict[str, str], model: CompressedViT, budget: Budget,
-               search_set: ImageSet, eval_set: ImageSet) -> optuna.Study:
+               search_set: ImageSet, eval_set: ImageSet, source: dict[str, Any] | None = None) -> optuna.Study:
     """Create/continue the study, queue the references, run trials up to the global cap.
 
-    ``identity`` names the model and target (part of the study's question).
+    ``identity`` names the model and target (part of the study's question); ``source`` (checkpoint,
+    img_size) is kept beside it so that ``compare`` rebuilds the same model for the trials' pages.
     """
     if settings.trials < 1:
         raise HwsearchError("--trials must be positive")
@@ -113,6 +114,8 @@ def run_sample(settings: SampleSettings, identity: dict[str, str], model: Compre
                                 "eval_images": len(eval_set), "eval_source": eval_set.source,
                                 "tolerance": settings.tolerance, "space": settings.space,
                                 **({"merging": model.merging} if model.merging != "rank" else {})})
+    if source:
+        study.set_user_attr(studies.MODEL_SOURCE, source)
     if "://" not in settings.storage:
         failed = studies.fail_dead_local_trials(study)
         if failed:

@@ -20,6 +20,7 @@ from hwsearch.errors import HwsearchError
 from hwsearch.io import redact
 
 QUESTION = "question"  # one user attr (one journal record), so a concurrent worker never sees half of it
+MODEL_SOURCE = "model_source"  # the checkpoint and input size the trials ran with (not part of the question)
 
 
 def get_storage(storage: str | Path) -> optuna.storages.BaseStorage:
