@@ -65,7 +65,8 @@ def main() -> int:
         results.append({"fraction": fraction, "dense_gmacs": cost.dense_cost(depth), "best_hand": best, "rows": rows})
         print_table(results[-1])
         write_json(Path(args.out) / "benchmarks" / output_name(args.compress_from),  # after every budget
-                   {"merging": args.merging, "compress_from": args.compress_from, "held_out": b.held_out.source, "images": len(b.held_out),
+                   {"merging": args.merging, "compress_from": args.compress_from, "held_out": b.held_out.source,
+                    "images": len(b.held_out),
                     "results": results, "provenance": provenance()})
     return 0
 

@@ -23,8 +23,8 @@ from hwsearch.errors import HwsearchError
 from hwsearch.io import provenance
 from hwsearch.model.vit import CompressedViT, apply_schedule
 from hwsearch.model.zoo import load_model
-from hwsearch.report.schedule_page import PageData, budget_records, schedule_page
 from hwsearch.report.plots import method_of
+from hwsearch.report.schedule_page import PageData, budget_records, schedule_page
 from hwsearch.report.tokenmap import default_blocks, token_map_pngs
 from hwsearch.schedule import Schedule, load_schedule
 from hwsearch.targets import load_target
@@ -108,9 +108,10 @@ def costmodels_for(path: Path, schedule: Schedule) -> dict[str, dict[str, Any]]:
 
 
 def write_page(path: str | Path, model: CompressedViT | None = None,
-               costmodels: dict[str, dict[str, Any]] | None = None, out: Path | None = None) -> Path:
+               costmodels: dict[str, dict[str, Any]] | None = None, out: Path | None = None,
+               png_dir: Path | None = None) -> Path:
     """The schedule's page (default :func:`page_path`); ``model``: the deploy-mode model when the caller
-    has it already."""
+    has it already; ``png_dir``: also save the page's pictures there as PNG files."""
     path = Path(path)
     schedule = load_schedule(path)
     compressed = apply_schedule(model, schedule) if model is not None else schedule_model(schedule)
@@ -118,7 +119,7 @@ def write_page(path: str | Path, model: CompressedViT | None = None,
     data = PageData(path, schedule, compressed,
                     costmodels if costmodels is not None else costmodels_for(path, schedule),
                     json.loads(evaluation.read_text()) if evaluation.is_file() else None,
-                    image_set(compressed, None, PAGE_IMAGES))
+                    image_set(compressed, None, PAGE_IMAGES), png_dir)
     return schedule_page(data, out or page_path(path))
 
 

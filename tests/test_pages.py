@@ -151,6 +151,21 @@ def test_schedule_page_is_self_contained(latency_page):
         assert text in page
 
 
+def test_report_command_rewrites_the_page_and_saves_its_pictures(latency_page, tmp_path, capsys):
+    schedule = latency_page.parent.parent / "schedules" / "latency10.yaml"
+    latency_page.unlink()
+    assert main(["report", str(schedule), "--png-dir", str(tmp_path / "docs")]) == 0
+    assert latency_page.is_file()
+    saved = {p.name for p in (tmp_path / "docs").glob("*.png")}
+    assert {"latency10.kept_tokens_per_block.png", "latency10.per_block_cost.png",
+            "latency10.predicted_vs_measured_latency.png"} <= saved and len(saved) == 5
+    capsys.readouterr()
+    for args in ([], [str(schedule), "--profile", "x.csv"]):
+        assert main(["report", *args]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "give a schedule YAML or --profile" in err and len(err.splitlines()) == 1
+
+
 def chromium_console(browser, page, shot):
     """Render ``page`` headless into the screenshot ``shot``; returns (exit code, its console lines, stderr)."""
     run = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1280,4000",

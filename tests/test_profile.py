@@ -158,6 +158,59 @@ def test_bad_inputs_exit_2_nothing_written(case, quick_targets, tmp_path, capsys
     shutil.rmtree(out, ignore_errors=True)
 
 
+def _edit_recorded(rows, case):
+    """The recorded profile's rows made partial or malformed the way an interrupted or damaged device run is."""
+    if case == "no_embed":
+        return [r for r in rows if r["part"] != "embed"]
+    if case == "attn_missing_a_count":
+        return [r for r in rows if not (r["part"] == "attn" and r["tokens"] == "9")]
+    if case == "few_compress_samples":
+        kept = [r for r in rows if r["part"] == "compress"][:5]
+        return [r for r in rows if r["part"] != "compress"] + kept
+    if case in ("nan", "inf", "zero", "negative"):
+        value = {"nan": "nan", "inf": "inf", "zero": "0", "negative": "-1.5"}[case]
+        return [dict(r, median_ms=value) if i == 3 else r for i, r in enumerate(rows)]
+    if case == "duplicate":
+        return rows + [rows[4]]
+    raise AssertionError(case)
+
+
+IMPORT_CASES = {"no_embed": "no embed", "attn_missing_a_count": "no attn at 9 tokens",
+                "few_compress_samples": "compression samples (5 of the 6", "nan": "not a positive number",
+                "inf": "not a positive number", "zero": "not a positive number",
+                "negative": "not a positive number", "duplicate": "again (duplicate rows",
+                "truncated": "(a truncated or corrupt file?)"}
+
+
+@pytest.mark.parametrize("case", sorted(IMPORT_CASES))
+def test_partial_or_malformed_import_is_one_error(case, quick_targets, tmp_path, capsys):
+    """The recorded real profile (a complete one: it imports) with one defect: one line naming it, exit 2,
+    no profile written."""
+    from conftest import RECORDED
+
+    good = tmp_path / "good.csv"
+    shutil.copy(RECORDED / "profile.csv", good)
+    out = tmp_path / "results"
+    argv = ["profile", "--target", "cpu_onnxruntime", *MODEL, "--out", str(out), "--import"]
+    assert main([*argv, str(good)]) == 0
+    shutil.rmtree(out)
+    bad = tmp_path / "measurements.csv"
+    if case == "truncated":  # the last line cut in the middle, as a copy interrupted by a full disk
+        text = good.read_text()
+        bad.write_text(text[:text.rstrip("\n").rfind("\n") + 40])
+    else:
+        rows = list(csv.DictReader(good.open()))
+        with bad.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(_edit_recorded(rows, case))
+    capsys.readouterr()
+    assert main([*argv, str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and IMPORT_CASES[case] in err, err
+    assert not list(out.rglob("profile.csv"))
+
+
 def test_onnxruntime_backend_flushes_denormals(tmp_path):
     """CPU time on denormal floats depends on the data: the profile's sessions flush them to zero."""
     from torch import nn

@@ -3,7 +3,8 @@
 Commands: optimize (gradient search under a budget), evaluate (measured check of a schedule),
 profile (measure parts on a target), fit (cost model from a profile), sample (Optuna study),
 compare (methods in a study), export (checked ONNX), deploy (engine/session, measured), report
-(a schedule's HTML page, or profile plots), show (token maps of a schedule on images). User errors are one line on stderr and exit code 2 (never a traceback).
+(a schedule's HTML page, or profile plots), show (token maps of a schedule on images).
+User errors are one line on stderr and exit code 2 (never a traceback).
 """
 from __future__ import annotations
 

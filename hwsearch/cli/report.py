@@ -14,6 +14,7 @@ from hwsearch.report.plots import plot_profile
 def add_arguments(rep: argparse.ArgumentParser) -> None:
     rep.add_argument("schedule", nargs="?", help="schedule YAML: writes results/<target>/<model>/report/<name>.html")
     rep.add_argument("--profile", help="results/<target>/<model>/profile.csv: plots instead")
+    rep.add_argument("--png-dir", help="schedule: also save the page's charts and token maps there as PNGs")
     rep.add_argument("--out", help="output file (default: the page in report/, or report/profile.png beside "
                                    "the profile)")
 
@@ -25,5 +26,7 @@ def run(args: argparse.Namespace) -> int:
         path = Path(args.out) if args.out else Path(args.profile).with_name("report") / "profile.png"
         print(f"wrote {plot_profile(read_profile(args.profile), path)}")
     else:
-        print(f"wrote {write_page(args.schedule, out=Path(args.out) if args.out else None)}")
+        page = write_page(args.schedule, out=Path(args.out) if args.out else None,
+                          png_dir=Path(args.png_dir) if args.png_dir else None)
+        print(f"wrote {page}")
     return 0

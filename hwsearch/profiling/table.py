@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,8 @@ from hwsearch.profiling.additivity import additivity
 from hwsearch.targets import GRID_RULES, Target
 from profilers.csvlog import COLUMNS
 
+TIME_COLUMNS = ("median_ms", "p10_ms", "p90_ms")
+COMPRESS_SAMPLES = 6  # the compression step's linear model has six coefficients (additivity.compress_features)
 REQUIRED_COLUMNS = ("model", "model_hash", "target", "part", "tokens", "batch", "median_ms", "p10_ms", "p90_ms", "cv")
 # target keys that change what is measured (not how carefully: the timing protocol is not among them)
 MEASURED_SETTINGS = ("backend", "device", "precision", "batch_sizes", "threads", "cuda_graphs", "tensorrt",
@@ -40,11 +43,49 @@ def read_profile(path: str | Path) -> list[dict[str, Any]]:
     if not rows:
         raise HwsearchError(f"{path}: no measurements")
     for i, row in enumerate(rows):
+        if None in row or None in row.values():  # fewer or more fields than the header names
+            raise HwsearchError(f"{path}: row {i + 2} has {len(row) - (None in row) - list(row.values()).count(None)}"
+                                f" of {len(reader.fieldnames or [])} fields (a truncated or corrupt file?)")
         try:
-            float(row["median_ms"]), int(row["tokens"]), int(row["batch"])
+            times = [float(row[c]) for c in TIME_COLUMNS]
+            int(row["tokens"]), int(row["batch"])
         except (TypeError, ValueError):
-            raise HwsearchError(f"{path}: row {i + 2} has a non-numeric median_ms/tokens/batch") from None
+            raise HwsearchError(f"{path}: row {i + 2} has a non-numeric {'/'.join(TIME_COLUMNS)}/tokens/batch"
+                                ) from None
+        if not all(math.isfinite(t) and t > 0 for t in times):
+            raise HwsearchError(f"{path}: row {i + 2} ({row['part']} at {row['tokens']} tokens) has a time that "
+                                f"is not a positive number: " + ", ".join(f"{c} {row[c]}" for c in TIME_COLUMNS))
     return rows
+
+
+def check_complete(rows: list[dict[str, Any]], meta: dict[str, Any], where: str) -> None:
+    """Imported rows are a whole profile: no duplicates; per batch embed, attn and mlp at every count
+    of the token grid, head at two counts or more, and enough compression samples to fit its model."""
+    seen: set[tuple[str, str]] = set()
+    for i, row in enumerate(rows):
+        key = (str(row.get("graph_id") or (row["part"], row["tokens"], row.get("prune_kept"), row.get("merge_kept"))),
+               row["batch"])
+        if key in seen:
+            raise HwsearchError(f"{where}: row {i + 2} measures {row['part']} {key[0]} at batch {row['batch']} again "
+                                f"(duplicate rows: merge the runs' files by hand or measure again)")
+        seen.add(key)
+    grid = set(meta["token_grid"]["counts"])
+    for batch in sorted({int(r["batch"]) for r in rows}):
+        of = [r for r in rows if int(r["batch"]) == batch]
+        missing = [part for part in ("embed", "head") if not any(r["part"] == part for r in of)]
+        for part in ("attn", "mlp"):
+            absent = sorted(grid - {int(r["tokens"]) for r in of if r["part"] == part})
+            if absent:
+                missing.append(f"{part} at {', '.join(map(str, absent))} tokens")
+        heads = {int(r["tokens"]) for r in of if r["part"] == "head"}
+        if heads and len(heads) < 2:
+            missing.append("head at a second token count")
+        samples = sum(r["part"] == "compress" for r in of)
+        if samples < COMPRESS_SAMPLES:
+            missing.append(f"compression samples ({samples} of the {COMPRESS_SAMPLES} its fit needs at least)")
+        if missing:
+            raise HwsearchError(f"{where}: incomplete profile at batch {batch}: no {'; no '.join(missing)} "
+                                f"(an interrupted device run? run it again: it resumes)")
 
 
 def write_profile(rows_csv: Path, out_dir: Path, meta: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
@@ -103,7 +144,9 @@ def check_rows(rows: list[dict[str, Any]], meta: dict[str, Any], where: str) -> 
 
 def import_profile(csv_path: str | Path, folder: Path, meta: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
     """Ingest a device run's measurements.csv as this target's profile (checked first)."""
-    check_rows(read_profile(csv_path), meta, str(csv_path))
+    rows = read_profile(csv_path)
+    check_rows(rows, meta, str(csv_path))
+    check_complete(rows, meta, str(csv_path))
     host = Path(csv_path).with_suffix(".host.json")  # where and how it was measured (profilers writes it)
     device = json.loads(host.read_text()) if host.is_file() else None
     return write_profile(Path(csv_path), folder, {**meta, "imported_from": str(csv_path),

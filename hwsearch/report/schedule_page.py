@@ -29,6 +29,15 @@ class PageData:
     costmodels: dict[str, dict[str, Any]]
     evaluation: dict[str, Any] | None
     images: ImageSet
+    png_dir: Path | None = None  # also write every picture of the page there, as ``<schedule>.<picture>.png``
+
+    def image(self, png: bytes, alt: str) -> str:
+        """The page's ``<img>`` of ``png``; saved under ``png_dir`` too when one is given."""
+        if self.png_dir is not None:
+            self.png_dir.mkdir(parents=True, exist_ok=True)
+            slug = "".join(c if c.isalnum() else "_" for c in alt).strip("_")
+            (self.png_dir / f"{self.path.stem}.{slug}.png").write_bytes(png)
+        return png_img(png, alt)
 
 
 def budget_records(schedule: Schedule) -> list[dict[str, Any]]:
@@ -92,7 +101,7 @@ def latency_section(data: PageData) -> str:
     unit = first["unit"] if first else "ms"
     figure = latency_figure(bars, first["target"] if first else None, unit, "latency: predicted and measured "
                             "(median, p10-p90; dense and schedule measured in one run)")
-    return (png_img(figure_png(figure), "predicted vs measured latency")
+    return (data.image(figure_png(figure), "predicted vs measured latency")
             + table_html(["", f"median {unit}", "p10-p90"], rows)
             + note("energy is predicted only unless the schedule's measurement holds it"))
 
@@ -116,10 +125,11 @@ def blocks_section(data: PageData) -> str:
     figure = block_costs_figure(parts, dense, cost.unit, f"per-block cost ({where}; pale: dense)")
     rows = [[i, p, m, *(f"{part[k]:.3f}" for k in ("attn", "mlp", "compress"))]
             for i, ((p, m), part) in enumerate(zip(counts, parts, strict=True))]
-    return (png_img(figure_png(kept), "kept tokens per block") + png_img(figure_png(figure), "per-block cost")
+    return (data.image(figure_png(kept), "kept tokens per block") + data.image(figure_png(figure), "per-block cost")
             + table_html(["block", "after prune", "after merge", f"attention {cost.unit}", f"MLP {cost.unit}",
                           f"compression {cost.unit}"], rows)
-            + note(f"per-block cost from {where}: schedule total {cost.cost(counts):.3f} {cost.unit}, dense {cost.dense_cost(len(counts)):.3f}"
+            + note(f"per-block cost from {where}: schedule total {cost.cost(counts):.3f} {cost.unit}, "
+                   f"dense {cost.dense_cost(len(counts)):.3f}"
                    + (" (block terms times the whole-model correction's scale; its constant overhead "
                       "and embed/head are in the totals only)" if isinstance(cost, MeasuredCost) else "")))
 
@@ -138,7 +148,7 @@ def fidelity_section(data: PageData) -> str:
 def maps_section(data: PageData) -> str:
     blocks = default_blocks(data.schedule.counts(), data.schedule.num_tokens)
     figures = token_map_figures(data.model, data.images, blocks)
-    return "".join(png_img(figure_png(fig), f"token map: {name}") for name, fig in figures.items())
+    return "".join(data.image(figure_png(fig), f"token map: {name}") for name, fig in figures.items())
 
 
 def commands_section(data: PageData) -> str:
