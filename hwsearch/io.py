@@ -32,6 +32,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             os.unlink(tmp)
 
 
+def cache_dir() -> Path:
+    """hwsearch's cache (converted checkpoints, the host-wide timing lock): ``$HWSEARCH_CACHE`` or
+    ``~/.cache/hwsearch``."""
+    return Path(os.environ.get("HWSEARCH_CACHE", Path.home() / ".cache" / "hwsearch"))
+
+
 def write_text(path: str | Path, text: str) -> None:
     """Write text atomically (temp file + rename)."""
     with atomic_path(path) as tmp:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 from hwsearch.cost.fit import FORMAT, fit_costmodel, load_costmodel, save_costmodel
 from hwsearch.errors import HwsearchError
 from hwsearch.io import safe_name
+from hwsearch.locks import file_lock
 from hwsearch.model.build import model_hash
 from hwsearch.model.vit import CompressedViT
 from hwsearch.profiling.measure import profile_here
@@ -43,6 +45,11 @@ class Workspace:
     studies = property(lambda self: self.folder / "studies")
     engines = property(lambda self: self.folder / "engines")
     report = property(lambda self: self.folder / "report")
+
+    def lock(self, wait: bool = False) -> AbstractContextManager[None]:
+        """This results folder's lock (:mod:`hwsearch.locks`): a second holder exits 2 naming the first,
+        or waits with ``wait``."""
+        return file_lock(self.folder / ".lock", f"the results folder {self.folder}", wait)
 
     def schedule(self, label: str) -> Path:
         return self.schedules / f"{safe_name(label, 'schedule name')}.yaml"
@@ -74,8 +81,9 @@ class Workspace:
         print(f"no profile of {self.model} on {self.target.name} yet ({why}): profiling it here first "
               f"(hwsearch profile)" if why == "missing" else
               f"profile of {self.model} on {self.target.name} {why}: profiling it here again", flush=True)
-        path, _ = profile_here(self.target, model, self.model, list(self.target.batch_sizes), self.folder,
-                               whole_models, progress)
+        with self.lock():
+            path, _ = profile_here(self.target, model, self.model, list(self.target.batch_sizes), self.folder,
+                                   whole_models, progress)
         print(f"wrote {path}", flush=True)
 
     def fit_batch(self) -> int | None:
@@ -110,7 +118,8 @@ class Workspace:
             why = "older format" if older else self.costmodel_stale_reason(data)
             if why is not None:
                 print(f"fitting {path} from {self.profile_csv} ({why}) ...", flush=True)
-                data = save_fit(self, self.fit_batch())
+                with self.lock(wait=True):
+                    data = save_fit(self, self.fit_batch())
         if data["model_hash"] != model_hash(model.vit, self.model):
             raise HwsearchError(f"{path} is stale: it was fitted for another architecture; profile and fit again")
         return data

