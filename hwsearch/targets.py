@@ -25,6 +25,7 @@ _SCHEMA: dict[str, tuple[type | tuple[type, ...], bool, Any]] = {
     "host": (str, True, ("local", "remote")),
     "backend": (str, True, BACKENDS),
     "device": (str, True, ("cpu", "cuda", "jetson")),
+    "device_name": (str, False, None),  # part of the GPU's name / the board's model (case-insensitive)
     "precision": (str, True, ("fp32", "fp16", "int8")),
     "batch_sizes": (list, True, lambda v: v and all(isinstance(b, int) and b > 0 for b in v)),
     "threads": ((int, type(None)), False, None),
@@ -73,6 +74,11 @@ class Target:
     @property
     def batch(self) -> int:
         return int(self.batch_sizes[0])
+
+    @property
+    def device(self) -> str:
+        """``cpu``, ``cuda`` or ``jetson``."""
+        return str(self.raw["device"])
 
     @property
     def is_local(self) -> bool:

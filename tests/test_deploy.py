@@ -9,10 +9,13 @@ from conftest import make_vit
 from test_profile import quick_targets  # noqa: F401 - fixture
 
 from hwsearch.cli import main
+from hwsearch.deploy import device as device_module
+from hwsearch.deploy.device import may_measure, this_device
 from hwsearch.deploy.onnx import DYNAMIC_OPS, batches, export_onnx
 from hwsearch.deploy.tensorrt import tensorrt_available
 from hwsearch.model.vit import CompressedViT, apply_schedule
 from hwsearch.schedule import Schedule
+from hwsearch.targets import load_target
 
 SCHEDULES = {  # for 17 tokens (deit_tiny 64 px) and 37 tokens (deit_small 96 px), 4 and 3 blocks
     "deit_tiny": [[(17, 17), (13, 11), (11, 9), (6, 5)], [(17, 17), (17, 9), (9, 9), (9, 3)],
@@ -72,6 +75,47 @@ def test_deploy_on_this_cpu_writes_onnx_optimized_graph_and_deploy_json(quick_ta
     measured = info["measured"]
     assert measured["compressed"]["median_ms"] > 0 and measured["dense"]["median_ms"] > 0
     assert measured["budget_ms"] == 50.0
+    assert info["measured_on"] == this_device("cpu") and f"[measured on {this_device('cpu')}]" in printed
+
+
+JETSON_MODELS = {  # /proc/device-tree/model as the boards write it (NUL-terminated)
+    "agx_orin": b"NVIDIA Jetson AGX Orin Developer Kit\x00",
+    "orin_nano": b"NVIDIA Jetson Orin Nano Engineering Reference Developer Kit Super\x00",
+}
+
+
+def test_deploy_measures_only_on_the_device_its_target_names(tmp_path, monkeypatch):
+    """Pure logic (no GPU or board here): the device's name against the target's device_name, --here."""
+    board = tmp_path / "model"
+    monkeypatch.setattr(device_module, "BOARD_MODEL", board)
+    assert this_device("jetson").startswith("unknown")
+    assert this_device("cuda") == "unknown (no CUDA device)" or torch.cuda.is_available()
+    board.write_bytes(JETSON_MODELS["agx_orin"])
+    agx = this_device("jetson")
+    assert agx == "NVIDIA Jetson AGX Orin Developer Kit"
+    assert may_measure(load_target("jetson_orin"), agx, here=False)[0]
+    assert may_measure(load_target("jetson_orin_b1"), agx, here=False)[0]
+    nano, why = may_measure(load_target("jetson_orin_nano"), agx, here=False)
+    assert not nano and "not a device named like 'Orin Nano'" in why and "--here" in why
+    board.write_bytes(JETSON_MODELS["orin_nano"])
+    assert may_measure(load_target("jetson_orin_nano"), this_device("jetson"), here=False)[0]
+    assert not may_measure(load_target("jetson_orin"), this_device("jetson"), here=False)[0]
+    a100 = "NVIDIA A100-SXM4-80GB"
+    assert not may_measure(load_target("h100_trt"), a100, here=False)[0]
+    measure, why = may_measure(load_target("h100_trt"), a100, here=True)
+    assert measure and "--here: measured on NVIDIA A100-SXM4-80GB, reported for h100_trt" == why
+    assert may_measure(load_target("h100_torch"), "NVIDIA H100 80GB HBM3", here=False)[0]
+    assert may_measure(load_target("cpu_onnxruntime"), "any", here=False)[0]
+
+
+def test_deploy_for_another_device_makes_a_bundle_and_says_so(tmp_path, capsys):
+    path = _schedule(tmp_path)
+    out = tmp_path / "engines"
+    assert main(["deploy", str(path), "--target", "h100_torch", "--out-dir", str(out), "--parity-images", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert f"this is {this_device('cuda')}, not a device named like 'H100'" in printed
+    info = json.loads((out / "sched.deploy.json").read_text())
+    assert "measured" not in info and "measured_on" not in info and info["device_bundle"]
 
 
 @pytest.mark.skipif(tensorrt_available(), reason="TensorRT is installed: the engine path runs instead")

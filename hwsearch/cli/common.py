@@ -51,11 +51,11 @@ def add_schedule_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="results", help="results root")
 
 
-def run_on_schedule(args: argparse.Namespace, flow: Callable[..., object]) -> int:
+def run_on_schedule(args: argparse.Namespace, flow: Callable[..., object], **extra: object) -> int:
     """export / deploy: ``flow`` on the schedule for its target (``--target`` or the schedule's)."""
     target = target_for(args, load_schedule(args.schedule).provenance.get("target") or None)
     flow(args.schedule, target, args.model, args.checkpoint, Path(args.out), args.out_dir, args.batch, args.opset,
-         args.parity_images)
+         args.parity_images, **extra)
     return 0
 
 

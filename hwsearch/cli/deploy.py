@@ -6,8 +6,12 @@ import argparse
 from hwsearch.cli.common import add_schedule_args, run_on_schedule
 from hwsearch.deploy.target import deploy_schedule
 
-add_arguments = add_schedule_args
+
+def add_arguments(dep: argparse.ArgumentParser) -> None:
+    add_schedule_args(dep)
+    dep.add_argument("--here", action="store_true",
+                     help="measure on this device although it is not the one the target names (said in the output)")
 
 
 def run(args: argparse.Namespace) -> int:
-    return run_on_schedule(args, deploy_schedule)
+    return run_on_schedule(args, deploy_schedule, here=args.here)

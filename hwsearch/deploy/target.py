@@ -9,6 +9,7 @@ import torch
 
 from hwsearch.data import image_sets, normalize
 from hwsearch.deploy.bundle import device_bundle
+from hwsearch.deploy.device import may_measure, this_device
 from hwsearch.deploy.onnx import check_out_dir, describe_export, export_onnx, optimize_for_onnxruntime
 from hwsearch.deploy.tensorrt import deploy_tensorrt, tensorrt_available
 from hwsearch.errors import HwsearchError
@@ -49,8 +50,9 @@ def export_schedule(path: str, target: Target, model: str | None, checkpoint: st
 
 
 def deploy_schedule(path: str, target: Target, model: str | None, checkpoint: str | None, out: Path,
-                    out_dir: str | None, batch: int | None, opset: int, parity: int) -> Path:
-    """Export, then build/measure for the target (or a device bundle when its hardware is absent)."""
+                    out_dir: str | None, batch: int | None, opset: int, parity: int, here: bool = False) -> Path:
+    """Export, then build/measure for the target on its own device (or ``here``: on this one, said so);
+    elsewhere a device bundle."""
     schedule, vit, name, folder = deploy_inputs(path, target, model, checkpoint, out, out_dir)
     stem, batch = Path(path).stem, batch or target.batch
     compressed = apply_schedule(vit, schedule)
@@ -60,16 +62,19 @@ def deploy_schedule(path: str, target: Target, model: str | None, checkpoint: st
     info: dict = {"schedule": str(path), "model": name, "target": target.name, "backend": target.backend,
                   "precision": target.precision, "batch": batch, "export": vars(report),
                   "budget": schedule.budget, "predicted": schedule.predicted}
-    if target.backend == "tensorrt" and tensorrt_available():  # on the device itself
+    device = this_device(target.device)
+    measure, why = may_measure(target, device, here)
+    print(why, flush=True)
+    if measure and target.backend == "tensorrt" and tensorrt_available():
         info.update(deploy_tensorrt(target, compressed, folder, stem, report, images))
-        info["measured"] = measure_deployed(target, compressed, schedule, batch)
-    elif target.is_local:
+        info.update(measured=measure_deployed(target, compressed, schedule, batch), measured_on=device)
+    elif measure and target.backend != "tensorrt":
         if target.backend == "onnxruntime":
             optimized = optimize_for_onnxruntime(folder / f"{stem}.onnx", folder / f"{stem}.ort.onnx",
                                                  target.raw.get("threads"))
             info["optimized_onnx"] = str(optimized)
             print(f"wrote {optimized} (ONNX Runtime's optimized graph)")
-        info["measured"] = measure_deployed(target, compressed, schedule, batch)
+        info.update(measured=measure_deployed(target, compressed, schedule, batch), measured_on=device)
     else:
         info.update(device_bundle(target, vit, name, compressed, folder, stem, batch, schedule))
     out_json = folder / f"{stem}.deploy.json"
@@ -83,7 +88,8 @@ def measure_deployed(target: Target, model: CompressedViT, schedule: Schedule, b
     budget = schedule.budget.get("target") if schedule.budget.get("kind") == "latency_ms" else None
     stats = measure_pair(target, CompressedViT(model.vit, merging=schedule.merging), schedule.counts(), batch,
                          here=not target.is_local)
-    print(describe_measurement(target, stats, batch, budget), flush=True)
+    print(describe_measurement(target, stats, batch, budget) + f" [measured on {this_device(target.device)}]",
+          flush=True)
     predicted = schedule.predicted.get("value") if schedule.predicted.get("unit") == "ms" else None
     if predicted is not None:
         print(f"predicted {predicted:.2f} ms (cost model) -> measured / predicted "
