@@ -35,7 +35,7 @@ class PageData:
         """The page's ``<img>`` of ``png``; saved under ``png_dir`` too when one is given."""
         if self.png_dir is not None:
             self.png_dir.mkdir(parents=True, exist_ok=True)
-            slug = "".join(c if c.isalnum() else "_" for c in alt).strip("_")
+            slug = "_".join("".join(c if c.isalnum() else " " for c in alt).split())
             (self.png_dir / f"{self.path.stem}.{slug}.png").write_bytes(png)
         return png_img(png, alt)
 
