@@ -22,12 +22,56 @@ def test_rapl_wraparound():
     assert delta_uj(900, 50, 1000) == 150  # counter wrapped at max_energy_range_uj
 
 
-def test_rapl_domains_from_sysfs_layout(tmp_path):
-    for name, energy in (("intel-rapl:0", "5000"), ("intel-rapl:0:0", "10"), ("intel-rapl:1", "7000")):
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "energy_uj").write_text(energy + "\n")
-        (tmp_path / name / "max_energy_range_uj").write_text("262143328850\n")
+def test_rapl_sums_packages_only(tmp_path):
+    """The powercap layout of a two-socket Intel host with psys and the MMIO copy of package 0: only the
+    package zones count (psys contains them, mmio repeats package 0, sub-zones are parts)."""
+    zones = {"intel-rapl:0": "package-0", "intel-rapl:0:0": "core", "intel-rapl:0:1": "dram",
+             "intel-rapl:1": "package-1", "intel-rapl:2": "psys", "intel-rapl-mmio:0": "package-0"}
+    for zone, name in zones.items():
+        (tmp_path / zone).mkdir()
+        (tmp_path / zone / "name").write_text(name + "\n")
+        (tmp_path / zone / "energy_uj").write_text("5000\n")
+        (tmp_path / zone / "max_energy_range_uj").write_text("262143328850\n")
     assert [d.name for d in rapl_domains(tmp_path)] == ["intel-rapl:0", "intel-rapl:1"]
+    (tmp_path / "intel-rapl:1" / "name").unlink()  # an old kernel without name files: a package
+    assert [d.name for d in rapl_domains(tmp_path)] == ["intel-rapl:0", "intel-rapl:1"]
+
+
+def test_jtop_uses_the_targets_interval(monkeypatch, capsys):
+    """jetson-stats at the library boundary (no Jetson here): jtop(interval=...) from the target's
+    interval_ms, and the service's actual interval checked and recorded."""
+    import sys
+    import types
+
+    made = []
+
+    class FakeJtop:
+        def __init__(self, interval):
+            made.append(interval)
+            self.interval = self.service_interval
+            self.power, self.temperature = {"tot": {"power": 5000.0}}, {}
+
+        def start(self):
+            pass
+
+        def ok(self):
+            return False
+
+        def close(self):
+            pass
+
+    monkeypatch.setitem(sys.modules, "jtop", types.SimpleNamespace(jtop=FakeJtop))
+    monkeypatch.delitem(sys.modules, "profilers.meters.jtop", raising=False)
+    from profilers.meters.jtop import JtopMeter
+
+    FakeJtop.service_interval = 0.1
+    meter = JtopMeter({"interval_ms": 100})
+    meter.check()
+    assert made == [0.1] and meter.interval_s == 0.1 and "note: jtop" not in capsys.readouterr().err
+    FakeJtop.service_interval = 1.0
+    meter = JtopMeter({"interval_ms": 100})
+    meter.check()
+    assert meter.interval_s == 1.0 and "samples every 1 s, not the 0.1 s" in capsys.readouterr().err
 
 
 def test_real_rapl_or_reason():

@@ -11,8 +11,20 @@ POWERCAP = Path("/sys/class/powercap")
 
 
 def rapl_domains(root: Path = POWERCAP) -> list[Path]:
-    """Top-level package domains (intel-rapl:N, also used by AMD's driver), not sub-zones."""
-    return sorted(p for p in root.glob("*rapl:*") if p.name.count(":") == 1 and (p / "energy_uj").exists())
+    """The CPU packages: top-level ``intel-rapl:N`` zones (also AMD's driver) named ``package-*``.
+
+    Not sub-zones (core, uncore, dram: parts of a package), not ``psys`` (the whole platform, which
+    contains the packages), not ``intel-rapl-mmio:N`` (the same package counter read over MMIO):
+    summing those would count the same joules twice. A zone without a ``name`` file (old kernels)
+    is taken as a package."""
+    def name(zone: Path) -> str:
+        try:
+            return (zone / "name").read_text().strip()
+        except OSError:
+            return "package-?"
+
+    return sorted(p for p in root.glob("intel-rapl:*") if p.name.count(":") == 1 and (p / "energy_uj").exists()
+                  and name(p).startswith("package-"))
 
 
 def delta_uj(before: int, after: int, max_range: int) -> int:
