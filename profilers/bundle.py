@@ -5,11 +5,13 @@ Made by ``hwsearch profile``; measured by ``python -m profilers run BUNDLE`` on 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 MANIFEST = "manifest.json"
+PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")
 FORMAT = 1
 
 
@@ -65,6 +67,24 @@ def load_bundle(root: str | Path) -> Bundle:
     except (KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"{path}: corrupt manifest ({exc})") from None
     for g in graphs:
+        if not PLAIN.fullmatch(str(g.id)) or ".." in str(g.id):
+            raise BundleError(f"{root}: graph id {g.id!r} is not a plain name (engines are named after it)")
+        for name in (g.onnx, g.onnx_fp16, g.torchscript):
+            if name is not None:
+                inside(root, name)
         if not (root / g.onnx).is_file():
             raise BundleError(f"{root}: graph file {g.onnx} is missing")
     return bundle
+
+
+def inside(root: Path, name: str) -> Path:
+    """A manifest's file name as a path inside the bundle: an absolute path or one that climbs out
+    (``../``, a symlink) is refused, so a crafted manifest cannot make the device read or write
+    elsewhere (engines, measurements and caches are written beside the graphs)."""
+    if not isinstance(name, str) or not name or Path(name).is_absolute():
+        raise BundleError(f"{root}: manifest names {name!r}, not a file inside the bundle")
+    base = root.resolve()
+    path = (root / name).resolve()
+    if path != base and base not in path.parents:
+        raise BundleError(f"{root}: manifest names {name!r}, which is outside the bundle")
+    return path

@@ -15,4 +15,4 @@ def build_all(root: str | Path) -> Iterator[str]:
     for graph in bundle.graphs:
         backend.prepare(graph)
         backend.release()
-        yield f"built {bundle.root / 'engines' / (graph.id + '.engine')}"
+        yield f"built {bundle.root / 'engines' / f'{graph.id}.{backend.plan.key()}.engine'}"

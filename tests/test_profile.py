@@ -224,3 +224,34 @@ def test_onnxruntime_backend_flushes_denormals(tmp_path):
     run, _ = backend.prepare(Graph("g", "mlp", 4, 1, "g.onnx", {"x": [1, 4]}))
     run()
     assert backend.session.get_session_options().get_session_config_entry("session.set_denormal_as_zero") == "1"
+
+
+@pytest.mark.parametrize("case", ["climbs_out", "absolute", "symlink_out", "fp16_climbs_out", "bad_id"])
+def test_bundle_manifest_paths_stay_inside_the_bundle(case, tmp_path):
+    """The device side checks the manifest before it reads or writes anything: file names inside the
+    bundle only, graph ids plain (engines are named after them)."""
+    from profilers.bundle import MANIFEST, BundleError, load_bundle
+
+    root = tmp_path / "bundle"
+    root.mkdir()
+    (root / "g.onnx").write_bytes(b"onnx")
+    (tmp_path / "outside.onnx").write_bytes(b"onnx")
+    graph = {"id": "attn_17_b8", "part": "attn", "tokens": 17, "batch": 8, "onnx": "g.onnx", "inputs": {}}
+
+    def manifest(**change):
+        (root / MANIFEST).write_text(json.dumps({"format": 1, "model": "m", "model_hash": "h", "target": {},
+                                                 "graphs": [{**graph, **change}]}))
+
+    manifest()
+    assert load_bundle(root).graphs[0].onnx == "g.onnx"
+    if case == "symlink_out":
+        (root / "link.onnx").symlink_to(tmp_path / "outside.onnx")
+    change = {"climbs_out": {"onnx": "../outside.onnx"}, "absolute": {"onnx": str(tmp_path / "outside.onnx")},
+              "symlink_out": {"onnx": "link.onnx"}, "fp16_climbs_out": {"onnx_fp16": "../../etc/passwd"},
+              "bad_id": {"id": "../../x"}}[case]
+    manifest(**change)
+    with pytest.raises(BundleError, match="outside the bundle|not a file inside|not a plain name"):
+        load_bundle(root)
+    run = subprocess.run([sys.executable, "-m", "profilers", "run", str(root)], capture_output=True, text=True,
+                         cwd=REPO, timeout=120)
+    assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1, run.stderr
