@@ -130,6 +130,30 @@ def test_dead_worker_trial_is_failed_and_retried(tmp_path):
     assert trials[1].params == trials[0].params or trials[1].system_attrs["fixed_params"] == trials[0].params
 
 
+def test_retry_keeps_queued_counts_and_origin_and_two_workers_retry_once(tmp_path):
+    """A budget-space trial (queued as counts, no parameters) left running by a killed worker: its retry
+    keeps the counts and origin; a second worker that saw the same dead trial (before the first failed
+    it) neither fails it again nor queues a second retry."""
+    path = str(tmp_path / "s.journal")
+    first = optuna.create_study(study_name="s", storage=study_storage.journal_storage(path))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    counts = json.dumps([[17, 17], [13, 9], [9, 5], [5, 2]])
+    first.enqueue_trial({}, user_attrs={"origin": "baseline:tome", "queued_counts": counts})
+    trial = first.ask()
+    trial.set_user_attr("worker", f"{sampled.socket.gethostname()}:{dead.pid}")
+    trial.set_user_attr("quality", 0.5)
+    second = optuna.load_study(study_name="s", storage=study_storage.journal_storage(path))
+    seen = second.get_trials(deepcopy=False)  # the second worker's view, taken at the same moment
+    second.get_trials = lambda deepcopy=False, states=None: [t for t in seen if states is None or t.state in states]
+    assert study_storage.fail_dead_local_trials(first) == [trial.number]
+    assert study_storage.fail_dead_local_trials(second) == []
+    trials = optuna.load_study(study_name="s", storage=study_storage.journal_storage(path)).get_trials()
+    assert [t.state for t in trials] == [optuna.trial.TrialState.FAIL, optuna.trial.TrialState.WAITING]
+    retry = trials[1].user_attrs
+    assert retry == {"origin": "baseline:tome", "queued_counts": counts, "retry_of": trial.number}
+
+
 def test_killed_run_resumes_the_study(tmp_path):
     out = tmp_path / "results"
     journal = out / "cpu_onnxruntime" / "deit_tiny_patch16_224" / "studies" / "resume.journal"

@@ -20,6 +20,7 @@ from hwsearch.errors import HwsearchError
 from hwsearch.io import redact
 
 QUESTION = "question"  # one user attr (one journal record), so a concurrent worker never sees half of it
+RUN_ATTRS = ("worker", "quality", "cost", "seconds", "counts", "retry_of")  # one run's, not the trial's question
 MODEL_SOURCE = "model_source"  # the checkpoint and input size the trials ran with (not part of the question)
 
 
@@ -65,9 +66,12 @@ def fail_dead_local_trials(study: optuna.Study) -> list[int]:
         pid = int(worker.rsplit(":", 1)[1])
         if _alive(pid):
             continue
-        study.tell(t.number, state=optuna.trial.TrialState.FAIL)  # public API (Optuna 5.0)
-        study.enqueue_trial(t.params, user_attrs={**{k: v for k, v in t.user_attrs.items() if k == "origin"},
-                                                  "retry_of": t.number})
+        try:
+            study.tell(t.number, state=optuna.trial.TrialState.FAIL)  # public API (Optuna 5.0)
+        except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
+            continue  # another worker failed it first (and queued its retry): one retry per dead trial
+        kept = {k: v for k, v in t.user_attrs.items() if k not in RUN_ATTRS}  # origin, queued counts, ...
+        study.enqueue_trial(t.params, user_attrs={**kept, "retry_of": t.number})
         failed.append(t.number)
     return failed
 
