@@ -9,8 +9,8 @@ minus each method with a paired bootstrap 95% interval over the held-out images.
 
     python benchmarks/schedules_vs_uniform.py [--fractions 0.5,0.6,0.7] [--merging similarity]
 
-Prints one table per budget; writes results/benchmarks/schedules_vs_uniform.json
-(schedules_vs_uniform_from<K>.json with ``--compress-from K`` other than the default).
+Prints one table per budget; writes results/benchmarks/schedules_vs_uniform_from<K>.json
+(K: ``--compress-from``, the first block the search and the ToMe-style schedules may compress).
 """
 from __future__ import annotations
 
@@ -72,9 +72,8 @@ def main() -> int:
 
 
 def output_name(compress_from: int) -> str:
-    """The JSON's file name: the default start keeps the historical name."""
-    suffix = "" if compress_from == SearchConfig.compress_from else f"_from{compress_from}"
-    return f"schedules_vs_uniform{suffix}.json"
+    """The JSON's file name, by the first compressing block (the default changed from 1 to 0)."""
+    return f"schedules_vs_uniform_from{compress_from}.json"
 
 
 def print_table(result: dict) -> None:

@@ -29,7 +29,8 @@ def _holder(fd: int) -> str:
     return os.read(fd, 4096).decode(errors="replace").strip()
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this host has this PID (one we may not signal counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -69,7 +70,7 @@ def file_lock(path: Path, what: str, wait: bool) -> Iterator[None]:
         previous = _holder(fd)
         if previous and previous.split(" ")[0].isdigit():
             pid = int(previous.split(" ")[0])
-            if pid != os.getpid() and not _alive(pid):
+            if pid != os.getpid() and not pid_alive(pid):
                 print(f"took over {what} from {_describe(previous)}, which is no longer running", file=sys.stderr,
                       flush=True)
         os.ftruncate(fd, 0)

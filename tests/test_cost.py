@@ -54,3 +54,35 @@ def test_breakdown_sums_to_total():
     parts = cost.breakdown(counts)
     assert parts["total"] == pytest.approx(cost.cost(counts))
     assert parts["overhead"] > 0
+
+
+def test_compression_step_cost_has_a_gradient_through_p_compress():
+    """The fitted cost model gates each block's compression step with P(block compresses): the value is
+    the hard schedule's, and the rates' keep-all candidates get the step's cost as gradient (so the search
+    can learn to skip a block's step). On the recorded profile's cost model (DeiT-Tiny at 64 px)."""
+    import dataclasses
+
+    from conftest import RECORDED
+
+    from hwsearch.cost.fit import load_costmodel
+    from hwsearch.cost.measured import MeasuredCost
+    from hwsearch.search.rates import RateSchedule
+
+    cost = MeasuredCost(load_costmodel(RECORDED / "costmodel.json"), merging="similarity")
+    rates = RateSchedule(12, 17, 1, granularity=4, compress_from=0, merging="similarity")
+    rates.init_from([(17, 17), (17, 13), (13, 13), (13, 9)] + [(9, 9)] * 8)
+
+    def gradient(gated: bool) -> tuple[float, list[torch.Tensor]]:
+        rates.zero_grad()
+        keeps = rates()
+        if not gated:
+            keeps = [dataclasses.replace(k, compress_prob=None) for k in keeps]
+        value = cost.expected_cost(keeps)
+        value.backward()
+        return value.item(), [r.logits.grad.clone() for r in rates.merge]
+
+    gated, plain = gradient(True), gradient(False)
+    assert gated[0] == pytest.approx(plain[0], rel=1e-6)  # the forward value is the hard schedule's cost
+    keep_all = 0  # merge candidate 17 (index 0): keeping every token skips the step
+    for block in (0, 1, 3):  # one that does not compress at the start, two that merge
+        assert gated[1][block][keep_all] < plain[1][block][keep_all]  # more keep-all mass, less step cost

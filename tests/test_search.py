@@ -27,8 +27,10 @@ def test_meets_budget_and_is_deterministic():
     second, _ = _run()
     assert first.counts == second.counts
     assert first.predicted == pytest.approx(target, rel=0.1)
-    assert first.counts[0] == (17, 17)  # block 0 does not compress by default
+    assert first.counts[0] != (17, 17)  # by default block 0 compresses too, as ToMe does
     assert len(first.history) == first.steps == 12
+    late, _ = _run(compress_from=1)
+    assert late.counts[0] == (17, 17)  # --compress-from 1: block 0 stays dense
 
 
 def test_interrupted_search_resumes_to_the_same_result(tmp_path):
@@ -42,8 +44,9 @@ def test_interrupted_search_resumes_to_the_same_result(tmp_path):
 
 
 def test_search_from_flat_logits_moves_the_cost_onto_the_budget():
-    """DiffRate's zero logits start far from the budget (1.3 x here); the search must bring the cost to it."""
-    result, target = _run(epochs=8, lr_override=0.5, init="flat")
+    """DiffRate's zero logits start far from the budget (1.3 x here, block 0 dense); the search must bring the
+    cost to it."""
+    result, target = _run(epochs=8, lr_override=0.5, init="flat", compress_from=1)
     start = result.history[0]["cost"] / target
     assert start > 1.2  # far away at the first step
     assert result.predicted == pytest.approx(target, rel=0.05)

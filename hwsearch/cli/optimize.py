@@ -25,7 +25,8 @@ def add_arguments(opt: argparse.ArgumentParser) -> None:
                                               "logits, 0.05 for fractions)")
     opt.add_argument("--lam", type=float, default=10.0, help="weight of the (cost/target - 1)^2 term")
     opt.add_argument("--granularity", type=int, default=4, help="candidate kept counts step")
-    opt.add_argument("--compress-from", type=int, default=1, help="first block that may compress")
+    opt.add_argument("--compress-from", type=int, default=SearchConfig.compress_from,
+                     help="first block that may compress (default 0: every block, as ToMe)")
     opt.add_argument("--ops", default="prune,merge", help="prune, merge or prune,merge")
     opt.add_argument("--init", default="tome", choices=["tome", "uniform", "evit", "flat"],
                      help="warm start: a hand schedule solved for the budget, or flat (DiffRate's zero logits)")

@@ -14,6 +14,7 @@ from hwsearch.io import safe_name
 from hwsearch.model.vit import CompressedViT
 from hwsearch.model.zoo import load_model
 from hwsearch.search.budgets import BudgetSpec, make_budgets
+from hwsearch.search.gradient import SearchConfig
 from hwsearch.search.sample import SampleSettings, newest_latency_schedule, run_sample
 from hwsearch.search.study import print_importances
 from hwsearch.workspace import Workspace
@@ -39,7 +40,8 @@ def add_arguments(smp: argparse.ArgumentParser) -> None:
     smp.add_argument("--gradient", default="auto",
                      help="gradient result to put in the study: a schedule YAML, auto (find or search), none")
     smp.add_argument("--no-references", action="store_true", help="do not queue the gradient/baseline schedules")
-    smp.add_argument("--compress-from", type=int, default=1)
+    smp.add_argument("--compress-from", type=int, default=SearchConfig.compress_from,
+                     help="first block that may compress (default 0)")
     add_merging_arg(smp)
     smp.add_argument("--no-progress", action="store_true")
 

@@ -24,7 +24,9 @@ class MeasuredCost(CostModel):
     term is the ProxylessNAS expectation sum_k q_k * mlp(min(c_k, prune_kept)) over the merge
     distribution (a staircase table still gives a gradient through q); tokens entering the next
     block are the straight-through count (the same integer the schedule will have), and attention
-    and compression terms interpolate the per-integer tables linearly at that count.
+    and compression terms interpolate the per-integer tables linearly at that count. A block's
+    compression step is gated by ``P(block compresses)`` where the rates give it (straight-through:
+    the value stays the hard 0/1 gate), so its fixed cost has a gradient and a block may learn to skip it.
     """
 
     def __init__(self, data: dict, quantity: str = "latency", merging: str = "rank") -> None:
@@ -72,14 +74,18 @@ class MeasuredCost(CostModel):
         return (probs.to(torch.float64) * values).sum()
 
     def _parts(self, counts: Sequence[tuple[Tensor | float, Tensor | float]],
-               mlp_terms: Sequence[Tensor] | None = None) -> Tensor:
+               mlp_terms: Sequence[Tensor] | None = None, gates: Sequence[Tensor | None] | None = None) -> Tensor:
         total = torch.tensor(self.embed, dtype=torch.float64)
         n_in: Tensor | float = float(self.num_tokens)
         for i, (p, m) in enumerate(counts):
             total = total + self.lookup("attn", n_in)
             total = total + (mlp_terms[i] if mlp_terms is not None else self.lookup("mlp", m))
+            gate = gates[i] if gates is not None else None
             if _value(m) < _value(n_in):
-                total = total + self.compress(n_in, p, m)
+                step = self.compress(n_in, p, m)
+                total = total + (step if gate is None else step * (1.0 + gate - gate.detach()))
+            elif gate is not None:  # not compressing now: the step it would cost, times d P(compress)
+                total = total + self.compress(n_in, n_in, _value(n_in) - 1).detach() * (gate - gate.detach())
             n_in = m
         return total + self.lookup("head", n_in)
 
@@ -111,5 +117,7 @@ class MeasuredCost(CostModel):
                 continue
             limit = _value(k.prune_kept) if k.merge_probs is not None else float(self.num_tokens)
             mlp_terms.append(self.expected_mlp(probs, cands, limit))
-        parts = self._parts([(k.prune_kept, k.merge_kept) for k in keeps], mlp_terms)
+        parts = self._parts([(k.prune_kept, k.merge_kept) for k in keeps], mlp_terms,
+                            [k.compress_prob.to(torch.float64) if k.compress_prob is not None else None
+                             for k in keeps])
         return (self.overhead + self.scale * parts).to(torch.float32)

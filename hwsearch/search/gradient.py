@@ -38,7 +38,7 @@ class SearchConfig:
     lr: float | None = None  # first learning rate (cosine to a tenth of it); None: DEFAULT_LR of the rates
     lam: float = 10.0
     granularity: int = 4
-    compress_from: int = 1
+    compress_from: int = 0
     ops: tuple[str, ...] = ("prune", "merge")
     seed: int = 0
     use_labels: bool = True

@@ -18,6 +18,7 @@ import optuna
 
 from hwsearch.errors import HwsearchError
 from hwsearch.io import redact
+from hwsearch.locks import pid_alive
 
 QUESTION = "question"  # one user attr (one journal record), so a concurrent worker never sees half of it
 RUN_ATTRS = ("worker", "quality", "cost", "seconds", "counts", "retry_of")  # one run's, not the trial's question
@@ -64,7 +65,7 @@ def fail_dead_local_trials(study: optuna.Study) -> list[int]:
         if not worker.startswith(f"{host}:"):
             continue
         pid = int(worker.rsplit(":", 1)[1])
-        if _alive(pid):
+        if pid_alive(pid):
             continue
         try:
             study.tell(t.number, state=optuna.trial.TrialState.FAIL)  # public API (Optuna 5.0)
@@ -74,16 +75,6 @@ def fail_dead_local_trials(study: optuna.Study) -> list[int]:
         study.enqueue_trial(t.params, user_attrs={**kept, "retry_of": t.number})
         failed.append(t.number)
     return failed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def open_study(storage: str | Path, name: str, directions: list[str] | None,
