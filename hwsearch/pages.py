@@ -115,12 +115,25 @@ def write_page(path: str | Path, model: CompressedViT | None = None,
     path = Path(path)
     schedule = load_schedule(path)
     compressed = apply_schedule(model, schedule) if model is not None else schedule_model(schedule)
-    evaluation = path.with_suffix(".eval.json")
     data = PageData(path, schedule, compressed,
                     costmodels if costmodels is not None else costmodels_for(path, schedule),
-                    json.loads(evaluation.read_text()) if evaluation.is_file() else None,
-                    image_set(compressed, None, PAGE_IMAGES), png_dir)
+                    read_evaluation(path.with_suffix(".eval.json")), image_set(compressed, None, PAGE_IMAGES),
+                    png_dir)
     return schedule_page(data, out or page_path(path))
+
+
+def read_evaluation(path: Path) -> dict[str, Any] | None:
+    """``evaluate``'s JSON beside the schedule, when there is one; a corrupt one is one error."""
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict) or not isinstance(data.get("latency"), dict):
+            raise ValueError("no latency measurements")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise HwsearchError(f"{path}: corrupt evaluation ({str(exc).splitlines()[0]}): run hwsearch evaluate "
+                            f"again or delete it") from None
+    return data
 
 
 def trial_pages(folder: Path, rows: list[dict[str, Any]], front: list[int], question: dict[str, Any],

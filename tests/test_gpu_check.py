@@ -10,7 +10,8 @@ import torch
 from hwsearch.model.vit import CompressedViT
 from hwsearch.profiling.export import build_bundle
 from hwsearch.targets import load_target
-from profilers.backends.base import random_inputs
+from profilers.backends.base import BackendUnavailable, random_inputs
+from profilers.backends.torch_backend import check_device
 from tests.conftest import make_vit
 
 REPO = Path(__file__).resolve().parent.parent
@@ -30,6 +31,7 @@ def test_torchscript_graphs_keep_no_device_and_run_in_half(tmp_path):
         module = torch.jit.load(str(tmp_path / graph.torchscript))
         code = module.code + "".join(m.code for _, m in module.named_modules() if hasattr(m, "code"))
         assert not re.search(r"torch\.device\(", code), graph.id
+        check_device(graph.id, module, torch.device("cuda"))  # what the torch backend checks on the device
         # a tensor constant moves to the GPU with the graph: read back by int() it syncs the device,
         # which a CUDA graph capture refuses (seen on an H200 before the fix)
         from_constants = set(re.findall(r"(\w+) = [^\n]*CONSTANTS\.", code))
@@ -41,6 +43,21 @@ def test_torchscript_graphs_keep_no_device_and_run_in_half(tmp_path):
         assert first.dtype == torch.float16 and torch.isfinite(first).all(), graph.id
         parts.add(graph.part)
     assert parts == {"embed", "attn", "mlp", "block", "compress", "compress_similarity", "head", "model"}
+
+
+def test_a_graph_traced_with_a_baked_device_is_refused_on_another(tmp_path):
+    """The device side refuses a TorchScript graph that a trace baked the CPU into (as hwsearch's graphs
+    did before they became device-agnostic), with one clear error; on its own device it runs."""
+    class Baked(torch.nn.Module):
+        def forward(self, x):
+            return x + torch.arange(x.shape[0], device=x.device).to(x.dtype)
+
+    with pytest.warns(FutureWarning):
+        traced = torch.jit.trace(Baked(), torch.zeros(3))
+    check_device("baked", traced, torch.device("cpu"))
+    with pytest.raises(BackendUnavailable, match="graph baked was traced with device cpu baked in and cannot run "
+                                                 "on cuda"):
+        check_device("baked", traced, torch.device("cuda"))
 
 
 def test_jumps_lists_steps_above_the_threshold():

@@ -160,6 +160,10 @@ def test_report_command_rewrites_the_page_and_saves_its_pictures(latency_page, t
     assert {"latency10.kept_tokens_per_block.png", "latency10.per_block_cost.png",
             "latency10.predicted_vs_measured_latency.png"} <= saved and len(saved) == 5
     capsys.readouterr()
+    schedule.with_suffix(".eval.json").write_text("{")  # a corrupt evaluation beside the schedule
+    assert main(["report", str(schedule)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "corrupt evaluation" in err and len(err.splitlines()) == 1
     for args in ([], [str(schedule), "--profile", "x.csv"]):
         assert main(["report", *args]) == 2
         err = capsys.readouterr().err.strip()

@@ -82,9 +82,9 @@ def measured_runs(data: PageData) -> list[tuple[str, dict[str, Any]]]:
 
 
 def latency_section(data: PageData) -> str:
-    records = [r for r in budget_records(data.schedule) if r["kind"] in QUANTITIES]
+    records = [(i, r) for i, r in enumerate(budget_records(data.schedule)) if r["kind"] == "latency_ms"]
     bars: list[tuple[str, float, float | None, float | None]] = []
-    for i, r in enumerate(records):
+    for i, r in records:  # energy budgets: predicted in the budgets table (no energy measured here)
         pred = predicted_of(data.schedule, i, r)
         bars += [(f"{r['on']} predicted dense", r["dense"], None, None)]
         if "value" in pred:
@@ -97,13 +97,14 @@ def latency_section(data: PageData) -> str:
     if not bars:
         return note("a FLOPs schedule, not measured: run hwsearch evaluate on it for measured latency here")
     rows = [[label, f"{v:.2f}", f"{lo:.2f}-{hi:.2f}" if lo is not None else "predicted"] for label, v, lo, hi in bars]
-    first = records[0] if records and records[0]["kind"] == "latency_ms" else None
+    first = records[0][1] if records else None
     unit = first["unit"] if first else "ms"
     figure = latency_figure(bars, first["target"] if first else None, unit, "latency: predicted and measured "
                             "(median, p10-p90; dense and schedule measured in one run)")
     return (data.image(figure_png(figure), "predicted vs measured latency")
             + table_html(["", f"median {unit}", "p10-p90"], rows)
-            + note("energy is predicted only unless the schedule's measurement holds it"))
+            + note("energy budgets are predicted only (the budgets table): optimize's check and evaluate "
+                   "measure latency"))
 
 
 def cost_model(data: PageData) -> FlopsCost | MeasuredCost:

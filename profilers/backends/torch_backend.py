@@ -1,6 +1,7 @@
 """PyTorch backend: TorchScript graphs from the bundle, on CPU or CUDA (CUDA graphs optional)."""
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -8,6 +9,20 @@ import torch
 
 from profilers.backends.base import BACKENDS, Backend, BackendUnavailable, random_inputs
 from profilers.bundle import Graph
+
+BAKED_DEVICE = re.compile(r'Device = prim::Constant\[value="([^"]+)"\]')
+
+
+def check_device(graph_id: str, module: Any, device: Any) -> None:
+    """Refuse a TorchScript graph that has another device baked in (a trace of ``torch.arange(...,
+    device=x.device)`` on the CPU keeps ``cpu`` as a constant): it would fail, or silently copy to that
+    device, inside the timed calls. hwsearch exports device-agnostic graphs; older bundles may not be."""
+    baked = set(BAKED_DEVICE.findall(str(module.inlined_graph)))
+    other = sorted(d for d in baked if torch.device(d).type != device.type)
+    if other:
+        raise BackendUnavailable(f"graph {graph_id} was traced with device {', '.join(other)} baked in and cannot "
+                                 f"run on {device.type}: make the bundle again with this hwsearch (its graphs hold "
+                                 f"no device)")
 
 
 @BACKENDS.register("torch")
@@ -24,7 +39,9 @@ class TorchBackend(Backend):
     def prepare(self, graph: Graph) -> tuple[Callable[[], object], Callable[[], None]]:
         if not graph.torchscript:
             raise BackendUnavailable(f"graph {graph.id} has no TorchScript file in this bundle")
-        module = torch.jit.load(str(self.root / graph.torchscript), map_location=self.device).eval().to(self.dtype)
+        module = torch.jit.load(str(self.root / graph.torchscript), map_location=self.device)
+        check_device(graph.id, module, self.device)
+        module = module.eval().to(self.dtype)
         inputs = [torch.from_numpy(a).to(self.device, self.dtype) for a in random_inputs(graph, "float32").values()]
         if self.device.type == "cpu":
             def run() -> object:
