@@ -70,19 +70,21 @@ def test_compression_step_cost_has_a_gradient_through_p_compress():
 
     cost = MeasuredCost(load_costmodel(RECORDED / "costmodel.json"), merging="similarity")
     rates = RateSchedule(12, 17, 1, granularity=4, compress_from=0, merging="similarity")
-    rates.init_from([(17, 17), (17, 13), (13, 13), (13, 9)] + [(9, 9)] * 8)
+    rates.init_from([(17, 17), (17, 13), (13, 13), (9, 9)] + [(9, 9)] * 8)
 
-    def gradient(gated: bool) -> tuple[float, list[torch.Tensor]]:
+    def gradient(gated: bool) -> tuple[float, list[torch.Tensor], list[torch.Tensor]]:
         rates.zero_grad()
         keeps = rates()
         if not gated:
-            keeps = [dataclasses.replace(k, compress_prob=None) for k in keeps]
+            keeps = [dataclasses.replace(k, step_probs=None) for k in keeps]
         value = cost.expected_cost(keeps)
         value.backward()
-        return value.item(), [r.logits.grad.clone() for r in rates.merge]
+        return value.item(), [r.logits.grad.clone() for r in rates.merge], [r.logits.grad.clone() for r in rates.prune]
 
     gated, plain = gradient(True), gradient(False)
     assert gated[0] == pytest.approx(plain[0], rel=1e-6)  # the forward value is the hard schedule's cost
     keep_all = 0  # merge candidate 17 (index 0): keeping every token skips the step
-    for block in (0, 1, 3):  # one that does not compress at the start, two that merge
+    for block in (0, 1, 2):  # one that does not compress at the start, one that merges, one that does neither
         assert gated[1][block][keep_all] < plain[1][block][keep_all]  # more keep-all mass, less step cost
+    # block 3 prunes 13 -> 9 without merging: the ranking a prune costs pulls towards not pruning (candidate 13)
+    assert gated[2][3][1] < plain[2][3][1]

@@ -74,7 +74,7 @@ def test_expected_cost_gradient_points_to_fewer_tokens(costmodel):
     cost = MeasuredCost(load_costmodel(costmodel))
     rates = Rates(12, 17, 1, granularity=4)
     _peak(rates, [(17, 17)] + [(13, 9)] * 11, 2.0)  # peaked, not saturated
-    cost.expected_cost([dataclasses.replace(k, compress_prob=None) for k in rates()]).backward()
+    cost.expected_cost([dataclasses.replace(k, step_probs=None) for k in rates()]).backward()
     for ddp in rates.merge:
         centred = ddp.candidates - ddp.candidates.mean()
         assert float((ddp.logits.grad * centred).sum()) > 0

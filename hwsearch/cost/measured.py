@@ -24,9 +24,10 @@ class MeasuredCost(CostModel):
     term is the ProxylessNAS expectation sum_k q_k * mlp(min(c_k, prune_kept)) over the merge
     distribution (a staircase table still gives a gradient through q); tokens entering the next
     block are the straight-through count (the same integer the schedule will have), and attention
-    and compression terms interpolate the per-integer tables linearly at that count. A block's
-    compression step is gated by ``P(block compresses)`` where the rates give it (straight-through:
-    the value stays the hard 0/1 gate), so its fixed cost has a gradient and a block may learn to skip it.
+    and compression terms interpolate the per-integer tables linearly at that count. Where the rates
+    give P(prune) and P(merge), a block's compression step is gated by P(any step) and its
+    "prunes"/"merges" terms by each (straight-through: values stay the hard schedule's), so fixed
+    step costs have a gradient: a block may learn to skip its step, or a prune of one or two tokens.
     """
 
     def __init__(self, data: dict, quantity: str = "latency", merging: str = "rank") -> None:
@@ -61,8 +62,9 @@ class MeasuredCost(CostModel):
             return table[0] + 0 * pos
         return table[i] + (pos - i) * (table[i + 1] - table[i])
 
-    def compress(self, n: Tensor | float, p: Tensor | float, m: Tensor | float) -> Tensor:
-        feats = compress_features(n, p, m, self.merging)
+    def compress(self, n: Tensor | float, p: Tensor | float, m: Tensor | float,
+                 step_probs: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        feats = compress_features(n, p, m, self.merging, step_probs)
         total = torch.zeros((), dtype=torch.float64)
         for c, f in zip(self.coef, feats, strict=True):
             total = total + c * (f.to(torch.float64) if isinstance(f, Tensor) else float(f))
@@ -74,15 +76,17 @@ class MeasuredCost(CostModel):
         return (probs.to(torch.float64) * values).sum()
 
     def _parts(self, counts: Sequence[tuple[Tensor | float, Tensor | float]],
-               mlp_terms: Sequence[Tensor] | None = None, gates: Sequence[Tensor | None] | None = None) -> Tensor:
+               mlp_terms: Sequence[Tensor] | None = None,
+               step_probs: Sequence[tuple[Tensor, Tensor] | None] | None = None) -> Tensor:
         total = torch.tensor(self.embed, dtype=torch.float64)
         n_in: Tensor | float = float(self.num_tokens)
         for i, (p, m) in enumerate(counts):
             total = total + self.lookup("attn", n_in)
             total = total + (mlp_terms[i] if mlp_terms is not None else self.lookup("mlp", m))
-            gate = gates[i] if gates is not None else None
+            probs = step_probs[i] if step_probs is not None else None
+            gate = None if probs is None else 1.0 - (1.0 - probs[0]) * (1.0 - probs[1])  # P(any step)
             if _value(m) < _value(n_in):
-                step = self.compress(n_in, p, m)
+                step = self.compress(n_in, p, m, probs)
                 total = total + (step if gate is None else step * (1.0 + gate - gate.detach()))
             elif gate is not None:  # not compressing now: the step it would cost, times d P(compress)
                 total = total + self.compress(n_in, n_in, _value(n_in) - 1).detach() * (gate - gate.detach())
@@ -118,6 +122,6 @@ class MeasuredCost(CostModel):
             limit = _value(k.prune_kept) if k.merge_probs is not None else float(self.num_tokens)
             mlp_terms.append(self.expected_mlp(probs, cands, limit))
         parts = self._parts([(k.prune_kept, k.merge_kept) for k in keeps], mlp_terms,
-                            [k.compress_prob.to(torch.float64) if k.compress_prob is not None else None
-                             for k in keeps])
+                            [tuple(p.to(torch.float64) for p in k.step_probs) if k.step_probs is not None else None
+                             for k in keeps])  # type: ignore[misc]
         return (self.overhead + self.scale * parts).to(torch.float32)

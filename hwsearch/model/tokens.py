@@ -174,7 +174,7 @@ class BlockKeep:
     dense: bool = False  # a block that never compresses (before ``compress_from``)
     prune_candidates: Tensor | None = None  # the kept counts the probabilities are over
     merge_candidates: Tensor | None = None
-    compress_prob: Tensor | None = None  # P(this block compresses at all): gates its fixed step cost
+    step_probs: tuple[Tensor, Tensor] | None = None  # P(prune removes a token), P(merge removes a token)
 
 
 def hard_mask(count: int | Tensor, num: int, like: Tensor | None = None) -> Tensor:

@@ -44,18 +44,25 @@ def _number(v: Any) -> float:
     return float(v.detach()) if hasattr(v, "detach") else float(v)
 
 
-def compress_features(n: Any, p: Any, m: Any, merging: str = "rank") -> list[Any]:
+def compress_features(n: Any, p: Any, m: Any, merging: str = "rank", step_probs: Any = None) -> list[Any]:
     """Ranking (n), gather (p); when merging: a fixed part, gather/scatter (p) and similarity
     (rank merging: sources x targets, (p-m) m; similarity merging: set A x set B, p^2 / 4, and its
     ranking only when the block prunes).
 
-    Works on numbers and on tensors (the cost model differentiates through it).
+    Works on numbers and on tensors (the cost model differentiates through it). ``step_probs``
+    (P(prune), P(merge)) make the "prunes"/"merges" indicators straight-through: their value stays
+    0/1, their gradient reaches the probabilities (so one token pruned is seen to cost a ranking).
     """
-    merges = float(_number(m) < _number(p))
+    merges = _indicator(_number(m) < _number(p), step_probs[1] if step_probs is not None else None)
     if merging == "similarity":
-        prunes = float(_number(p) < _number(n))
+        prunes = _indicator(_number(p) < _number(n), step_probs[0] if step_probs is not None else None)
         return [1.0, prunes * n, p, merges, merges * p, merges * p * p / 4]
     return [1.0, n, p, merges, merges * p, merges * (p - m) * m]
+
+
+def _indicator(hard: bool, prob: Any) -> Any:
+    """0/1, or with a probability its straight-through form (same value, the probability's gradient)."""
+    return float(hard) if prob is None else float(hard) + prob - prob.detach()
 
 
 def sum_of_parts(rows: list[dict[str, Any]], counts: Counts, batch: int, coef: np.ndarray,

@@ -137,21 +137,22 @@ class RateSchedule(nn.Module):
             keeps.append(BlockKeep(p_count, m_count, p_mask, m_mask, p_probs, m_probs,
                                    prune_candidates=self.prune[j].candidates if self.prune is not None else None,
                                    merge_candidates=self.merge[j].candidates if self.merge is not None else None,
-                                   compress_prob=self._compress_prob(j, current, p_count, p_probs, m_probs)))
+                                   step_probs=self._step_probs(j, current, p_count, p_probs, m_probs)))
             current = m_count
         return keeps
 
-    def _compress_prob(self, j: int, entering: Tensor, prune_kept: Tensor, p_probs: Tensor | None,
-                       m_probs: Tensor | None) -> Tensor:
-        """P(block compresses): the probability mass on candidates that remove a token, prune or merge.
-
-        The cost model gates the block's fixed compression-step cost with it (straight-through), so
-        the search sees what a step costs and can trade a block's step for more tokens elsewhere."""
-        keep_all = torch.ones((), dtype=entering.dtype, device=entering.device)
+    def _step_probs(self, j: int, entering: Tensor, prune_kept: Tensor, p_probs: Tensor | None,
+                    m_probs: Tensor | None) -> tuple[Tensor, Tensor]:
+        """(P(the block prunes), P(the block merges)): the probability mass on candidates that remove a
+        token. The cost model gates the compression step's fixed costs with them (straight-through),
+        so the search sees what a step costs and can trade a block's step for tokens elsewhere."""
+        out = []
         for rate, probs, limit in ((self.prune, p_probs, entering), (self.merge, m_probs, prune_kept)):
             if rate is not None and probs is not None:
-                keep_all = keep_all * (probs * (rate[j].candidates >= limit.detach())).sum()
-        return 1.0 - keep_all
+                out.append(1.0 - (probs * (rate[j].candidates >= limit.detach())).sum())
+            else:
+                out.append(torch.zeros((), dtype=entering.dtype, device=entering.device))
+        return out[0], out[1]
 
     @staticmethod
     def counts(keeps: list[BlockKeep]) -> Counts:
