@@ -13,7 +13,7 @@ from hwsearch.cost.flops import FlopsCost
 from hwsearch.data import image_sets
 from hwsearch.io import provenance, write_json
 from hwsearch.model.vit import CompressedViT, apply_schedule
-from hwsearch.model.zoo import load_model
+from hwsearch.model.zoo import load_schedule_model
 from hwsearch.pages import write_page
 from hwsearch.profiling.measure import measure_models
 from hwsearch.quality import by_group, collect, feature_cosines, fidelity
@@ -25,8 +25,7 @@ def evaluate_schedule(path: str, target: Target, checkpoint: str | None, data: s
                       batch: int | None, threads: int | None) -> dict[str, Any]:
     """Measure and compare; prints the table and writes ``<schedule>.eval.json``."""
     schedule = load_schedule(path)
-    vit, name, checkpoint = load_model(schedule.model, checkpoint or schedule.provenance.get("checkpoint"),
-                                       schedule.img_size)
+    vit, name, checkpoint = load_schedule_model(schedule, checkpoint)
     dense, compressed = CompressedViT(vit), apply_schedule(vit, schedule)
     _, held_out = image_sets(vit, data, max(num_images, 2))
     ref, out = collect(dense, held_out), collect(compressed, held_out)

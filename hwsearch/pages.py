@@ -22,7 +22,7 @@ from hwsearch.data import ImageSet, held_out_photos, load_image
 from hwsearch.errors import HwsearchError
 from hwsearch.io import provenance
 from hwsearch.model.vit import CompressedViT, apply_schedule
-from hwsearch.model.zoo import load_model
+from hwsearch.model.zoo import load_model, load_schedule_model
 from hwsearch.report.plots import method_of
 from hwsearch.report.schedule_page import PageData, budget_records, schedule_page
 from hwsearch.report.tokenmap import default_blocks, token_map_pngs
@@ -49,8 +49,7 @@ def schedule_model(schedule: Schedule, model: str | None = None, checkpoint: str
     when given, must be the schedule's."""
     if model is not None and model != schedule.model:
         raise HwsearchError(f"the schedule was made for {schedule.model}, not {model}")
-    vit, _, _ = load_model(schedule.model, checkpoint or schedule.provenance.get("checkpoint"), schedule.img_size)
-    return apply_schedule(vit, schedule)
+    return apply_schedule(load_schedule_model(schedule, checkpoint)[0], schedule)
 
 
 def image_set(model: CompressedViT, paths: Sequence[str] | None, limit: int | None = None) -> ImageSet:

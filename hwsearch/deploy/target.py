@@ -15,7 +15,7 @@ from hwsearch.deploy.tensorrt import deploy_tensorrt, tensorrt_available
 from hwsearch.errors import HwsearchError
 from hwsearch.io import provenance, write_json
 from hwsearch.model.vit import CompressedViT, apply_schedule
-from hwsearch.model.zoo import load_model
+from hwsearch.model.zoo import load_schedule_model
 from hwsearch.schedule import Schedule, load_schedule
 from hwsearch.search.optimize import describe_measurement, measure_pair
 from hwsearch.targets import Target
@@ -28,7 +28,7 @@ def deploy_inputs(path: str, target: Target, model: str | None, checkpoint: str 
     schedule = load_schedule(path)
     if model and model != schedule.model:
         raise HwsearchError(f"{path} is a schedule for {schedule.model}, not {model}")
-    vit, name, _ = load_model(schedule.model, checkpoint or schedule.provenance.get("checkpoint"), schedule.img_size)
+    vit, name, _ = load_schedule_model(schedule, checkpoint)
     schedule.check_model(CompressedViT(vit))
     folder = Path(out_dir) if out_dir else Workspace(out, target, name).engines
     return schedule, vit, name, check_out_dir(folder)
@@ -67,14 +67,14 @@ def deploy_schedule(path: str, target: Target, model: str | None, checkpoint: st
     print(why, flush=True)
     if measure and target.backend == "tensorrt" and tensorrt_available():
         info.update(deploy_tensorrt(target, compressed, folder, stem, report, images))
-        info.update(measured=measure_deployed(target, compressed, schedule, batch), measured_on=device)
+        info.update(measured=measure_deployed(target, compressed, schedule, batch, device), measured_on=device)
     elif measure and target.backend != "tensorrt":
         if target.backend == "onnxruntime":
             optimized = optimize_for_onnxruntime(folder / f"{stem}.onnx", folder / f"{stem}.ort.onnx",
                                                  target.raw.get("threads"))
             info["optimized_onnx"] = str(optimized)
             print(f"wrote {optimized} (ONNX Runtime's optimized graph)")
-        info.update(measured=measure_deployed(target, compressed, schedule, batch), measured_on=device)
+        info.update(measured=measure_deployed(target, compressed, schedule, batch, device), measured_on=device)
     else:
         info.update(device_bundle(target, vit, name, compressed, folder, stem, batch, schedule))
     out_json = folder / f"{stem}.deploy.json"
@@ -83,12 +83,13 @@ def deploy_schedule(path: str, target: Target, model: str | None, checkpoint: st
     return out_json
 
 
-def measure_deployed(target: Target, model: CompressedViT, schedule: Schedule, batch: int) -> dict[str, Any]:
-    """Dense and deployed model measured here in one run; measured vs predicted vs budget."""
+def measure_deployed(target: Target, model: CompressedViT, schedule: Schedule, batch: int,
+                     device: str) -> dict[str, Any]:
+    """Dense and deployed model measured here (on ``device``) in one run; measured vs predicted vs budget."""
     budget = schedule.budget.get("target") if schedule.budget.get("kind") == "latency_ms" else None
     stats = measure_pair(target, CompressedViT(model.vit, merging=schedule.merging), schedule.counts(), batch,
                          here=not target.is_local)
-    print(describe_measurement(target, stats, batch, budget) + f" [measured on {this_device(target.device)}]",
+    print(describe_measurement(target, stats, batch, budget) + f" [measured on {device}]",
           flush=True)
     predicted = schedule.predicted.get("value") if schedule.predicted.get("unit") == "ms" else None
     if predicted is not None:

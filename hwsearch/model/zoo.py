@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from hwsearch.errors import HwsearchError
 from hwsearch.io import atomic_path, cache_dir, write_json
+from hwsearch.schedule import Schedule
 
 DEFAULT_MODEL = "vit_small_patch14_dinov2"
 DEFAULT_IMG_SIZE = 224
@@ -278,3 +279,9 @@ def load_model(name: str | None = None, checkpoint: str | None = None, img_size:
         print(f"note: {name} without --checkpoint has random weights: fine for latency, not for fidelity",
               flush=True)
     return create_vit(name, checkpoint, img_size=img_size), name, checkpoint
+
+
+def load_schedule_model(schedule: Schedule, checkpoint: str | None = None) -> tuple[torch.nn.Module, str, str | None]:
+    """:func:`load_model` for the model, input size and weights a schedule records (``checkpoint``
+    overrides its weights)."""
+    return load_model(schedule.model, checkpoint or schedule.provenance.get("checkpoint"), schedule.img_size)

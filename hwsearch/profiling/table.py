@@ -44,8 +44,9 @@ def read_profile(path: str | Path) -> list[dict[str, Any]]:
         raise HwsearchError(f"{path}: no measurements")
     for i, row in enumerate(rows):
         if None in row or None in row.values():  # fewer or more fields than the header names
-            raise HwsearchError(f"{path}: row {i + 2} has {len(row) - (None in row) - list(row.values()).count(None)}"
-                                f" of {len(reader.fieldnames or [])} fields (a truncated or corrupt file?)")
+            fields = reader.fieldnames or []
+            raise HwsearchError(f"{path}: row {i + 2} has {sum(row.get(c) is not None for c in fields)} of "
+                                f"{len(fields)} fields (a truncated or corrupt file?)")
         try:
             times = [float(row[c]) for c in TIME_COLUMNS]
             int(row["tokens"]), int(row["batch"])
