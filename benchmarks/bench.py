@@ -15,6 +15,8 @@ from hwsearch.data import ImageSet, default_sets  # noqa: E402
 from hwsearch.model.vit import CompressedViT  # noqa: E402
 from hwsearch.model.zoo import load_model  # noqa: E402
 from hwsearch.quality import group_indices  # noqa: E402
+from hwsearch.schedule import Counts  # noqa: E402
+from hwsearch.search.optimize import check_latency, measure_pair  # noqa: E402
 from hwsearch.targets import Target, load_target  # noqa: E402
 from hwsearch.workspace import Workspace  # noqa: E402
 
@@ -51,6 +53,18 @@ def paired_by_photo(a: Any, b: Any, groups: list[str] | None) -> dict[str, tuple
 
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     return {g: paired_interval(a[idx], b[idx]) for g, idx in group_indices(groups).items()}
+
+
+def on_measured_budget(target: Target, model: CompressedViT, counts: Counts, fraction: float, refine: int,
+                       config: Any) -> Counts:
+    """As ``optimize --latency-ms``: the searched schedule measured beside dense, and the measured local
+    search when it misses the band around ``fraction`` x the dense latency measured in that run."""
+    first = measure_pair(target, model, counts)
+    budget_ms = fraction * first["dense"].median_ms
+    print(f"  budget {fraction:.2f} x dense measured = {budget_ms:.2f} ms", flush=True)
+    pending = {tuple(counts): first}
+    measure_fn = lambda t, c: pending.pop(tuple(c), None) or measure_pair(t, model, c)  # noqa: E731
+    return check_latency([(target, budget_ms)], model, counts, refine, config.compress_from, measure_fn)[0]
 
 
 def parser(doc: str | None, num_images: int) -> argparse.ArgumentParser:

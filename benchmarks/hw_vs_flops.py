@@ -1,16 +1,19 @@
 """Hardware-aware vs FLOPs-aware schedules at the same MEASURED latency, on this host.
 
-For each latency budget (fractions of the cost model's dense latency) the gradient search runs
-twice with the same settings: once with the measured latency cost model (hardware-aware), and
-with FLOPs (GMACs) budgets adjusted until the FLOPs-aware schedule's measured latency matches
-the hardware-aware one's (secant steps on the GMACs ratio, each checked by a real measurement
-interleaved with the hardware-aware model). At the end dense and every final schedule are
-measured together in one run and compared on held-out images.
+Per target and latency budget (a fraction of dense): the gradient search on the target's measured
+latency model, measured beside dense and moved into the band as ``optimize --latency-ms`` does
+(the hardware-aware schedule); then the same search on FLOPs at that schedule's GMACs (the
+FLOPs-aware schedule), moved by the measured local search's one axis (``local.shift``: every
+decision's removed tokens scaled together, the shape kept) until its measured latency matches the
+hardware-aware one's within 2%. Every matching step measures dense and both schedules in one run
+and compares them by their paired ratio (per round, so host drift cancels); the matching run is the
+one reported. Fidelity (feature cosine) on held-out photos with a paired bootstrap 95% interval, also
+per photo, and both schedules' shapes.
 
-    python benchmarks/hw_vs_flops.py [--target cpu_onnxruntime] [--fractions 0.6,0.7,0.8]
+    python benchmarks/hw_vs_flops.py [--targets cpu_onnxruntime,cpu_onnxruntime_b1] [--fractions 0.7]
 
-Needs results/<target>/<model>/costmodel.json (hwsearch profile + hwsearch fit). Prints one table;
-writes results/benchmarks/hw_vs_flops.json.
+Profiles and fits each target first when needed. Writes results/benchmarks/hw_vs_flops.json after
+every row.
 """
 from __future__ import annotations
 
@@ -19,87 +22,96 @@ from pathlib import Path
 
 import bench  # noqa: E402 - benchmarks/bench.py: the shared set-up (sets HF_HUB_OFFLINE)
 
-from hwsearch.cost import Budget, FlopsCost  # noqa: E402
+from hwsearch.cost import Budget, FlopsCost, MeasuredCost  # noqa: E402
 from hwsearch.io import provenance, write_json  # noqa: E402
-from hwsearch.model.vit import apply_schedule  # noqa: E402
+from hwsearch.model.vit import CompressedViT, apply_schedule  # noqa: E402
 from hwsearch.profiling.measure import measure_models  # noqa: E402
-from hwsearch.quality import collect, fidelity  # noqa: E402
+from hwsearch.quality import collect, feature_cosines  # noqa: E402
+from hwsearch.schedule import as_lists, bisect  # noqa: E402
 from hwsearch.search.gradient import SearchConfig, gradient_search  # noqa: E402
+from hwsearch.search.local import shift  # noqa: E402
+from hwsearch.targets import load_target  # noqa: E402
+from hwsearch.workspace import Workspace  # noqa: E402
+from profilers.timing import paired_ratio  # noqa: E402
 
 
 def main() -> int:
-    parser = bench.parser(__doc__, num_images=400)
-    parser.add_argument("--fractions", default="0.6,0.7,0.8", help="latency budgets as fractions of dense")
-    parser.add_argument("--match-steps", type=int, default=3, help="FLOPs budgets tried per latency budget")
+    parser = bench.parser(__doc__, num_images=1000)
+    parser.add_argument("--targets", default="cpu_onnxruntime,cpu_onnxruntime_b1")
+    parser.add_argument("--fractions", default="0.7", help="latency budgets as fractions of dense")
+    parser.add_argument("--refine", type=int, default=6, help="measured local-search steps (as optimize --refine)")
+    parser.add_argument("--repeats", type=int, default=15, help="interleaved rounds of each matching run")
     args = parser.parse_args()
     b = bench.setup(args)
-    target, vit, name, checkpoint, model = b.target, b.vit, b.name, b.checkpoint, b.model
-    search_set, held_out = b.search_set, b.held_out
-    latency = b.latency_cost()
-    flops = FlopsCost.from_model(vit)
-    config = SearchConfig(epochs=1, batch_size=16)
-    dense_flops, dense_pred = flops.dense_cost(model.depth), latency.dense_cost(model.depth)
-
-    def search(budget: Budget) -> list[tuple[int, int]]:
-        return gradient_search(model, [budget], search_set, config, progress=False).counts
-
-    def measure(named: dict[str, list[tuple[int, int]]]) -> dict[str, float]:
-        models = {"dense": model, **{k: apply_schedule(vit, c) for k, c in named.items()}}
-        return {k: v.median_ms for k, v in measure_models(target, models, target.batch).items()}
-
-    finals: dict[str, list[tuple[int, int]]] = {}
-    for fraction in (float(f) for f in args.fractions.split(",")):
-        hw = search(Budget(latency, fraction * dense_pred))
-        ratio = flops.cost(hw) / dense_flops  # first FLOPs budget: the hardware-aware schedule's GMACs
-        tried: list[tuple[float, float, list[tuple[int, int]]]] = []  # (ratio, measured / hw measured, counts)
-        for step in range(args.match_steps):
-            fl = search(Budget(flops, ratio * dense_flops))
-            ms = measure({"hw": hw, "flops": fl})
-            tried.append((ratio, ms["flops"] / ms["hw"], fl))
-            print(f"budget {fraction:.2f}: FLOPs ratio {ratio:.3f} -> measured {ms['flops']:.1f} ms vs "
-                  f"hardware-aware {ms['hw']:.1f} ms ({100 * (ms['flops'] / ms['hw'] - 1):+.1f}%)", flush=True)
-            if abs(tried[-1][1] - 1) <= 0.02 or step == args.match_steps - 1:
-                break
-            ratio = _next_ratio(tried)
-        finals[f"hw@{fraction:.2f}"] = hw
-        finals[f"flops@{fraction:.2f}"] = min(tried, key=lambda t: abs(t[1] - 1))[2]
-    print("final measurement: dense and all schedules interleaved in one run ...", flush=True)
-    ms = measure(finals)
-    ref = collect(model, held_out)
-    rows = {}
-    print(f"{name} on {target.name} ({target.backend}, batch {target.batch}); held-out images: {len(held_out)}")
-    print(f"{'schedule':14s}{'pred ms':>9s}{'measured ms':>13s}{'x dense':>9s}{'GMACs':>8s}{'feature cos':>13s}")
-    print(f"{'dense':14s}{dense_pred:9.1f}{ms['dense']:13.1f}{1.0:9.3f}{dense_flops:8.3f}{1.0:13.4f}")
-    for label, counts in finals.items():
-        report = fidelity(ref, collect(apply_schedule(vit, counts), held_out), vit.num_classes > 0)
-        rows[label] = {"counts": counts, "predicted_ms": latency.cost(counts), "measured_ms": ms[label],
-                       "gmacs": flops.cost(counts), **report}
-        print(f"{label:14s}{rows[label]['predicted_ms']:9.1f}{ms[label]:13.1f}{ms[label] / ms['dense']:9.3f}"
-              f"{rows[label]['gmacs']:8.3f}{report['feature_cosine']:13.4f}")
-    for fraction in args.fractions.split(","):
-        hw, fl = rows[f"hw@{float(fraction):.2f}"], rows[f"flops@{float(fraction):.2f}"]
-        print(f"budget {float(fraction):.2f}: hardware-aware {hw['feature_cosine']:.4f} at {hw['measured_ms']:.1f} ms, "
-              f"FLOPs-aware {fl['feature_cosine']:.4f} at {fl['measured_ms']:.1f} ms -> "
-              f"{_winner(hw['feature_cosine'] - fl['feature_cosine'])}")
-    write_json(Path(args.out) / "benchmarks" / "hw_vs_flops.json",
-               {"target": target.name, "model": name, "checkpoint": checkpoint, "dense_measured_ms": ms["dense"],
-                "rows": rows, "provenance": provenance()})
+    vit, depth = b.vit, b.model.depth
+    config = SearchConfig(merging="similarity")
+    model = CompressedViT(vit, merging="similarity")
+    flops = FlopsCost.from_model(vit, "similarity")
+    ref = collect(b.model, b.held_out)
+    rows = []
+    for target_name in args.targets.split(","):
+        target = load_target(target_name)
+        latency = MeasuredCost(Workspace(Path(args.out), target, b.name).ensure_costmodel(model), "latency",
+                               "similarity")
+        for fraction in (float(f) for f in args.fractions.split(",")):
+            hw = gradient_search(model, [Budget(latency, fraction * latency.dense_cost(depth), name="latency_ms")],
+                                 b.search_set, config, progress=False).counts
+            hw = bench.on_measured_budget(target, model, hw, fraction, args.refine, config)
+            fl = gradient_search(model, [Budget(flops, flops.cost(hw), name="gmacs")], b.search_set, config,
+                                 progress=False).counts
+            final, matched, runs = match_flops(target, vit, hw, fl, model, config.compress_from, args.repeats)
+            ours = feature_cosines(ref, collect(apply_schedule(vit, hw, "similarity"), b.held_out))
+            theirs = feature_cosines(ref, collect(apply_schedule(vit, matched, "similarity"), b.held_out))
+            rows.append({"target": target.name, "batch": target.batch, "fraction": fraction,
+                         "dense_ms": final["dense"], "hw_ms": final["hw"], "flops_ms": final["flops"],
+                         "flops_over_hw": [final["ratio"], *final["ratio_95"]], "matching_runs": runs,
+                         "hw_fidelity": float(ours.mean()), "flops_fidelity": float(theirs.mean()),
+                         "difference": bench.paired_interval(ours, theirs),
+                         "per_photo": bench.paired_by_photo(ours, theirs, b.held_out.groups),
+                         "hw_schedule": as_lists(hw), "flops_schedule": as_lists(matched),
+                         "gmacs": {"hw": flops.cost(hw), "flops": flops.cost(matched),
+                                   "dense": flops.dense_cost(depth)},
+                         "predicted_ms": {"hw": latency.cost(hw), "flops": latency.cost(matched)}})
+            print_row(rows[-1])
+            write_json(Path(args.out) / "benchmarks" / "hw_vs_flops.json",
+                       {"rows": rows, "held_out": b.held_out.source, "images": len(b.held_out),
+                        "provenance": provenance()})
     return 0
 
 
-def _winner(difference: float) -> str:
-    if abs(difference) < 5e-4:
-        return "tie (within 0.0005)"
-    return "hardware-aware better" if difference > 0 else "FLOPs-aware better"
+def match_flops(target, vit, hw, fl, model, start, repeats):  # type: ignore[no-untyped-def]
+    """The FLOPs-aware schedule shifted (``local.shift``) until its measured latency matches ``hw``'s
+    within 2% by their paired ratio, dense and both measured in one run per step (bisection on the
+    shift). Returns (the matching run, its schedule, all runs)."""
+    runs: list[dict] = []
+
+    def ratio(t: float) -> float:
+        counts = shift(fl, t, model.num_tokens, model.num_prefix + 1, start, "similarity")
+        models = {"dense": CompressedViT(vit), "hw": apply_schedule(vit, hw, "similarity"),
+                  "flops": apply_schedule(vit, counts, "similarity")}
+        stats = measure_models(target, models, target.batch, {"repeats": repeats})
+        value, low, high = paired_ratio(stats["flops"], stats["hw"])
+        runs.append({"shift": t, "counts": as_lists(counts), **{k: m.median_ms for k, m in stats.items()},
+                     "ratio": value, "ratio_95": [low, high]})
+        print(f"  FLOPs-aware shifted {t:+.3f}: paired FLOPs-aware/hardware-aware {value:.3f} [{low:.3f}, "
+              f"{high:.3f}], dense {stats['dense'].median_ms:.2f} ms", flush=True)
+        return value
+
+    first = ratio(0.0)
+    if abs(first - 1) > 0.02:
+        bisect(ratio, 1.0, -0.5, 0.5, 8, rising=True, stop=lambda v: abs(v - 1) <= 0.02)
+    best = min(runs, key=lambda run: abs(run["ratio"] - 1))
+    return best, [tuple(c) for c in best["counts"]], runs
 
 
-def _next_ratio(tried: list[tuple[float, float, list[tuple[int, int]]]]) -> float:
-    """Secant on (FLOPs ratio -> measured latency relative to the hardware-aware schedule)."""
-    if len(tried) == 1:
-        r, rel, _ = tried[0]
-        return min(1.0, r / rel)  # latency roughly proportional to FLOPs
-    (r0, y0, _), (r1, y1, _) = tried[-2], tried[-1]
-    return min(1.0, r1 + (1 - y1) * (r1 - r0) / (y1 - y0)) if y1 != y0 else r1
+def print_row(row: dict) -> None:
+    mean, lo, hi = row["difference"]
+    print(f"{row['target']} (batch {row['batch']}) at {row['fraction']:.2f} x dense: dense {row['dense_ms']:.2f} ms, "
+          f"hardware-aware {row['hw_ms']:.2f} ms, FLOPs-aware {row['flops_ms']:.2f} ms (paired "
+          f"{row['flops_over_hw'][0]:.3f}); fidelity hardware-aware {row['hw_fidelity']:.4f} vs FLOPs-aware "
+          f"{row['flops_fidelity']:.4f}: difference {mean:+.4f} [{lo:+.4f}, {hi:+.4f}]\n"
+          f"  hardware-aware {row['hw_schedule']} ({row['gmacs']['hw']:.3f} GMACs)\n"
+          f"  FLOPs-aware    {row['flops_schedule']} ({row['gmacs']['flops']:.3f} GMACs)", flush=True)
 
 
 if __name__ == "__main__":

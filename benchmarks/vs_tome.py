@@ -6,7 +6,8 @@ moved by the measured local search until it lands in [0.90, 1.03] x (fraction x 
 then ToMe as the paper runs it (bipartite soft matching, constant r from block 0, no pruning), r
 found by bisection on real measurements until ToMe's measured latency matches the searched
 schedule's within 2%. Every step measures dense,
-the searched schedule and ToMe together in one run (repeats interleaved), and the matching run is
+the searched schedule and ToMe together in one run (repeats interleaved) and compares ToMe with
+the searched schedule by their paired ratio (per round, so host drift cancels); the matching run is
 the one reported. Fidelity (feature cosine: mean of class-token and patch-mean cosines) is compared
 on held-out photos with a paired bootstrap 95% interval, also per photo.
 
@@ -30,9 +31,9 @@ from hwsearch.quality import collect, feature_cosines  # noqa: E402
 from hwsearch.schedule import as_lists, bisect  # noqa: E402
 from hwsearch.search.baselines import tome  # noqa: E402
 from hwsearch.search.gradient import SearchConfig, gradient_search  # noqa: E402
-from hwsearch.search.optimize import check_latency, measure_pair  # noqa: E402
 from hwsearch.targets import load_target  # noqa: E402
 from hwsearch.workspace import Workspace  # noqa: E402
+from profilers.timing import paired_ratio  # noqa: E402
 
 
 def main() -> int:
@@ -41,6 +42,7 @@ def main() -> int:
     parser.add_argument("--fractions", default="0.6,0.7", help="latency budgets as fractions of dense")
     parser.add_argument("--epochs", type=int, default=SearchConfig.epochs)
     parser.add_argument("--refine", type=int, default=6, help="measured local-search steps (as optimize --refine)")
+    parser.add_argument("--repeats", type=int, default=15, help="interleaved rounds of each matching run")
     args = parser.parse_args()
     b = bench.setup(args)
     vit, depth, prefix = b.vit, b.model.depth, b.model.num_prefix
@@ -56,8 +58,8 @@ def main() -> int:
             config = SearchConfig(epochs=args.epochs, merging="similarity")
             searched = gradient_search(searched_model, [Budget(cost, goal, name="latency_ms")], b.search_set,
                                        config, progress=False).counts
-            searched = on_measured_budget(target, searched_model, searched, fraction, args.refine, config)
-            r, final, runs = match_tome(target, vit, searched, cost, depth, prefix)
+            searched = bench.on_measured_budget(target, searched_model, searched, fraction, args.refine, config)
+            r, final, runs = match_tome(target, vit, searched, cost, depth, prefix, args.repeats)
             ours = feature_cosines(ref, collect(apply_schedule(vit, searched, "similarity"), b.held_out))
             theirs = feature_cosines(ref, collect(apply_schedule(vit, tome(b.model.num_tokens, prefix, depth, r, 0),
                                                                  "similarity"), b.held_out))
@@ -65,7 +67,8 @@ def main() -> int:
             per_photo = bench.paired_by_photo(ours, theirs, b.held_out.groups)
             rows.append({"target": target.name, "batch": target.batch, "fraction": fraction, "r": r,
                          "dense_ms": final["dense"], "hwsearch_ms": final["hwsearch"],
-                         "tome_ms": final["tome"], "matching_runs": runs,
+                         "tome_ms": final["tome"], "tome_over_hwsearch": [final["ratio"], *final["ratio_95"]],
+                         "matching_runs": runs,
                          "hwsearch_fidelity": float(ours.mean()), "tome_fidelity": float(theirs.mean()),
                          "difference": diff, "per_photo": per_photo, "schedule": as_lists(searched)})
             print_row(rows[-1])
@@ -75,21 +78,12 @@ def main() -> int:
     return 0
 
 
-def on_measured_budget(target, model, counts, fraction, refine, config):  # type: ignore[no-untyped-def]
-    """As ``optimize --latency-ms``: the searched schedule measured beside dense, and the measured local
-    search when it misses the band around ``fraction`` x the dense latency measured in that run."""
-    first = measure_pair(target, model, counts)
-    budget_ms = fraction * first["dense"].median_ms
-    print(f"  budget {fraction:.2f} x dense measured = {budget_ms:.2f} ms", flush=True)
-    pending = {tuple(counts): first}
-    measure_fn = lambda t, c: pending.pop(tuple(c), None) or measure_pair(t, model, c)  # noqa: E731
-    return check_latency([(target, budget_ms)], model, counts, refine, config.compress_from, measure_fn)[0]
-
-
-def match_tome(target, vit, searched, cost, depth, prefix):  # type: ignore[no-untyped-def]
+def match_tome(target, vit, searched, cost, depth, prefix, repeats):  # type: ignore[no-untyped-def]
     """ToMe's r whose measured latency matches the searched schedule's within 2%: bisection on r (to a
     twelfth of a token per block); every step measures dense, the searched schedule and ToMe(r) in one
-    run, and the run that matched (else the closest) is the one reported. Returns (r, that run, all runs)."""
+    run of ``repeats`` interleaved rounds, compared by their paired ratio (median over rounds of
+    ToMe's repeat / hwsearch's repeat, with its 95% interval), and the run that matched (else the
+    closest) is the one reported. Returns (r, that run, all runs)."""
     n = cost.num_tokens
     ours = apply_schedule(vit, searched, "similarity")
     runs: list[dict] = []
@@ -97,10 +91,14 @@ def match_tome(target, vit, searched, cost, depth, prefix):  # type: ignore[no-u
     def ratio(r: float) -> float:
         models = {"dense": CompressedViT(vit), "hwsearch": ours,
                   "tome": apply_schedule(vit, tome(n, prefix, depth, r, 0), "similarity")}
-        medians = {k: m.median_ms for k, m in measure_models(target, models, target.batch).items()}
-        runs.append({"r": r, **medians, "ratio": medians["tome"] / medians["hwsearch"]})
+        stats = measure_models(target, models, target.batch, {"repeats": repeats})
+        medians = {k: m.median_ms for k, m in stats.items()}
+        value, low, high = paired_ratio(stats["tome"], stats["hwsearch"])
+        runs.append({"r": r, **medians, "ratio": value, "ratio_95": [low, high],
+                     "hwsearch_vs_dense": paired_ratio(stats["hwsearch"], stats["dense"])[0]})
         print(f"  ToMe r={r:.3f}: {medians['tome']:.2f} ms vs hwsearch {medians['hwsearch']:.2f} ms "
-              f"({runs[-1]['ratio']:.3f}), dense {medians['dense']:.2f} ms", flush=True)
+              f"(paired ToMe/hwsearch {value:.3f} [{low:.3f}, {high:.3f}]), dense {medians['dense']:.2f} ms",
+              flush=True)
         return runs[-1]["ratio"]
 
     bisect(ratio, 1.0, 0.0, (n - prefix) / depth, 10, rising=False, stop=lambda v: abs(v - 1) <= 0.02)
@@ -112,7 +110,7 @@ def print_row(row: dict) -> None:
     mean, lo, hi = row["difference"]
     print(f"{row['target']} (batch {row['batch']}) at {row['fraction']:.2f} x dense: dense {row['dense_ms']:.2f} ms, "
           f"hwsearch {row['hwsearch_ms']:.2f} ms, ToMe r={row['r']:g} {row['tome_ms']:.2f} ms "
-          f"(ToMe/hwsearch {row['tome_ms'] / row['hwsearch_ms']:.3f}); fidelity hwsearch {row['hwsearch_fidelity']:.4f}"
+          f"(ToMe/hwsearch paired {row['tome_over_hwsearch'][0]:.3f}); fidelity hwsearch {row['hwsearch_fidelity']:.4f}"
           f" vs ToMe {row['tome_fidelity']:.4f}: difference {mean:+.4f} [{lo:+.4f}, {hi:+.4f}]; per photo "
           + ", ".join(f"{k} {v[0]:+.4f} [{v[1]:+.4f}, {v[2]:+.4f}]" for k, v in row["per_photo"].items()), flush=True)
 

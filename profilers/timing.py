@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -24,9 +24,13 @@ class TimingStats:
     repeats: int
     attempts: int
     cv_ok: bool
+    samples_ms: list[float] = field(default_factory=list, repr=False)  # per repeat, in run order
 
     def as_dict(self) -> dict[str, float | int | bool]:
-        return asdict(self)
+        """The summary (without the per-repeat samples)."""
+        out = asdict(self)
+        del out["samples_ms"]
+        return out
 
 
 def summarize(repeat_ms: list[float], iterations: int, attempts: int, max_cv: float) -> TimingStats:
@@ -35,7 +39,23 @@ def summarize(repeat_ms: list[float], iterations: int, attempts: int, max_cv: fl
     mean = float(arr.mean())
     cv = float(arr.std(ddof=1) / mean) if len(arr) > 1 and mean > 0 else 0.0
     return TimingStats(float(np.median(arr)), float(np.percentile(arr, 10)), float(np.percentile(arr, 90)),
-                       mean, cv, iterations, len(arr), attempts, cv <= max_cv)
+                       mean, cv, iterations, len(arr), attempts, cv <= max_cv, [float(v) for v in arr])
+
+
+def paired_ratio(a: TimingStats, b: TimingStats, resamples: int = 2000, seed: int = 0
+                 ) -> tuple[float, float, float]:
+    """``a / b`` from one interleaved run: the median over rounds of a's repeat over b's repeat in the
+    same round (seconds apart, so the host's drift cancels), and a bootstrap 95% interval of it.
+
+    This VM's speed drifts 10-25% over minutes; the ratio of two medians keeps the drift that fell
+    on one function's repeats and not the other's, the per-round ratio does not.
+    """
+    if not a.samples_ms or len(a.samples_ms) != len(b.samples_ms):
+        raise ValueError("paired_ratio needs two measurements of one interleaved run (same rounds)")
+    ratios = np.asarray(a.samples_ms) / np.asarray(b.samples_ms)
+    rng = np.random.default_rng(seed)
+    medians = np.median(ratios[rng.integers(0, len(ratios), size=(resamples, len(ratios)))], axis=1)
+    return float(np.median(ratios)), float(np.percentile(medians, 2.5)), float(np.percentile(medians, 97.5))
 
 
 def _repeat(fn: Callable[[], object], seconds: float, min_iters: int,
@@ -57,8 +77,8 @@ def _repeat(fn: Callable[[], object], seconds: float, min_iters: int,
 
 def measure_interleaved(fns: Mapping[str, Callable[[], object]], warmup_s: float = 1.0, repeat_s: float = 0.5,
                         repeats: int = 7, max_cv: float = 0.02, max_attempts: int = 3,
-                        min_iters: int = 1, syncs: Mapping[str, Callable[[], object]] | None = None
-                        ) -> dict[str, TimingStats]:
+                        min_iters: int = 1, syncs: Mapping[str, Callable[[], object]] | None = None,
+                        together: bool = False) -> dict[str, TimingStats]:
     """Measure several functions in one process, alternating repeats (ABAB) to cancel drift.
 
     Before each timed repeat the function runs once untimed: after the others ran, its first call is
@@ -66,6 +86,9 @@ def measure_interleaved(fns: Mapping[str, Callable[[], object]], warmup_s: float
     would be timed at that cold call.
     A function whose CV exceeds ``max_cv`` is re-measured, up to ``max_attempts`` times; the
     attempt with the lowest CV is kept and ``cv_ok`` says whether it met the bound.
+    ``together`` (comparisons): an attempt re-measures all functions, and all results come from the
+    one attempt with the lowest worst CV, so their repeats stay paired round by round
+    (:func:`paired_ratio`).
     """
     syncs = syncs or {}
     for name, fn in fns.items():
@@ -73,6 +96,8 @@ def measure_interleaved(fns: Mapping[str, Callable[[], object]], warmup_s: float
     best: dict[str, TimingStats] = {}
     pending = list(fns)
     for attempt in range(1, max_attempts + 1):
+        if not pending:
+            break
         samples: dict[str, list[float]] = {name: [] for name in pending}
         iters = dict.fromkeys(pending, 0)
         for _ in range(repeats):
@@ -81,13 +106,16 @@ def measure_interleaved(fns: Mapping[str, Callable[[], object]], warmup_s: float
                 ms, n = _repeat(fns[name], repeat_s, min_iters, syncs.get(name))
                 samples[name].append(ms)
                 iters[name] += n
-        for name in pending:
-            stats = summarize(samples[name], iters[name], attempt, max_cv)
-            if name not in best or stats.cv < best[name].cv:
-                best[name] = stats
+        stats = {name: summarize(samples[name], iters[name], attempt, max_cv) for name in pending}
+        if together:
+            if not best or max(s.cv for s in stats.values()) < max(s.cv for s in best.values()):
+                best = stats
+            pending = [] if all(s.cv_ok for s in best.values()) else list(fns)
+            continue
+        for name, found in stats.items():
+            if name not in best or found.cv < best[name].cv:
+                best[name] = found
         pending = [name for name in pending if not best[name].cv_ok]
-        if not pending:
-            break
     return best
 
 

@@ -53,7 +53,8 @@ def test_optimize_latency_check_runs_the_local_search_until_in_band(capsys):
     def fake_measure(target, counts):  # latency proportional to the tokens processed; dense alongside
         calls.append(list(counts))
         stats = {"dense": tokens([(17, 17)] * 4), "compressed": tokens(counts)}
-        return {k: Measurement(v, v, v, v, 0.0, 1, 1, 1, True, "fake") for k, v in stats.items()}
+        return {k: Measurement(v, v, v, v, 0.0, 3, 3, 1, True, samples_ms=[v] * 3, backend="fake")
+                for k, v in stats.items()}
 
     budget = 0.75 * tokens(start)  # the searched schedule measures 1.33 x budget: outside [0.90, 1.03]
     target = load_target("cpu_onnxruntime")
@@ -65,3 +66,37 @@ def test_optimize_latency_check_runs_the_local_search_until_in_band(capsys):
     assert measured["compressed"].median_ms == tokens(counts)  # the kept measurement is of the kept schedule
     assert "measured local search around the schedule" in capsys.readouterr().out
     Schedule.from_counts("m", 64, 17, 1, counts)
+
+
+def test_latency_check_judges_candidates_at_the_first_runs_host_speed(capsys):
+    """The host changes speed between measurements (x1, x0.7, x1.4, ...): the raw medians of later runs
+    would move the local search by the drift; their paired ratio to dense, at the first run's dense
+    latency, sees only the schedule. The kept schedule's drift-free latency lands in the band."""
+    from conftest import make_vit
+
+    from hwsearch.model.vit import CompressedViT
+    from hwsearch.profiling.measure import Measurement
+    from hwsearch.search.local import BAND
+    from hwsearch.search.optimize import check_latency
+    from hwsearch.targets import load_target
+
+    model = CompressedViT(make_vit("deit_tiny"))
+    start = [(17, 17), (17, 15), (13, 11), (9, 7)]
+
+    def tokens(counts):
+        return float(sum(p + m for p, m in counts))
+
+    drift = iter([1.0, 0.7, 1.4, 0.6, 1.5, 0.8, 1.3, 0.9] * 2)
+
+    def drifting_measure(target, counts):
+        speed = next(drift)
+        stats = {"dense": tokens([(17, 17)] * 4) * speed, "compressed": tokens(counts) * speed}
+        return {k: Measurement(v, v, v, v, 0.0, 3, 3, 1, True, samples_ms=[v] * 3, backend="fake")
+                for k, v in stats.items()}
+
+    budget = 0.75 * tokens(start)
+    target = load_target("cpu_onnxruntime")
+    counts, _ = check_latency([(target, budget)], model, start, refine=6, compress_from=1,
+                              measure_fn=drifting_measure)
+    assert counts != start and BAND[0] <= tokens(counts) / budget <= BAND[1]
+    assert "at the first run's host speed" in capsys.readouterr().out

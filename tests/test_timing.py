@@ -45,3 +45,38 @@ def test_a_repeat_times_the_warm_function_not_the_switch():
     stats = measure_interleaved({"a": make("a"), "b": make("b")}, warmup_s=0.0, repeat_s=0.001, repeats=3,
                                 max_cv=1.0, max_attempts=1)
     assert stats["a"].median_ms < 25 and stats["b"].median_ms < 25  # 5 ms warm, not 50 ms cold
+
+
+def test_paired_ratio_is_exact_on_a_drifting_host_and_needs_paired_rounds():
+    """The host slows 3x half-way through the run: a is 2x b in every round, so the paired ratio is
+    exactly 2 with a zero-width interval, while each function's own CV is ~60%."""
+    from profilers.timing import paired_ratio
+
+    speed = [1, 1, 1, 3, 3, 3, 3]
+    a = summarize([10.0 * s for s in speed], 7, 1, 0.05)
+    b = summarize([5.0 * s for s in speed], 7, 1, 0.05)
+    assert not a.cv_ok and paired_ratio(a, b) == (2.0, 2.0, 2.0)
+    noisy = summarize([10.0, 12.0, 9.0, 30.0, 33.0, 28.0, 31.0], 7, 1, 1.0)
+    ratio, low, high = paired_ratio(noisy, b)
+    assert low <= ratio <= high and 1.8 <= ratio <= 2.4
+    with pytest.raises(ValueError):
+        paired_ratio(a, summarize([1.0, 2.0], 2, 1, 1.0))  # not the same rounds
+
+
+@pytest.mark.timing
+def test_together_keeps_every_function_on_the_same_rounds():
+    """together=True: a noisy function makes every function re-measure, and all results come from one
+    attempt with the same number of rounds (asserts structure only: no timing comparison)."""
+    calls = [0]
+
+    def noisy():
+        calls[0] += 1
+        time.sleep(0.004 if calls[0] % 2 else 0.0005)
+
+    def steady():
+        time.sleep(0.001)
+
+    stats = measure_interleaved({"noisy": noisy, "steady": steady}, warmup_s=0.0, repeat_s=0.0, repeats=6,
+                                max_cv=0.02, max_attempts=2, together=True)
+    assert stats["noisy"].attempts == stats["steady"].attempts
+    assert len(stats["noisy"].samples_ms) == len(stats["steady"].samples_ms) == 6

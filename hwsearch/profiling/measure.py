@@ -33,7 +33,8 @@ class Measurement(TimingStats):
 
 def measure_models(target: Target, models: dict[str, CompressedViT], batch: int,
                    protocol: dict[str, Any] | None = None, here: bool = False) -> dict[str, Measurement]:
-    """Latency per named model, measured here on ``target``'s backend, repeats interleaved.
+    """Latency per named model, measured here on ``target``'s backend, repeats interleaved and
+    kept paired (one attempt for all: :func:`profilers.timing.paired_ratio` compares two of them).
 
     ``here``: run although the target is not local (hwsearch runs on the device itself).
     """
@@ -55,10 +56,11 @@ def measure_models(target: Target, models: dict[str, CompressedViT], batch: int,
         runners = {g.id: backend.prepare(g) for g in exporter.graphs}
         with timing_lock():
             stats = measure_interleaved({k: r for k, (r, _) in runners.items()},
-                                        syncs={k: s for k, (_, s) in runners.items()},
+                                        syncs={k: s for k, (_, s) in runners.items()}, together=True,
                                         **timing_protocol(target.timing, protocol))
         backend.release()
-        return {k: Measurement(**v.as_dict(), backend=target.backend) for k, v in stats.items()}
+        return {k: Measurement(**v.as_dict(), samples_ms=v.samples_ms, backend=target.backend)
+                for k, v in stats.items()}
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
