@@ -32,9 +32,9 @@ class Bench:
     search_set: ImageSet
     held_out: ImageSet
 
-    def latency_cost(self) -> MeasuredCost:
-        """The target's fitted latency model (hwsearch profile + hwsearch fit first)."""
-        return MeasuredCost(load_costmodel(self.workspace.costmodel_json))
+    def latency_cost(self, merging: str = "similarity") -> MeasuredCost:
+        """The target's fitted latency model (hwsearch profile + hwsearch fit first) for ``merging``."""
+        return MeasuredCost(load_costmodel(self.workspace.costmodel_json), "latency", merging)
 
 
 def paired_interval(a: Any, b: Any, resamples: int = 2000, seed: int = 0) -> tuple[float, float, float]:

@@ -27,6 +27,8 @@ import torch  # noqa: E402
 from hwsearch.cost import Budget, FlopsCost  # noqa: E402
 from hwsearch.data import ImageSet  # noqa: E402
 from hwsearch.io import provenance, write_json  # noqa: E402
+from hwsearch.model.vit import CompressedViT, apply_schedule  # noqa: E402
+from hwsearch.quality import collect, feature_cosines  # noqa: E402
 from hwsearch.search import sampled  # noqa: E402
 from hwsearch.search.gradient import SearchConfig, gradient_search  # noqa: E402
 from hwsearch.search.sample import make_quality  # noqa: E402
@@ -39,8 +41,11 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     b = bench.setup(args)
-    target, vit, name, model, search_set, held_out = b.target, b.vit, b.name, b.model, b.search_set, b.held_out
-    cost = b.latency_cost() if b.workspace.costmodel_json.is_file() else FlopsCost.from_model(vit)
+    target, vit, name, search_set, held_out = b.target, b.vit, b.name, b.search_set, b.held_out
+    config = SearchConfig(seed=args.seed)  # optimize's defaults: similarity merging, from block 0
+    model = CompressedViT(vit, merging=config.merging)
+    cost = (b.latency_cost(config.merging) if b.workspace.costmodel_json.is_file()
+            else FlopsCost.from_model(vit, config.merging))
     goal = args.fraction * cost.dense_cost(model.depth)
     # samplers select on search-photo images (what the gradient search trains on); every method's
     # result is reported on held-out photos none of them saw
@@ -52,8 +57,7 @@ def main() -> int:
     limit = goal * (1 + sampled.Evaluator.tolerance)  # the feasibility rule of hwsearch sample
 
     started = time.perf_counter()
-    result = gradient_search(model, [Budget(cost, goal)], search_set, SearchConfig(epochs=1, batch_size=16,
-                                                                                   seed=args.seed), progress=False)
+    result = gradient_search(model, [Budget(cost, goal)], search_set, config, progress=False)
     seconds = time.perf_counter() - started
     meets = cost.cost(result.counts) <= limit
     rows = {"gradient": {"evals": 1, "seconds": seconds, "feasible": int(meets), "cost": cost.cost(result.counts),
@@ -63,7 +67,8 @@ def main() -> int:
           flush=True)
     # samplers search schedule shapes scaled onto the budget (BudgetSpace), maximizing quality,
     # so every trial has the gradient result's cost: a like-for-like comparison
-    space = sampled.BudgetSpace(model.num_tokens, model.num_prefix, model.depth, 1, cost, goal)
+    space = sampled.BudgetSpace(model.num_tokens, model.num_prefix, model.depth, config.compress_from, cost, goal,
+                                config.merging)
     for method in ("tpe", "random"):
         study = optuna.create_study(direction="maximize", sampler=sampled.make_sampler(method, args.seed, 1))
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -88,6 +93,15 @@ def main() -> int:
         q = f"{r['quality']:.4f}" if r["quality"] is not None else "none"
         c = f"{r['cost']:.3f}" if r["cost"] is not None else "-"
         print(f"{method:10s}{r['evals']:7d}{r['feasible']:9d}{r['seconds']:9.0f}{sel:>13s}{q:>12s}{c:>10s}")
+    ref = collect(model, test_set)
+    per_image = {m: feature_cosines(ref, collect(apply_schedule(vit, r["counts"], config.merging), test_set))
+                 for m, r in rows.items() if r["counts"] is not None and r["quality"] is not None}
+    for method in per_image:
+        if method != "gradient" and "gradient" in per_image:
+            rows[method]["gradient_minus"] = bench.paired_interval(per_image["gradient"], per_image[method])
+            mean, lo, hi = rows[method]["gradient_minus"]
+            print(f"held-out feature cosine, gradient - {method}: {mean:+.4f} [{lo:+.4f}, {hi:+.4f}] "
+                  f"(paired bootstrap 95% over {len(test_set)} images)")
     write_json(Path(args.out) / "benchmarks" / "gradient_vs_sampling.json",
                {"model": name, "target": target.name, "budget": goal, "unit": cost.unit, "quality": key,
                 "rows": rows, "provenance": provenance()})

@@ -42,6 +42,29 @@ def test_space_round_trips_any_schedule_and_samples_valid_ones():
         Schedule.from_counts("m", 224, 197, 1, counts)  # validates: monotone, within range
 
 
+def test_budget_space_keeps_similarity_merging_within_its_half():
+    """Budget-space trials with similarity merging never merge more than a block's A half (deploy mode
+    would silently keep more tokens than the trial's counts and predicted cost say); the deploy-mode
+    model refuses such counts with one error."""
+    from conftest import make_vit
+
+    from hwsearch.cost import FlopsCost
+    from hwsearch.errors import HwsearchError
+    from hwsearch.model.vit import apply_schedule
+    from hwsearch.schedule import min_merge_kept
+
+    vit = make_vit("deit_tiny")  # 17 tokens, 4 blocks
+    cost = FlopsCost.from_model(vit, "similarity")
+    space = sampled.BudgetSpace(17, 1, 4, 0, cost, 0.3 * cost.dense_cost(4), "similarity")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(40):
+        counts = space.suggest(study.ask())
+        assert all(m >= min_merge_kept(p, 1, "similarity") for p, m in counts)
+        apply_schedule(vit, counts, "similarity")
+    with pytest.raises(HwsearchError, match="block 1: similarity merging keeps at least 9 of 17 tokens"):
+        apply_schedule(vit, [(17, 17), (17, 5), (5, 5), (5, 5)], "similarity")
+
+
 def test_hypervolume_of_known_points():
     # (quality, cost) with reference (0, 10): swept by cost, 0.5 x (4 - 2) + 0.8 x (10 - 4) = 5.8
     assert hypervolume([(0.5, 2.0), (0.8, 4.0)], (0.0, 10.0)) == pytest.approx(0.5 * 2 + 0.8 * 6)

@@ -26,7 +26,7 @@ from hwsearch.model.tokens import (
     soft_prune_merge,
     softmax_with_policy,
 )
-from hwsearch.schedule import MERGING, Schedule
+from hwsearch.schedule import MERGING, Schedule, min_merge_kept
 
 _BLOCK_PARTS = ("norm1", "attn", "ls1", "drop_path1", "norm2", "mlp", "ls2", "drop_path2")
 
@@ -179,6 +179,17 @@ class CompressedViT(nn.Module):
         self.counts = [tuple(map(int, c)) for c in counts] if counts is not None else None
         if self.counts is not None and len(self.counts) != len(vit.blocks):
             raise HwsearchError(f"schedule has {len(self.counts)} blocks, model has {len(vit.blocks)}")
+        if self.counts is not None and merging == "similarity":
+            self._check_similarity_limit()
+
+    def _check_similarity_limit(self) -> None:
+        """Similarity merging removes at most a block's A half: more would run silently with more tokens
+        than the schedule (and its predicted cost) says."""
+        for i, (p, m) in enumerate(self.counts or []):
+            least = min_merge_kept(p, self.num_prefix, "similarity")
+            if m < least:
+                raise HwsearchError(f"block {i}: similarity merging keeps at least {least} of {p} tokens "
+                                    f"(it merges at most half the patches), not {m}")
 
     @property
     def depth(self) -> int:

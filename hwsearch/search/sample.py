@@ -122,7 +122,8 @@ def run_sample(settings: SampleSettings, identity: dict[str, str], model: Compre
             print(f"trials {failed} were left running by a killed worker: marked failed and queued again")
     space = Space(model.num_tokens, model.num_prefix, model.depth, settings.compress_from) \
         if settings.space == "fractions" else BudgetSpace(model.num_tokens, model.num_prefix, model.depth,
-                                                          settings.compress_from, budget.cost, budget.target)
+                                                          settings.compress_from, budget.cost, budget.target,
+                                                          model.merging)
     if settings.references:
         gradient = gradient_reference(settings, model, budget, search_set) \
             if "gradient" not in sampled.origins(study) else None

@@ -23,7 +23,7 @@ import optuna
 
 from hwsearch.cost.base import CostModel
 from hwsearch.errors import HwsearchError
-from hwsearch.schedule import Counts, as_lists, bisect, walk
+from hwsearch.schedule import Counts, as_lists, bisect, min_merge_kept, walk
 
 MAX_DROP = 0.5  # per block and op; enqueued schedules beyond it are evaluated exactly as given
 SAMPLERS = ("tpe", "nsga2", "gp", "random", "cmaes")
@@ -79,12 +79,14 @@ class BudgetSpace(Space):
 
     cost: Any = None
     budget: float = 0.0
+    merging: str = "rank"  # similarity merging merges at most half a block's patches
 
     def shaped(self, weights: list[float], splits: list[float], scale: float) -> Counts:
         def step(i: int, entering: int) -> tuple[int, int]:
             j = i - self.compress_from
             drop = round(min(1.0, scale * weights[j]) * (entering - self.num_prefix - 1))
-            return entering - round(splits[j] * drop), entering - drop
+            p = entering - round(splits[j] * drop)
+            return p, max(entering - drop, min_merge_kept(p, self.num_prefix, self.merging))
 
         return walk(self.num_tokens, self.depth, self.compress_from, step, self.num_prefix + 1)
 
