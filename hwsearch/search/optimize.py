@@ -136,8 +136,10 @@ def measure_pair(target: Target, model: CompressedViT, counts: Counts, batch: in
 def describe_measurement(target: Target, stats: dict[str, Measurement], batch: int, budget_ms: float | None) -> str:
     d, c = stats["dense"], stats["compressed"]
     versus = f"; budget {budget_ms:.2f} ms -> {c.median_ms / budget_ms:.3f} x budget" if budget_ms else ""
-    speedup = (f"speedup {d.median_ms / c.median_ms:.2f}x" if not c.samples_ms else
-               "speedup {:.2f}x (paired over {} rounds, 95% {:.2f}-{:.2f})".format(*paired_ratio(d, c), c.repeats))
+    speedup = f"speedup {d.median_ms / c.median_ms:.2f}x"
+    if c.samples_ms:  # one run's rounds: the paired speedup and its interval
+        value, low, high = paired_ratio(d, c)
+        speedup = f"speedup {value:.2f}x (paired over {c.repeats} rounds, 95% {low:.2f}-{high:.2f})"
     return (f"measured on {target.name} ({target.backend}, batch {batch}, same run): compressed "
             f"{c.median_ms:.2f} ms (p10-p90 {c.p10_ms:.2f}-{c.p90_ms:.2f}, cv {100 * c.cv:.1f}%), "
             f"dense {d.median_ms:.2f} ms; {speedup}{versus}")
