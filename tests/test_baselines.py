@@ -21,3 +21,17 @@ def test_builders_shapes():
     assert tome(17, 1, 4, 2.0) == [(17, 17), (17, 15), (15, 13), (13, 11)]
     assert all(p == m for p, m in evit(17, 1, 12, 0.5))
     assert uniform(17, 1, 3, 0.5)[1] == (13, 9)
+
+
+def test_tome_caps_r_at_half_the_patches_as_tome_does():
+    """r = 30 from block 0 on 257 tokens: blocks merge 30 until half the patches is less, then half
+    (ToMe's ``min(r, (t - protected) // 2)``); every block stays within similarity merging's limit."""
+    from hwsearch.schedule import min_merge_kept
+    from hwsearch.search.baselines import tome
+
+    counts = tome(257, 1, 12, 30.0, 0)
+    entering = 257
+    for p, m in counts:
+        assert p == entering and entering - m == min(30, (entering - 1) // 2)
+        assert m >= min_merge_kept(p, 1, "similarity")
+        entering = m

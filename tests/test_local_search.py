@@ -101,3 +101,33 @@ def test_latency_check_judges_candidates_at_the_first_runs_host_speed(capsys):
     assert counts != start and BAND[0] <= tokens(counts) / budget <= BAND[1]
     out = capsys.readouterr().out
     assert "at the first run's host speed" in out and "(paired over 3 rounds, 95% " in out
+
+
+def test_a_measurement_whose_interval_reaches_into_the_band_is_measured_again_not_moved(capsys):
+    """The first run reads 1.033 x budget with a 95% interval reaching below 1.03: the check measures
+    the same schedule again and pools the rounds (in band then) instead of moving the schedule."""
+    from conftest import make_vit
+
+    from hwsearch.model.vit import CompressedViT
+    from hwsearch.profiling.measure import Measurement
+    from hwsearch.search.optimize import check_latency
+    from hwsearch.targets import load_target
+
+    model = CompressedViT(make_vit("deit_tiny"))
+    start = [(17, 17), (17, 15), (13, 11), (9, 7)]
+    runs = iter([[60.0, 62.0, 63.0, 62.4, 70.0, 55.0, 61.9], [59.0, 60.0, 61.0, 60.0, 60.0, 58.0, 61.0]])
+    calls = []
+
+    def noisy_measure(target, counts):
+        calls.append(list(counts))
+        samples = {"dense": [100.0] * 7, "compressed": next(runs)}
+        return {k: Measurement(sorted(v)[3], min(v), max(v), sum(v) / 7, 0.04, 7, 7, 1, True, samples_ms=v,
+                               backend="fake") for k, v in samples.items()}
+
+    target = load_target("cpu_onnxruntime")
+    counts, measured = check_latency([(target, 60.0)], model, start, refine=6, compress_from=1,
+                                     measure_fn=noisy_measure)
+    out = capsys.readouterr().out
+    assert counts == start and len(calls) == 2 and calls[1] == start  # measured again, not moved
+    assert measured[target.name]["compressed"].repeats == 14 and "rounds pooled" in out
+    assert "local search" not in out

@@ -20,7 +20,7 @@ from hwsearch.model.vit import CompressedViT
 from hwsearch.profiling.export import Exporter, reuse_or_build
 from hwsearch.profiling.table import profile_meta, write_profile
 from hwsearch.targets import Target
-from profilers.timing import TimingStats
+from profilers.timing import TimingStats, summarize
 
 
 @dataclass
@@ -29,6 +29,14 @@ class Measurement(TimingStats):
     ``median_ms``, ``p10_ms``, ``p90_ms``, ``mean_ms``; ``cv``, counts) and the backend that ran it."""
 
     backend: str = ""
+
+    def pooled(self, other: "Measurement") -> "Measurement":
+        """This run's rounds and ``other``'s as one measurement (each run's rounds stay in order, so two
+        models measured in the same runs stay paired round by round)."""
+        stats = summarize(self.samples_ms + other.samples_ms, self.iterations + other.iterations,
+                          max(self.attempts, other.attempts), float("inf"))
+        return Measurement(**{**stats.as_dict(), "cv_ok": self.cv_ok and other.cv_ok},
+                           samples_ms=stats.samples_ms, backend=self.backend)
 
 
 def measure_models(target: Target, models: dict[str, CompressedViT], batch: int,

@@ -2,7 +2,8 @@
 
 uniform   every compressing block keeps the same fraction of its tokens (half pruned, half merged)
 evit      EViT-style: prune only, at fixed blocks (1/3, 7/12, 5/6 of depth: 4, 7, 10 of 12)
-tome      ToMe-style: merge a constant r tokens per block (fractional r: r+1 in the first blocks)
+tome      ToMe-style: merge a constant r tokens per block (fractional r: r+1 in the first blocks),
+          at most half a block's patches (ToMe's own cap)
 
 A method (METHODS) is a shape, its merge operator and its first compressing block: ``tome-paper`` is
 ToMe itself (bipartite soft matching, constant r from block 0, no pruning), the faithful baseline.
@@ -12,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from hwsearch.cost.base import CostModel
-from hwsearch.schedule import Counts, bisect, walk
+from hwsearch.schedule import Counts, bisect, min_merge_kept, walk
 
 
 def uniform(n: int, prefix: int, depth: int, rate: float, start: int = 1) -> Counts:
@@ -34,10 +35,13 @@ def evit(n: int, prefix: int, depth: int, rate: float, start: int = 1) -> Counts
 
 
 def tome(n: int, prefix: int, depth: int, r: float, start: int = 1) -> Counts:
+    """Constant r per block, capped as ToMe caps it (``r = min(r, (t - protected) // 2)``: a block
+    merges at most its A half)."""
     base, extra = int(r), round((r - int(r)) * (depth - start))
 
     def step(i: int, entering: int) -> tuple[int, int]:
-        return entering, entering - base - (1 if i - start < extra else 0)
+        wanted = entering - base - (1 if i - start < extra else 0)
+        return entering, max(wanted, min_merge_kept(entering, prefix, "similarity"))
 
     return walk(n, depth, start, step, prefix + 1)
 
