@@ -32,6 +32,25 @@ def test_bisection_lands_in_band_on_a_monotone_latency():
     assert 0.90 <= ms / budget <= 1.03 and ms == latency(counts)
 
 
+def test_a_small_miss_is_mended_by_a_small_first_step_from_the_dense_cost():
+    """A schedule 6% over budget, latency = tokens processed: with the dense cost known the first step
+    is the guess from the measured speedup (in band at once: aiming at 0.98 x budget is a 7.5% cut,
+    about 18% more removed tokens), where halving [-1, 1] first doubled every decision's removed
+    tokens."""
+    def latency(counts):
+        return float(sum(p + m for p, m in counts))
+
+    steps, full = [], latency([(197, 197)] * 5)
+    budget = latency(COUNTS) / 1.06
+    counts, ms = measured_search(COUNTS, latency, budget, 197, 2, steps=6, log=steps.append, full=full)
+    assert 0.90 <= ms / budget <= 1.03 and len(steps) == 1
+    t = float(steps[0].split("shift ")[1].split(" ")[0])
+    assert -0.065 < t < 0  # at most ~20% more removed tokens (MAX_GROWTH 3 x 0.065)
+    halving: list[str] = []
+    measured_search(COUNTS, latency, budget, 197, 2, steps=6, log=halving.append)
+    assert "shift -0.500" in halving[0]  # without the dense cost: the bracket's middle
+
+
 def test_optimize_latency_check_runs_the_local_search_until_in_band(capsys):
     """optimize's measured check: the first measurement misses the band, the local search moves the
     schedule until a (deterministic, fake) measurement lands in it, and that measurement is kept."""

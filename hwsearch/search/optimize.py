@@ -230,7 +230,8 @@ def check_latency(budgets: list[tuple[Target, float]], model: CompressedViT, cou
     best, _ = measured_search(counts, measure, budget, model.num_tokens, model.num_prefix + 1, compress_from,
                               steps=refine, first=score(measured), log=lambda m: print(m, flush=True),
                               merging=model.merging,
-                              describe=None if single else lambda v: f"worst measured / budget {v:.3f}")
+                              describe=None if single else lambda v: f"worst measured / budget {v:.3f}",
+                              full=anchor[local[0][0].name] if single else max(anchor[t.name] / ms for t, ms in local))
     print(f"schedule: {as_lists(best)}\nits measurement from the local search (dense and compressed in one run):")
     for t, ms in local:
         print(describe_measurement(t, seen[tuple(best)][t.name], t.batch, ms), flush=True)
