@@ -14,11 +14,13 @@ from hwsearch.cost.measured import MeasuredCost  # noqa: E402
 from hwsearch.data import ImageSet, default_sets  # noqa: E402
 from hwsearch.model.vit import CompressedViT  # noqa: E402
 from hwsearch.model.zoo import load_model  # noqa: E402
+from hwsearch.profiling.measure import measure_models  # noqa: E402
 from hwsearch.quality import group_indices  # noqa: E402
 from hwsearch.schedule import Counts  # noqa: E402
 from hwsearch.search.optimize import check_latency, measure_pair  # noqa: E402
 from hwsearch.targets import Target, load_target  # noqa: E402
 from hwsearch.workspace import Workspace  # noqa: E402
+from profilers.timing import paired_ratio  # noqa: E402
 
 
 @dataclass
@@ -65,6 +67,15 @@ def on_measured_budget(target: Target, model: CompressedViT, counts: Counts, fra
     pending = {tuple(counts): first}
     measure_fn = lambda t, c: pending.pop(tuple(c), None) or measure_pair(t, model, c)  # noqa: E731
     return check_latency([(target, budget_ms)], model, counts, refine, config.compress_from, measure_fn)[0]
+
+
+def matching_run(target: Target, models: dict[str, CompressedViT], ours: str, theirs: str, repeats: int
+                 ) -> dict[str, Any]:
+    """Dense and the compared models measured in one run of ``repeats`` interleaved rounds: each
+    model's median, and ``theirs / ours`` as their paired ratio (``ratio``) with its 95% interval."""
+    stats = measure_models(target, models, target.batch, {"repeats": repeats})
+    value, low, high = paired_ratio(stats[theirs], stats[ours])
+    return {**{k: m.median_ms for k, m in stats.items()}, "ratio": value, "ratio_95": [low, high]}
 
 
 def parser(doc: str | None, num_images: int) -> argparse.ArgumentParser:

@@ -25,14 +25,12 @@ import bench  # noqa: E402 - benchmarks/bench.py: the shared set-up (sets HF_HUB
 from hwsearch.cost import Budget, FlopsCost, MeasuredCost  # noqa: E402
 from hwsearch.io import provenance, write_json  # noqa: E402
 from hwsearch.model.vit import CompressedViT, apply_schedule  # noqa: E402
-from hwsearch.profiling.measure import measure_models  # noqa: E402
 from hwsearch.quality import collect, feature_cosines  # noqa: E402
 from hwsearch.schedule import as_lists, bisect  # noqa: E402
 from hwsearch.search.gradient import SearchConfig, gradient_search  # noqa: E402
 from hwsearch.search.local import shift  # noqa: E402
 from hwsearch.targets import load_target  # noqa: E402
 from hwsearch.workspace import Workspace  # noqa: E402
-from profilers.timing import paired_ratio  # noqa: E402
 
 
 def main() -> int:
@@ -89,12 +87,11 @@ def match_flops(target, vit, hw, fl, model, start, repeats):  # type: ignore[no-
         counts = shift(fl, t, model.num_tokens, model.num_prefix + 1, start, "similarity")
         models = {"dense": CompressedViT(vit), "hw": apply_schedule(vit, hw, "similarity"),
                   "flops": apply_schedule(vit, counts, "similarity")}
-        stats = measure_models(target, models, target.batch, {"repeats": repeats})
-        value, low, high = paired_ratio(stats["flops"], stats["hw"])
-        runs.append({"shift": t, "counts": as_lists(counts), **{k: m.median_ms for k, m in stats.items()},
-                     "ratio": value, "ratio_95": [low, high]})
+        runs.append({"shift": t, "counts": as_lists(counts), **bench.matching_run(target, models, "hw", "flops",
+                                                                                   repeats)})
+        value, (low, high) = runs[-1]["ratio"], runs[-1]["ratio_95"]
         print(f"  FLOPs-aware shifted {t:+.3f}: paired FLOPs-aware/hardware-aware {value:.3f} [{low:.3f}, "
-              f"{high:.3f}], dense {stats['dense'].median_ms:.2f} ms", flush=True)
+              f"{high:.3f}], dense {runs[-1]['dense']:.2f} ms", flush=True)
         return value
 
     first = ratio(0.0)

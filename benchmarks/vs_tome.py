@@ -26,14 +26,12 @@ import bench  # noqa: E402 - benchmarks/bench.py: the shared set-up (sets HF_HUB
 from hwsearch.cost import Budget, MeasuredCost  # noqa: E402
 from hwsearch.io import provenance, write_json  # noqa: E402
 from hwsearch.model.vit import CompressedViT, apply_schedule  # noqa: E402
-from hwsearch.profiling.measure import measure_models  # noqa: E402
 from hwsearch.quality import collect, feature_cosines  # noqa: E402
 from hwsearch.schedule import as_lists, bisect  # noqa: E402
 from hwsearch.search.baselines import tome  # noqa: E402
 from hwsearch.search.gradient import SearchConfig, gradient_search  # noqa: E402
 from hwsearch.targets import load_target  # noqa: E402
 from hwsearch.workspace import Workspace  # noqa: E402
-from profilers.timing import paired_ratio  # noqa: E402
 
 
 def main() -> int:
@@ -91,13 +89,10 @@ def match_tome(target, vit, searched, cost, depth, prefix, repeats):  # type: ig
     def ratio(r: float) -> float:
         models = {"dense": CompressedViT(vit), "hwsearch": ours,
                   "tome": apply_schedule(vit, tome(n, prefix, depth, r, 0), "similarity")}
-        stats = measure_models(target, models, target.batch, {"repeats": repeats})
-        medians = {k: m.median_ms for k, m in stats.items()}
-        value, low, high = paired_ratio(stats["tome"], stats["hwsearch"])
-        runs.append({"r": r, **medians, "ratio": value, "ratio_95": [low, high],
-                     "hwsearch_vs_dense": paired_ratio(stats["hwsearch"], stats["dense"])[0]})
-        print(f"  ToMe r={r:.3f}: {medians['tome']:.2f} ms vs hwsearch {medians['hwsearch']:.2f} ms "
-              f"(paired ToMe/hwsearch {value:.3f} [{low:.3f}, {high:.3f}]), dense {medians['dense']:.2f} ms",
+        runs.append({"r": r, **bench.matching_run(target, models, "hwsearch", "tome", repeats)})
+        run = runs[-1]
+        print(f"  ToMe r={r:.3f}: {run['tome']:.2f} ms vs hwsearch {run['hwsearch']:.2f} ms (paired ToMe/hwsearch "
+              f"{run['ratio']:.3f} [{run['ratio_95'][0]:.3f}, {run['ratio_95'][1]:.3f}]), dense {run['dense']:.2f} ms",
               flush=True)
         return runs[-1]["ratio"]
 
