@@ -48,10 +48,9 @@ def measured_search(counts: Counts, measure: Callable[[Counts], float], budget: 
 
     ``full``: the dense model's cost in the same unit. Then the first step is a guess, not the
     bracket's middle: latency falls about linearly with the tokens removed, so the shift whose
-    removed tokens scale by ``(full - aim) / (full - first)`` (a 5% miss: about 5-10% more or fewer
-    tokens removed); the bisection then runs between it and the start. Halving [-1, 1] instead
-    moved a schedule that missed by 5% first to twice its removed tokens, and ended 19% off its
-    searched shape.
+    removed tokens scale by ``(full - aim) / (full - first)``; the bisection then runs between it and
+    the start. Halving [-1, 1] instead first tried 2.5x the removed tokens for a schedule that
+    missed by 5%, and spent four measurements to get back near it.
     """
     describe = describe or (lambda ms: f"measured {ms:.2f} ms = {ms / budget:.3f} x budget")
     aim = AIM
