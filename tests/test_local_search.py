@@ -35,7 +35,7 @@ def test_bisection_lands_in_band_on_a_monotone_latency():
 def test_a_small_miss_is_mended_by_a_small_first_step_from_the_dense_cost():
     """A schedule 6% over budget, latency = tokens processed: with the dense cost known the first step
     is the guess from the measured speedup (in band at once: aiming at 0.98 x budget is a 7.5% cut,
-    about 18% more removed tokens), where halving [-1, 1] first doubled every decision's removed
+    about 18% more removed tokens), where halving [-1, 1] first tried 2.5x every decision's removed
     tokens."""
     def latency(counts):
         return float(sum(p + m for p, m in counts))
