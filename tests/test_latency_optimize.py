@@ -37,6 +37,8 @@ def test_latency_budget_searched_then_measured(profiled, capsys):
     assert schedule.budget["kind"] == "latency_ms" and schedule.predicted["unit"] == "ms"
     measured = schedule.provenance["measured"]
     assert measured["compressed"]["median_ms"] > 0 and measured["dense"]["median_ms"] > 0
+    speedup, low, high = measured["speedup_paired"]  # dense / compressed per round, 95% interval
+    assert low <= speedup <= high and "samples_ms" not in measured["compressed"]
 
 
 def test_latency_budget_errors(profiled, capsys, tmp_path):
