@@ -192,11 +192,11 @@ def check_latency(budgets: list[tuple[Target, float]], model: CompressedViT, cou
         """More runs of ``candidate``, pooled, while a target's estimate is outside the band but its 95%
         interval reaches into it: the measurement cannot yet tell on which side it is (at most SETTLE)."""
         for _ in range(SETTLE):
-            undecided = [(t, ms) for t, ms in local if _undecided(*of_budget(found, t.name, ms))]
+            undecided = [(t, ms, estimate) for t, ms in local
+                         if _undecided(*(estimate := of_budget(found, t.name, ms)))]
             if not undecided:
                 break
-            t, ms = undecided[0]
-            value, low, high = of_budget(found, t.name, ms)
+            t, ms, (value, low, high) = undecided[0]
             again = measure_all(candidate, False)
             found = {n: {k: m.pooled(again[n][k]) for k, m in stats.items()} for n, stats in found.items()}
             print(f"{value:.3f} x budget on {t.name} (95% {low:.3f}-{high:.3f}) reaches into the band: measured "
