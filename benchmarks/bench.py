@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,9 +16,9 @@ from hwsearch.cost.measured import MeasuredCost  # noqa: E402
 from hwsearch.data import ImageSet, default_sets  # noqa: E402
 from hwsearch.model.vit import CompressedViT  # noqa: E402
 from hwsearch.model.zoo import load_model  # noqa: E402
-from hwsearch.profiling.measure import measure_models  # noqa: E402
+from hwsearch.profiling.measure import Measurement, measure_models  # noqa: E402
 from hwsearch.quality import group_indices  # noqa: E402
-from hwsearch.schedule import Counts  # noqa: E402
+from hwsearch.schedule import Counts, bisect  # noqa: E402
 from hwsearch.search.optimize import check_latency, measure_pair  # noqa: E402
 from hwsearch.targets import Target, load_target  # noqa: E402
 from hwsearch.workspace import Workspace  # noqa: E402
@@ -70,12 +72,88 @@ def on_measured_budget(target: Target, model: CompressedViT, counts: Counts, fra
 
 
 def matching_run(target: Target, models: dict[str, CompressedViT], ours: str, theirs: str, repeats: int
-                 ) -> dict[str, Any]:
-    """Dense and the compared models measured in one run of ``repeats`` interleaved rounds: each
-    model's median, and ``theirs / ours`` as their paired ratio (``ratio``) with its 95% interval."""
+                 ) -> tuple[dict[str, Any], dict[str, Measurement]]:
+    """Dense and the compared models measured in one run of ``repeats`` interleaved rounds: a summary
+    (each model's median; ``theirs / ours`` as their paired ratio ``ratio`` with its 95% interval
+    ``ratio_95``) and the measurements themselves (to pool runs)."""
     stats = measure_models(target, models, target.batch, {"repeats": repeats})
+    return summary(stats, ours, theirs), stats
+
+
+def summary(stats: dict[str, Measurement], ours: str, theirs: str) -> dict[str, Any]:
     value, low, high = paired_ratio(stats[theirs], stats[ours])
     return {**{k: m.median_ms for k, m in stats.items()}, "ratio": value, "ratio_95": [low, high]}
+
+
+@dataclass
+class Match:
+    """A latency match: the parameter chosen, the pooled runs at it, and every run on the way."""
+
+    x: float
+    final: dict[str, Any]  # summary of the confirming runs pooled (``rounds``, per-run ``run_ratios``)
+    runs: list[dict[str, Any]]  # every run: {"x", medians, "ratio", "ratio_95", "phase"}
+
+
+TOLERANCE = 0.02  # |theirs / ours - 1| accepted as equal latency
+CONFIRM = 3  # runs pooled at the chosen parameter
+
+
+def match_latency(run_at: Callable[[float], tuple[dict[str, Any], dict[str, Measurement]]], lo: float, hi: float,
+                  rising: bool, snap: Callable[[float], float], ours: str, theirs: str, label: str,
+                  coarse: int = 5, confirm: int = CONFIRM) -> Match:
+    """The parameter x whose model ``theirs`` matches ``ours`` in measured latency within 2%.
+
+    ``run_at(x)`` measures dense, ours and theirs(x) in one run (:func:`matching_run`); the ratio
+    theirs/ours rises with x when ``rising``. One run's paired ratio moves by ~4% between runs
+    minutes apart on this VM at batch 1 (more than its own interval: each run has its own bias), so
+    a single matching run matched schedules ~8% apart in GMACs. Hence: a coarse bisection on single
+    runs (``coarse`` steps, not stopped by a lucky run, so that runs lie on both sides); then x from a log-linear fit over every run near the match (the runs' biases average out),
+    ``confirm`` runs there pooled round by round; if the pooled ratio still misses 2%,
+    a refit with them and ``confirm`` more runs (once). ``snap`` rounds x to what the model accepts.
+    """
+    runs: list[dict[str, Any]] = []
+
+    def measured(x: float, phase: str) -> tuple[float, dict[str, Measurement]]:
+        found, stats = run_at(x)
+        runs.append({"x": x, "phase": phase, **found})
+        print(f"  {label}={x:.4g}: paired {theirs}/{ours} {found['ratio']:.3f} [{found['ratio_95'][0]:.3f}, "
+              f"{found['ratio_95'][1]:.3f}], dense {found['dense']:.2f} ms", flush=True)
+        return found["ratio"], stats
+
+    bisect(lambda x: measured(x, "coarse")[0], 1.0, lo, hi, coarse, rising=rising)  # no early stop: both sides
+    for _ in range(2):
+        x = snap(fitted_match(runs, rising, lo, hi))
+        pooled: dict[str, Measurement] | None = None
+        per_run = []
+        for _ in range(confirm):
+            value, stats = measured(x, "confirm")
+            per_run.append(value)
+            pooled = stats if pooled is None else {k: m.pooled(stats[k]) for k, m in pooled.items()}
+        assert pooled is not None
+        final = {**summary(pooled, ours, theirs), "rounds": pooled[ours].repeats, "run_ratios": per_run}
+        print(f"  {label}={x:.4g}, {confirm} runs pooled ({final['rounds']} rounds): paired {theirs}/{ours} "
+              f"{final['ratio']:.3f} [{final['ratio_95'][0]:.3f}, {final['ratio_95'][1]:.3f}]", flush=True)
+        if abs(final["ratio"] - 1) <= TOLERANCE:
+            break
+    return Match(x, final, runs)
+
+
+def fitted_match(runs: list[dict[str, Any]], rising: bool, lo: float, hi: float) -> float:
+    """x where a least-squares line through (x, log ratio) of the runs within 15% of a match (all
+    runs when those have fewer than two distinct x) crosses 0; the closest run's x when the runs have
+    one x or the slope has the wrong sign."""
+    import numpy as np
+
+    near = [r for r in runs if abs(math.log(r["ratio"])) <= math.log(1.15)]
+    if len({r["x"] for r in near}) < 2:
+        near = runs
+    closest = min(runs, key=lambda r: abs(math.log(r["ratio"])))["x"]
+    if len({r["x"] for r in near}) < 2:
+        return closest
+    slope, intercept = np.polyfit([r["x"] for r in near], np.log([r["ratio"] for r in near]), 1)
+    if (slope > 0) != rising:
+        return closest
+    return float(min(hi, max(lo, -intercept / slope)))
 
 
 def parser(doc: str | None, num_images: int) -> argparse.ArgumentParser:

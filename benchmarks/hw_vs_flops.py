@@ -6,9 +6,9 @@ latency model, measured beside dense and moved into the band as ``optimize --lat
 FLOPs-aware schedule), moved by the measured local search's one axis (``local.shift``: every
 decision's removed tokens scaled together, the shape kept) until its measured latency matches the
 hardware-aware one's within 2%. Every matching step measures dense and both schedules in one run
-and compares them by their paired ratio (per round, so host drift cancels); the matching run is the
-one reported. Fidelity (feature cosine) on held-out photos with a paired bootstrap 95% interval, also
-per photo, and both schedules' shapes.
+and compares them by their paired ratio (per round, so host drift cancels); the reported match pools
+three runs at the chosen shift (bench.match_latency). Fidelity (feature cosine) on held-out photos
+with a paired bootstrap 95% interval, also per photo, and both schedules' shapes.
 
     python benchmarks/hw_vs_flops.py [--targets cpu_onnxruntime,cpu_onnxruntime_b1] [--fractions 0.7]
 
@@ -26,7 +26,7 @@ from hwsearch.cost import Budget, FlopsCost, MeasuredCost  # noqa: E402
 from hwsearch.io import provenance, write_json  # noqa: E402
 from hwsearch.model.vit import CompressedViT, apply_schedule  # noqa: E402
 from hwsearch.quality import collect, feature_cosines  # noqa: E402
-from hwsearch.schedule import as_lists, bisect  # noqa: E402
+from hwsearch.schedule import as_lists  # noqa: E402
 from hwsearch.search.gradient import SearchConfig, gradient_search  # noqa: E402
 from hwsearch.search.local import shift  # noqa: E402
 from hwsearch.targets import load_target  # noqa: E402
@@ -63,6 +63,7 @@ def main() -> int:
             rows.append({"target": target.name, "batch": target.batch, "fraction": fraction,
                          "dense_ms": final["dense"], "hw_ms": final["hw"], "flops_ms": final["flops"],
                          "flops_over_hw": [final["ratio"], *final["ratio_95"]], "matching_runs": runs,
+                         "matched_rounds": final["rounds"], "run_ratios": final["run_ratios"],
                          "hw_fidelity": float(ours.mean()), "flops_fidelity": float(theirs.mean()),
                          "difference": bench.paired_interval(ours, theirs),
                          "per_photo": bench.paired_by_photo(ours, theirs, b.held_out.groups),
@@ -79,26 +80,22 @@ def main() -> int:
 
 def match_flops(target, vit, hw, fl, model, start, repeats):  # type: ignore[no-untyped-def]
     """The FLOPs-aware schedule shifted (``local.shift``) until its measured latency matches ``hw``'s
-    within 2% by their paired ratio, dense and both measured in one run per step (bisection on the
-    shift). Returns (the matching run, its schedule, all runs)."""
-    runs: list[dict] = []
+    within 2% by their paired ratio (:func:`bench.match_latency`: dense and both measured together in
+    every run; the reported match pools the confirming runs). Returns (the pooled match, its
+    schedule, all runs)."""
+    def counts(t: float):  # type: ignore[no-untyped-def]
+        return shift(fl, t, model.num_tokens, model.num_prefix + 1, start, "similarity")
 
-    def ratio(t: float) -> float:
-        counts = shift(fl, t, model.num_tokens, model.num_prefix + 1, start, "similarity")
+    def run_at(t: float):  # type: ignore[no-untyped-def]
         models = {"dense": CompressedViT(vit), "hw": apply_schedule(vit, hw, "similarity"),
-                  "flops": apply_schedule(vit, counts, "similarity")}
-        runs.append({"shift": t, "counts": as_lists(counts), **bench.matching_run(target, models, "hw", "flops",
-                                                                                   repeats)})
-        value, (low, high) = runs[-1]["ratio"], runs[-1]["ratio_95"]
-        print(f"  FLOPs-aware shifted {t:+.3f}: paired FLOPs-aware/hardware-aware {value:.3f} [{low:.3f}, "
-              f"{high:.3f}], dense {runs[-1]['dense']:.2f} ms", flush=True)
-        return value
+                  "flops": apply_schedule(vit, counts(t), "similarity")}
+        return bench.matching_run(target, models, "hw", "flops", repeats)
 
-    first = ratio(0.0)
-    if abs(first - 1) > 0.02:
-        bisect(ratio, 1.0, -0.5, 0.5, 8, rising=True, stop=lambda v: abs(v - 1) <= 0.02)
-    best = min(runs, key=lambda run: abs(run["ratio"] - 1))
-    return best, [tuple(c) for c in best["counts"]], runs
+    match = bench.match_latency(run_at, -0.5, 0.5, rising=True, snap=lambda t: round(t, 3), ours="hw",
+                                theirs="flops", label="FLOPs-aware shift")
+    for run in match.runs:
+        run["counts"] = as_lists(counts(run["x"]))
+    return match.final, counts(match.x), match.runs
 
 
 def print_row(row: dict) -> None:

@@ -4,12 +4,13 @@ Per target and latency budget (fractions of dense): the gradient search with sim
 the target's measured cost model, then, as ``optimize --latency-ms`` does, measured beside dense and
 moved by the measured local search until it lands in [0.90, 1.03] x (fraction x dense measured);
 then ToMe as the paper runs it (bipartite soft matching, constant r from block 0, no pruning), r
-found by bisection on real measurements until ToMe's measured latency matches the searched
-schedule's within 2%. Every step measures dense,
-the searched schedule and ToMe together in one run (repeats interleaved) and compares ToMe with
-the searched schedule by their paired ratio (per round, so host drift cancels); the matching run is
-the one reported. Fidelity (feature cosine: mean of class-token and patch-mean cosines) is compared
-on held-out photos with a paired bootstrap 95% interval, also per photo.
+chosen on real measurements so that ToMe's measured latency matches the searched schedule's within
+2%. Every run measures dense, the searched schedule and ToMe together (repeats interleaved) and
+compares ToMe with the searched schedule by their paired ratio (per round, so host drift cancels);
+r comes from a bisection, then a fit over every run near the match, and the reported match pools
+three runs at that r (one run's ratio moves ~4% between runs at batch 1: bench.match_latency).
+Fidelity (feature cosine: mean of class-token and patch-mean cosines) is compared on held-out
+photos with a paired bootstrap 95% interval, also per photo.
 
     python benchmarks/vs_tome.py [--targets cpu_onnxruntime,cpu_onnxruntime_b1] [--fractions 0.6,0.7]
 
@@ -27,7 +28,7 @@ from hwsearch.cost import Budget, MeasuredCost  # noqa: E402
 from hwsearch.io import provenance, write_json  # noqa: E402
 from hwsearch.model.vit import CompressedViT, apply_schedule  # noqa: E402
 from hwsearch.quality import collect, feature_cosines  # noqa: E402
-from hwsearch.schedule import as_lists, bisect  # noqa: E402
+from hwsearch.schedule import as_lists  # noqa: E402
 from hwsearch.search.baselines import tome  # noqa: E402
 from hwsearch.search.gradient import SearchConfig, gradient_search  # noqa: E402
 from hwsearch.targets import load_target  # noqa: E402
@@ -65,6 +66,7 @@ def main() -> int:
             per_photo = bench.paired_by_photo(ours, theirs, b.held_out.groups)
             rows.append({"target": target.name, "batch": target.batch, "fraction": fraction, "r": r,
                          "dense_ms": final["dense"], "hwsearch_ms": final["hwsearch"],
+                         "matched_rounds": final["rounds"], "run_ratios": final["run_ratios"],
                          "tome_ms": final["tome"], "tome_over_hwsearch": [final["ratio"], *final["ratio_95"]],
                          "matching_runs": runs,
                          "hwsearch_fidelity": float(ours.mean()), "tome_fidelity": float(theirs.mean()),
@@ -77,28 +79,21 @@ def main() -> int:
 
 
 def match_tome(target, vit, searched, cost, depth, prefix, repeats):  # type: ignore[no-untyped-def]
-    """ToMe's r whose measured latency matches the searched schedule's within 2%: bisection on r (to a
-    twelfth of a token per block); every step measures dense, the searched schedule and ToMe(r) in one
-    run of ``repeats`` interleaved rounds, compared by their paired ratio (median over rounds of
-    ToMe's repeat / hwsearch's repeat, with its 95% interval), and the run that matched (else the
-    closest) is the one reported. Returns (r, that run, all runs)."""
+    """ToMe's r (to a twelfth of a token per block) whose measured latency matches the searched
+    schedule's within 2% (:func:`bench.match_latency`: every run measures dense, the searched
+    schedule and ToMe(r) together and compares them by their paired ratio; the reported match pools
+    the confirming runs). Returns (r, the pooled match, all runs)."""
     n = cost.num_tokens
     ours = apply_schedule(vit, searched, "similarity")
-    runs: list[dict] = []
 
-    def ratio(r: float) -> float:
+    def run_at(r: float):  # type: ignore[no-untyped-def]
         models = {"dense": CompressedViT(vit), "hwsearch": ours,
                   "tome": apply_schedule(vit, tome(n, prefix, depth, r, 0), "similarity")}
-        runs.append({"r": r, **bench.matching_run(target, models, "hwsearch", "tome", repeats)})
-        run = runs[-1]
-        print(f"  ToMe r={r:.3f}: {run['tome']:.2f} ms vs hwsearch {run['hwsearch']:.2f} ms (paired ToMe/hwsearch "
-              f"{run['ratio']:.3f} [{run['ratio_95'][0]:.3f}, {run['ratio_95'][1]:.3f}]), dense {run['dense']:.2f} ms",
-              flush=True)
-        return runs[-1]["ratio"]
+        return bench.matching_run(target, models, "hwsearch", "tome", repeats)
 
-    bisect(ratio, 1.0, 0.0, (n - prefix) / depth, 10, rising=False, stop=lambda v: abs(v - 1) <= 0.02)
-    best = min(runs, key=lambda run: abs(run["ratio"] - 1))
-    return best["r"], best, runs
+    match = bench.match_latency(run_at, 0.0, (n - prefix) / depth, rising=False, snap=lambda r: round(r * 12) / 12,
+                                ours="hwsearch", theirs="tome", label="ToMe r")
+    return match.x, match.final, match.runs
 
 
 def print_row(row: dict) -> None:
