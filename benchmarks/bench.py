@@ -16,10 +16,10 @@ from hwsearch.cost.measured import MeasuredCost  # noqa: E402
 from hwsearch.data import ImageSet, default_sets  # noqa: E402
 from hwsearch.model.vit import CompressedViT  # noqa: E402
 from hwsearch.model.zoo import load_model  # noqa: E402
-from hwsearch.profiling.measure import Measurement, measure_models  # noqa: E402
+from hwsearch.profiling.measure import Measurement, measure_models, measure_pair  # noqa: E402
 from hwsearch.quality import group_indices  # noqa: E402
 from hwsearch.schedule import Counts, bisect  # noqa: E402
-from hwsearch.search.optimize import check_latency, measure_pair  # noqa: E402
+from hwsearch.search.latency_check import check_latency  # noqa: E402
 from hwsearch.targets import Target, load_target  # noqa: E402
 from hwsearch.workspace import Workspace  # noqa: E402
 from profilers.timing import paired_ratio  # noqa: E402
@@ -68,7 +68,7 @@ def on_measured_budget(target: Target, model: CompressedViT, counts: Counts, fra
     print(f"  budget {fraction:.2f} x dense measured = {budget_ms:.2f} ms", flush=True)
     pending = {tuple(counts): first}
     measure_fn = lambda t, c: pending.pop(tuple(c), None) or measure_pair(t, model, c)  # noqa: E731
-    return check_latency([(target, budget_ms)], model, counts, refine, config.compress_from, measure_fn)[0]
+    return check_latency([(target, budget_ms)], model, counts, refine, config.compress_from, measure_fn).counts
 
 
 def matching_run(target: Target, models: dict[str, CompressedViT], ours: str, theirs: str, repeats: int
@@ -107,9 +107,10 @@ def match_latency(run_at: Callable[[float], tuple[dict[str, Any], dict[str, Meas
     theirs/ours rises with x when ``rising``. One run's paired ratio moves by ~4% between runs
     minutes apart on this VM at batch 1 (more than its own interval: each run has its own bias), so
     a single matching run matched schedules ~8% apart in GMACs. Hence: a coarse bisection on single
-    runs (``coarse`` steps, not stopped by a lucky run, so that runs lie on both sides); then x from a log-linear fit over every run near the match (the runs' biases average out),
-    ``confirm`` runs there pooled round by round; if the pooled ratio still misses 2%,
-    a refit with them and ``confirm`` more runs (once). ``snap`` rounds x to what the model accepts.
+    runs (``coarse`` steps, not stopped by a lucky run, so that runs lie on both sides); then x
+    from a log-linear fit over every run near the match (the runs' biases average out), ``confirm``
+    runs there pooled round by round; if the pooled ratio still misses 2%, a refit with them and
+    ``confirm`` more runs (once). ``snap`` rounds x to what the model accepts.
     """
     runs: list[dict[str, Any]] = []
 

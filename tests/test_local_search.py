@@ -58,7 +58,7 @@ def test_optimize_latency_check_runs_the_local_search_until_in_band(capsys):
 
     from hwsearch.model.vit import CompressedViT
     from hwsearch.profiling.measure import Measurement
-    from hwsearch.search.optimize import check_latency
+    from hwsearch.search.latency_check import check_latency
     from hwsearch.targets import load_target
 
     model = CompressedViT(make_vit("deit_tiny"))  # 17 tokens, 4 blocks
@@ -77,9 +77,8 @@ def test_optimize_latency_check_runs_the_local_search_until_in_band(capsys):
 
     budget = 0.75 * tokens(start)  # the searched schedule measures 1.33 x budget: outside [0.90, 1.03]
     target = load_target("cpu_onnxruntime")
-    counts, measured = check_latency([(target, budget)], model, start, refine=6, compress_from=1,
-                                     measure_fn=fake_measure)
-    measured = measured[target.name]
+    check = check_latency([(target, budget)], model, start, refine=6, compress_from=1, measure_fn=fake_measure)
+    counts, measured = check.counts, check.measured[target.name]
     assert len(calls) >= 2 and counts != start
     assert 0.90 <= measured["compressed"].median_ms / budget <= 1.03
     assert measured["compressed"].median_ms == tokens(counts)  # the kept measurement is of the kept schedule
@@ -95,8 +94,8 @@ def test_latency_check_judges_candidates_at_the_first_runs_host_speed(capsys):
 
     from hwsearch.model.vit import CompressedViT
     from hwsearch.profiling.measure import Measurement
+    from hwsearch.search.latency_check import check_latency
     from hwsearch.search.local import BAND
-    from hwsearch.search.optimize import check_latency
     from hwsearch.targets import load_target
 
     model = CompressedViT(make_vit("deit_tiny"))
@@ -115,9 +114,10 @@ def test_latency_check_judges_candidates_at_the_first_runs_host_speed(capsys):
 
     budget = 0.75 * tokens(start)
     target = load_target("cpu_onnxruntime")
-    counts, _ = check_latency([(target, budget)], model, start, refine=6, compress_from=1,
-                              measure_fn=drifting_measure)
+    check = check_latency([(target, budget)], model, start, refine=6, compress_from=1, measure_fn=drifting_measure)
+    counts = check.counts
     assert counts != start and BAND[0] <= tokens(counts) / budget <= BAND[1]
+    assert check.at_first_speed[target.name] == tokens(counts)  # first run's speed: x1.0
     out = capsys.readouterr().out
     assert "at the first run's host speed" in out and "(paired over 3 rounds, 95% " in out
 
@@ -129,7 +129,7 @@ def test_a_measurement_whose_interval_reaches_into_the_band_is_measured_again_no
 
     from hwsearch.model.vit import CompressedViT
     from hwsearch.profiling.measure import Measurement
-    from hwsearch.search.optimize import check_latency
+    from hwsearch.search.latency_check import check_latency
     from hwsearch.targets import load_target
 
     model = CompressedViT(make_vit("deit_tiny"))
@@ -144,8 +144,8 @@ def test_a_measurement_whose_interval_reaches_into_the_band_is_measured_again_no
                                backend="fake") for k, v in samples.items()}
 
     target = load_target("cpu_onnxruntime")
-    counts, measured = check_latency([(target, 60.0)], model, start, refine=6, compress_from=1,
-                                     measure_fn=noisy_measure)
+    check = check_latency([(target, 60.0)], model, start, refine=6, compress_from=1, measure_fn=noisy_measure)
+    counts, measured = check.counts, check.measured
     out = capsys.readouterr().out
     assert counts == start and len(calls) == 2 and calls[1] == start  # measured again, not moved
     assert measured[target.name]["compressed"].repeats == 14 and "rounds pooled" in out

@@ -16,8 +16,8 @@ from hwsearch.errors import HwsearchError
 from hwsearch.io import provenance, write_json
 from hwsearch.model.vit import CompressedViT, apply_schedule
 from hwsearch.model.zoo import load_schedule_model
+from hwsearch.profiling.measure import describe_measurement, measure_pair
 from hwsearch.schedule import Schedule, load_schedule
-from hwsearch.search.optimize import describe_measurement, measure_pair
 from hwsearch.targets import Target
 from hwsearch.workspace import Workspace
 

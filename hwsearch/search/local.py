@@ -20,6 +20,11 @@ BAND = (0.90, 1.03)  # measured / budget accepted as meeting a latency budget
 AIM = 0.98  # where a local search aims: just under the budget (the middle, 0.965, gave away 3.5% of it)
 
 
+def in_band(ratio: float, band: tuple[float, float] = BAND) -> bool:
+    """Whether measured / budget meets a latency budget."""
+    return band[0] <= ratio <= band[1]
+
+
 MAX_GROWTH = 3.0  # at t = -1 every decision removes (1 + MAX_GROWTH) x its tokens (clamped)
 
 
@@ -57,11 +62,8 @@ def measured_search(counts: Counts, measure: Callable[[Counts], float], budget: 
     best: list = [counts, first if first is not None else measure(counts)]
     trial = [0]
 
-    def in_band(ms: float) -> bool:
-        return band[0] <= ms / budget <= band[1]
-
     def rank(ms: float) -> tuple[bool, float]:  # in the band first, then the nearest to the aim
-        return not in_band(ms), abs(ms / budget - aim)
+        return not in_band(ms / budget, band), abs(ms / budget - aim)
 
     def measured(t: float) -> float:
         if t == 0.0:
@@ -79,10 +81,10 @@ def measured_search(counts: Counts, measure: Callable[[Counts], float], budget: 
         factor = (full - aim * budget) / (full - best[1])  # removed tokens x factor -> about the aim
         guess = max(-1.0, min(1.0, 1.0 - factor if factor <= 1 else -(factor - 1) / MAX_GROWTH))
         points = [(0.0, best[1]), (guess, measured(guess))]
-        if in_band(points[1][1]):
+        if in_band(points[1][1] / budget, band):
             return best[0], best[1]
         lo = max([-1.0] + [t for t, ms in points if ms < aim * budget])
         hi = min([1.0] + [t for t, ms in points if ms > aim * budget])
         left = steps - 1
-    bisect(measured, aim * budget, lo, hi, left, rising=True, stop=in_band)
+    bisect(measured, aim * budget, lo, hi, left, rising=True, stop=lambda ms: in_band(ms / budget, band))
     return best[0], best[1]

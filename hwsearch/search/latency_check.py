@@ -1,0 +1,158 @@
+"""The measured check of ``optimize --latency-ms``: the searched schedule measured beside dense on
+every local target of the latency budgets, re-measured while the measurement cannot tell on which
+side of the band it is, and moved by the measured local search (:mod:`hwsearch.search.local`) when
+it misses the band.
+
+Every candidate after the first is judged at the first run's host speed: its paired ratio to dense
+in its own run x the first run's dense latency. This VM's speed drifts 10-25% in minutes, which
+moved a schedule's raw median more than a local-search step does; the ratio measured in one run
+does not drift.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from hwsearch.model.vit import CompressedViT
+from hwsearch.profiling.measure import Measurement, describe_measurement, measure_pair
+from hwsearch.schedule import Counts, as_lists
+from hwsearch.search.local import BAND, in_band, measured_search
+from hwsearch.targets import Target
+from profilers.timing import paired_ratio
+
+Measured = dict[str, dict[str, Measurement]]  # target name -> {"dense", "compressed"}
+MeasureFn = Callable[[Target, Counts], dict[str, Measurement]]
+SETTLE = 2  # extra runs a measurement may pool before the band decides on it
+
+
+@dataclass
+class CheckResult:
+    """The schedule kept, its measurements (per target, dense and compressed in one run), and its
+    latency at the first run's host speed (ms per target: what the band judged)."""
+
+    counts: Counts
+    measured: Measured | None
+    at_first_speed: dict[str, float]
+
+
+class LatencyCheck:
+    """Measurements of candidate schedules against latency budgets ``(target, ms)`` on local targets."""
+
+    def __init__(self, budgets: list[tuple[Target, float]], model: CompressedViT,
+                 measure_fn: MeasureFn | None = None) -> None:
+        self.local = [(t, ms) for t, ms in budgets if t.is_local]
+        self.model = model
+        self.measure_fn = measure_fn or (lambda t, c: measure_pair(t, model, c))
+        self.anchor: dict[str, float] = {}  # the first run's dense latency per target: its host speed
+
+    def measure(self, candidate: Counts, show: bool = False) -> Measured:
+        found = {t.name: self.measure_fn(t, candidate) for t, _ in self.local}
+        if not self.anchor:
+            self.anchor = {name: stats["dense"].median_ms for name, stats in found.items()}
+        for t, ms in self.local:
+            if show:
+                print(describe_measurement(t, found[t.name], t.batch, ms), flush=True)
+        return found
+
+    def of_budget(self, found: Measured, name: str, ms: float) -> tuple[float, float, float]:
+        """The compressed model's latency at the first run's host speed / ``ms``: estimate, 95% interval."""
+        ratio = paired_ratio(found[name]["compressed"], found[name]["dense"])
+        return ratio[0] * self.anchor[name] / ms, ratio[1] * self.anchor[name] / ms, ratio[2] * self.anchor[name] / ms
+
+    def at_first_speed(self, found: Measured) -> dict[str, float]:
+        return {t.name: self.of_budget(found, t.name, 1.0)[0] for t, _ in self.local}
+
+    def worst(self, found: Measured) -> float:
+        """The largest latency / budget over the targets (at the first run's host speed)."""
+        return max(self.of_budget(found, t.name, ms)[0] for t, ms in self.local)
+
+    def settled(self, candidate: Counts, found: Measured) -> Measured:
+        """More runs of ``candidate``, pooled, while a target's estimate is outside the band but its 95%
+        interval reaches into it: the measurement cannot yet tell on which side it is (at most SETTLE)."""
+        for _ in range(SETTLE):
+            undecided = [(t, ms, estimate) for t, ms in self.local
+                         if undecided_band(*(estimate := self.of_budget(found, t.name, ms)))]
+            if not undecided:
+                break
+            t, ms, (value, low, high) = undecided[0]
+            again = self.measure(candidate)
+            found = {n: {k: m.pooled(again[n][k]) for k, m in stats.items()} for n, stats in found.items()}
+            print(f"{value:.3f} x budget on {t.name} (95% {low:.3f}-{high:.3f}) reaches into the band: measured "
+                  f"again, {found[t.name]['compressed'].repeats} rounds pooled -> "
+                  f"{self.of_budget(found, t.name, ms)[0]:.3f} x budget", flush=True)
+        return found
+
+
+def check_latency(budgets: list[tuple[Target, float]], model: CompressedViT, counts: Counts, refine: int,
+                  compress_from: int, measure_fn: MeasureFn | None = None) -> CheckResult:
+    """Measure the searched schedule on every local target of the latency budgets ``(target, ms)``;
+    when the worst measured/budget ratio misses the band, a measured local search on that ratio.
+    Remote targets are predicted only. ``measure_fn(target, counts)`` measures dense and compressed
+    (default: :func:`measure_pair` here)."""
+    for target, _ in budgets:
+        if not target.is_local:
+            print(f"predicted only: {target.name} is not this host, nothing was measured")
+    check = LatencyCheck(budgets, model, measure_fn)
+    if not check.local:
+        return CheckResult(counts, None, {})
+    measured = check.settled(counts, check.measure(counts, show=True))
+    ratio = check.worst(measured)
+    if in_band(ratio) or refine <= 0:
+        return CheckResult(counts, measured, check.at_first_speed(measured))
+    single = len(check.local) == 1  # one target: the search reads milliseconds; several: the worst ratio
+    what = "measured" if single else "worst measured"
+    print(f"{what} {ratio:.3f} x budget, outside [{BAND[0]:.2f}, {BAND[1]:.2f}]: measured local search around "
+          f"the schedule (at most {refine} measurements)", flush=True)
+    seen = {tuple(counts): measured}
+    name, budget = (check.local[0][0].name, check.local[0][1]) if single else ("", 1.0)
+
+    def score(found: Measured) -> float:
+        return check.of_budget(found, name, 1.0)[0] if single else check.worst(found)
+
+    def measure(candidate: Counts) -> float:
+        seen[tuple(candidate)] = check.settled(candidate, check.measure(candidate))
+        return score(seen[tuple(candidate)])
+
+    full = check.anchor[name] if single else max(check.anchor[t.name] / ms for t, ms in check.local)
+    best, _ = measured_search(counts, measure, budget, model.num_tokens, model.num_prefix + 1, compress_from,
+                              steps=refine, first=score(measured), log=lambda m: print(m, flush=True),
+                              merging=model.merging,
+                              describe=None if single else lambda v: f"worst measured / budget {v:.3f}",
+                              full=full)
+    kept = seen[tuple(best)]
+    print(f"schedule: {as_lists(best)}\nits measurement from the local search (dense and compressed in one run):")
+    at_first = check.at_first_speed(kept)
+    for t, ms in check.local:
+        print(describe_measurement(t, kept[t.name], t.batch, ms), flush=True)
+        print(f"at the first run's host speed (dense {check.anchor[t.name]:.2f} ms): {at_first[t.name]:.2f} ms = "
+              f"{at_first[t.name] / ms:.3f} x budget", flush=True)
+    return CheckResult(best, kept, at_first)
+
+
+def undecided_band(value: float, low: float, high: float) -> bool:
+    """Outside the band, but with an interval that reaches into it."""
+    return not in_band(value) and low <= BAND[1] and high >= BAND[0]
+
+
+def measured_record(check: CheckResult, budgets: list[tuple[Target, float]]) -> dict:
+    """The YAML's ``measured``: one target as before ({dense, compressed}); several by target name,
+    each with its budget and measured/budget ratio. Each also has ``speedup_paired`` (dense /
+    compressed as the median of per-round ratios, with its 95% interval: drift-free, unlike the
+    ratio of the two medians) and ``at_first_speed_ms`` (the compressed latency at the host speed of
+    the check's first run: what the band judged)."""
+    assert check.measured is not None
+
+    def record(name: str, stats: dict[str, Measurement]) -> dict:
+        out: dict = {k: m.as_dict() for k, m in stats.items()}
+        if stats["compressed"].samples_ms:
+            out["speedup_paired"] = list(paired_ratio(stats["dense"], stats["compressed"]))
+        if name in check.at_first_speed:
+            out["at_first_speed_ms"] = check.at_first_speed[name]
+        return out
+
+    if len(check.measured) == 1:
+        return record(*next(iter(check.measured.items())))
+    limits = {t.name: ms for t, ms in budgets}
+    return {name: {**record(name, stats), "budget_ms": limits[name],
+                   "ratio_of_budget": stats["compressed"].median_ms / limits[name]}
+            for name, stats in check.measured.items()}
