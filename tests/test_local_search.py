@@ -150,3 +150,34 @@ def test_a_measurement_whose_interval_reaches_into_the_band_is_measured_again_no
     assert counts == start and len(calls) == 2 and calls[1] == start  # measured again, not moved
     assert measured[target.name]["compressed"].repeats == 14 and "rounds pooled" in out
     assert "local search" not in out
+
+
+def test_a_schedule_in_the_band_that_leaves_budget_unused_is_moved_up(capsys):
+    """Measured 0.92 x budget: within [0.90, 1.03] but 8% of the budget unused; the check moves the
+    schedule towards fewer removed tokens until it uses at least 95% of the budget."""
+    from conftest import make_vit
+
+    from hwsearch.model.vit import CompressedViT
+    from hwsearch.profiling.measure import Measurement
+    from hwsearch.search.latency_check import check_latency
+    from hwsearch.search.local import BAND, SETTLED
+    from hwsearch.targets import load_target
+
+    model = CompressedViT(make_vit("deit_tiny", img_size=224, depth=5))  # 197 tokens: fine steps
+    start = COUNTS
+
+    def tokens(counts):
+        return float(sum(p + m for p, m in counts))
+
+    def fake_measure(target, counts):
+        stats = {"dense": tokens([(197, 197)] * 5), "compressed": tokens(counts)}
+        return {k: Measurement(v, v, v, v, 0.0, 3, 3, 1, True, samples_ms=[v] * 3, backend="fake")
+                for k, v in stats.items()}
+
+    budget = tokens(start) / 0.92
+    assert BAND[0] <= tokens(start) / budget < SETTLED[0]
+    target = load_target("cpu_onnxruntime")
+    check = check_latency([(target, budget)], model, start, refine=6, compress_from=1, measure_fn=fake_measure)
+    assert check.counts != start and tokens(check.counts) > tokens(start)
+    assert SETTLED[0] <= tokens(check.counts) / budget <= SETTLED[1]
+    assert "measured local search" in capsys.readouterr().out

@@ -1,7 +1,7 @@
 """The measured check of ``optimize --latency-ms``: the searched schedule measured beside dense on
 every local target of the latency budgets, re-measured while the measurement cannot tell on which
-side of the band it is, and moved by the measured local search (:mod:`hwsearch.search.local`) when
-it misses the band.
+side of [0.95, 1.03] x budget it is, and moved by the measured local search
+(:mod:`hwsearch.search.local`) when it is outside (over the budget, or leaving 5% of it unused).
 
 Every candidate after the first is judged at the first run's host speed: its paired ratio to dense
 in its own run x the first run's dense latency. This VM's speed drifts 10-25% in minutes, which
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from hwsearch.model.vit import CompressedViT
 from hwsearch.profiling.measure import Measurement, describe_measurement, measure_pair
 from hwsearch.schedule import Counts, as_lists
-from hwsearch.search.local import BAND, in_band, measured_search
+from hwsearch.search.local import SETTLED, in_band, measured_search
 from hwsearch.targets import Target
 from profilers.timing import paired_ratio
 
@@ -67,18 +67,19 @@ class LatencyCheck:
         return max(self.of_budget(found, t.name, ms)[0] for t, ms in self.local)
 
     def settled(self, candidate: Counts, found: Measured) -> Measured:
-        """More runs of ``candidate``, pooled, while a target's estimate is outside the band but its 95%
+        """More runs of ``candidate``, pooled, while a target's estimate is outside SETTLED but its 95%
         interval reaches into it: the measurement cannot yet tell on which side it is (at most SETTLE)."""
         for _ in range(SETTLE):
-            undecided = [(t, ms, estimate) for t, ms in self.local
-                         if undecided_band(*(estimate := self.of_budget(found, t.name, ms)))]
-            if not undecided:
+            pending = [(t, ms, estimate) for t, ms in self.local
+                       if undecided(*(estimate := self.of_budget(found, t.name, ms)))]
+            if not pending:
                 break
-            t, ms, (value, low, high) = undecided[0]
+            t, ms, (value, low, high) = pending[0]
             again = self.measure(candidate)
             found = {n: {k: m.pooled(again[n][k]) for k, m in stats.items()} for n, stats in found.items()}
-            print(f"{value:.3f} x budget on {t.name} (95% {low:.3f}-{high:.3f}) reaches into the band: measured "
-                  f"again, {found[t.name]['compressed'].repeats} rounds pooled -> "
+            print(f"{value:.3f} x budget on {t.name} (95% {low:.3f}-{high:.3f}) reaches into "
+                  f"[{SETTLED[0]:.2f}, {SETTLED[1]:.2f}]: measured again, "
+                  f"{found[t.name]['compressed'].repeats} rounds pooled -> "
                   f"{self.of_budget(found, t.name, ms)[0]:.3f} x budget", flush=True)
         return found
 
@@ -97,12 +98,12 @@ def check_latency(budgets: list[tuple[Target, float]], model: CompressedViT, cou
         return CheckResult(counts, None, {})
     measured = check.settled(counts, check.measure(counts, show=True))
     ratio = check.worst(measured)
-    if in_band(ratio) or refine <= 0:
+    if in_band(ratio, SETTLED) or refine <= 0:
         return CheckResult(counts, measured, check.at_first_speed(measured))
     single = len(check.local) == 1  # one target: the search reads milliseconds; several: the worst ratio
     what = "measured" if single else "worst measured"
-    print(f"{what} {ratio:.3f} x budget, outside [{BAND[0]:.2f}, {BAND[1]:.2f}]: measured local search around "
-          f"the schedule (at most {refine} measurements)", flush=True)
+    print(f"{what} {ratio:.3f} x budget, outside [{SETTLED[0]:.2f}, {SETTLED[1]:.2f}]: measured local search "
+          f"around the schedule (at most {refine} measurements)", flush=True)
     seen = {tuple(counts): measured}
     name, budget = (check.local[0][0].name, check.local[0][1]) if single else ("", 1.0)
 
@@ -129,9 +130,9 @@ def check_latency(budgets: list[tuple[Target, float]], model: CompressedViT, cou
     return CheckResult(best, kept, at_first)
 
 
-def undecided_band(value: float, low: float, high: float) -> bool:
-    """Outside the band, but with an interval that reaches into it."""
-    return not in_band(value) and low <= BAND[1] and high >= BAND[0]
+def undecided(value: float, low: float, high: float) -> bool:
+    """Outside SETTLED, but with an interval that reaches into it."""
+    return not in_band(value, SETTLED) and low <= SETTLED[1] and high >= SETTLED[0]
 
 
 def measured_record(check: CheckResult, budgets: list[tuple[Target, float]]) -> dict:
