@@ -41,23 +41,24 @@ class LatencyCheck:
     def __init__(self, budgets: list[tuple[Target, float]], model: CompressedViT,
                  measure_fn: MeasureFn | None = None) -> None:
         self.local = [(t, ms) for t, ms in budgets if t.is_local]
-        self.model = model
         self.measure_fn = measure_fn or (lambda t, c: measure_pair(t, model, c))
         self.anchor: dict[str, float] = {}  # the first run's dense latency per target: its host speed
 
     def measure(self, candidate: Counts, show: bool = False) -> Measured:
+        """Dense and ``candidate`` on every local target (the first call fixes the host speed)."""
         found = {t.name: self.measure_fn(t, candidate) for t, _ in self.local}
         if not self.anchor:
             self.anchor = {name: stats["dense"].median_ms for name, stats in found.items()}
-        for t, ms in self.local:
-            if show:
+        if show:
+            for t, ms in self.local:
                 print(describe_measurement(t, found[t.name], t.batch, ms), flush=True)
         return found
 
     def of_budget(self, found: Measured, name: str, ms: float) -> tuple[float, float, float]:
         """The compressed model's latency at the first run's host speed / ``ms``: estimate, 95% interval."""
-        ratio = paired_ratio(found[name]["compressed"], found[name]["dense"])
-        return ratio[0] * self.anchor[name] / ms, ratio[1] * self.anchor[name] / ms, ratio[2] * self.anchor[name] / ms
+        value, low, high = (r * self.anchor[name] / ms for r in paired_ratio(found[name]["compressed"],
+                                                                              found[name]["dense"]))
+        return value, low, high
 
     def at_first_speed(self, found: Measured) -> dict[str, float]:
         return {t.name: self.of_budget(found, t.name, 1.0)[0] for t, _ in self.local}
