@@ -46,6 +46,7 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=SearchConfig.epochs)
     parser.add_argument("--refine", type=int, default=6, help="measured local-search steps (as optimize --refine)")
     parser.add_argument("--repeats", type=int, default=15, help="interleaved rounds of each matching run")
+    parser.add_argument("--ops", default="prune,merge", help="what the search may do (as optimize --ops)")
     args = parser.parse_args()
     b = bench.setup(args)
     vit, depth, prefix = b.vit, b.model.depth, b.model.num_prefix
@@ -58,13 +59,13 @@ def main() -> int:
         cost = MeasuredCost(data, "latency", "similarity")
         for fraction in (float(f) for f in args.fractions.split(",")):
             goal = fraction * cost.dense_cost(depth)
-            config = SearchConfig(epochs=args.epochs, merging="similarity")
+            config = SearchConfig(epochs=args.epochs, merging="similarity", ops=tuple(args.ops.split(",")))
             searched = gradient_search(searched_model, [Budget(cost, goal, name="latency_ms")], b.search_set,
                                        config, progress=False).counts
             searched = bench.on_measured_budget(target, searched_model, searched, fraction, args.refine, config)
             r, final, runs = match_tome(target, vit, searched, cost, depth, prefix, args.repeats)
             tome_counts = tome(b.model.num_tokens, prefix, depth, r, 0)
-            row = {"target": target.name, "batch": target.batch, "fraction": fraction, "r": r,
+            row = {"target": target.name, "batch": target.batch, "fraction": fraction, "r": r, "ops": args.ops,
                    **compared(b, ref, searched, tome_counts, final, runs)}
             fastest = (b.model.num_tokens - prefix) / depth
             if final["ratio"] > 1 + bench.TOLERANCE and r >= fastest - 1 / 12:  # ToMe cannot get as fast
