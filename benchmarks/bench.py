@@ -110,7 +110,7 @@ def match_latency(run_at: Callable[[float], tuple[dict[str, Any], dict[str, Meas
     runs (``coarse`` steps, not stopped by a lucky run, so that runs lie on both sides); then x
     from a log-linear fit over every run near the match (the runs' biases average out), ``confirm``
     runs there pooled round by round; if the pooled ratio still misses 2%, a refit with them and
-    ``confirm`` more runs (once). ``snap`` rounds x to what the model accepts.
+    ``confirm`` more runs (once, when the refit moves x). ``snap`` rounds x to what the model accepts.
     """
     runs: list[dict[str, Any]] = []
 
@@ -122,8 +122,12 @@ def match_latency(run_at: Callable[[float], tuple[dict[str, Any], dict[str, Meas
         return found["ratio"], stats
 
     bisect(lambda x: measured(x, "coarse")[0], 1.0, lo, hi, coarse, rising=rising)  # no early stop: both sides
+    previous = None
     for _ in range(2):
         x = snap(fitted_match(runs, rising, lo, hi))
+        if x == previous:  # the refit stays (e.g. at a bound the other side cannot pass): nothing to gain
+            break
+        previous = x
         pooled: dict[str, Measurement] | None = None
         per_run = []
         for _ in range(confirm):
