@@ -7,8 +7,8 @@ one factor: t > 0 towards removing none (dense at t = 1), t < 0 towards removing
 merges still only merges (moving every count towards the minimum instead turned a merge-only
 schedule into one pruning 40% of the tokens at block 1, and its fidelity fell from ~0.98 to 0.82).
 Bisection on t with one real measurement per step (latency is monotone in the counts up to
-noise), aiming at AIM x budget until in SETTLED; with the dense cost known, the first step is the shift that the
-measured speedup predicts (latency about linear in the tokens removed).
+noise), aiming at AIM x budget until in SETTLED; with the dense cost known, the first step is the
+shift that the measured speedup predicts (latency about linear in the tokens removed).
 """
 from __future__ import annotations
 
@@ -51,8 +51,8 @@ def measured_search(counts: Counts, measure: Callable[[Counts], float], budget: 
     closest to AIM x budget (else the closest). SETTLED is narrower than the band below: at batch 1
     the first step of a search that started 8% over landed at 0.93 x budget, in the band with 7% of
     the budget unused, where 5% fewer GMACs cost ~0.007 fidelity. ``measure`` returns milliseconds
-    (or any cost in ``budget``'s unit: ``describe`` words it for the log, e.g. the worst ratio of several budgets
-    with ``budget`` 1).
+    (or any cost in ``budget``'s unit: ``describe`` words it for the log, e.g. the worst ratio of
+    several budgets with ``budget`` 1).
 
     ``full``: the dense model's cost in the same unit. Then the first step is a guess, not the
     bracket's middle: latency falls about linearly with the tokens removed, so the shift whose
