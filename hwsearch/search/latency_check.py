@@ -27,12 +27,14 @@ SETTLE = 2  # extra runs a measurement may pool before the band decides on it
 
 @dataclass
 class CheckResult:
-    """The schedule kept, its measurements (per target, dense and compressed in one run), and its
-    latency at the first run's host speed (ms per target: what the band judged)."""
+    """The schedule kept, its measurements (per target, dense and compressed in one run), its
+    latency at the first run's host speed (ms per target: what the band judged), and that speed:
+    the first run's dense latency per target."""
 
     counts: Counts
     measured: Measured | None
     at_first_speed: dict[str, float]
+    first_dense: dict[str, float]
 
 
 class LatencyCheck:
@@ -96,11 +98,11 @@ def check_latency(budgets: list[tuple[Target, float]], model: CompressedViT, cou
             print(f"predicted only: {target.name} is not this host, nothing was measured")
     check = LatencyCheck(budgets, model, measure_fn)
     if not check.local:
-        return CheckResult(counts, None, {})
+        return CheckResult(counts, None, {}, {})
     measured = check.settled(counts, check.measure(counts, show=True))
     ratio = check.worst(measured)
     if in_band(ratio, SETTLED) or refine <= 0:
-        return CheckResult(counts, measured, check.at_first_speed(measured))
+        return CheckResult(counts, measured, check.at_first_speed(measured), check.anchor)
     single = len(check.local) == 1  # one target: the search reads milliseconds; several: the worst ratio
     what = "measured" if single else "worst measured"
     print(f"{what} {ratio:.3f} x budget, outside [{SETTLED[0]:.2f}, {SETTLED[1]:.2f}]: measured local search "
@@ -128,7 +130,7 @@ def check_latency(budgets: list[tuple[Target, float]], model: CompressedViT, cou
         print(describe_measurement(t, kept[t.name], t.batch, ms), flush=True)
         print(f"at the first run's host speed (dense {check.anchor[t.name]:.2f} ms): {at_first[t.name]:.2f} ms = "
               f"{at_first[t.name] / ms:.3f} x budget", flush=True)
-    return CheckResult(best, kept, at_first)
+    return CheckResult(best, kept, at_first, check.anchor)
 
 
 def undecided(value: float, low: float, high: float) -> bool:
@@ -141,7 +143,7 @@ def measured_record(check: CheckResult, budgets: list[tuple[Target, float]]) -> 
     each with its budget and measured/budget ratio. Each also has ``speedup_paired`` (dense /
     compressed as the median of per-round ratios, with its 95% interval: drift-free, unlike the
     ratio of the two medians) and ``at_first_speed_ms`` (the compressed latency at the host speed of
-    the check's first run: what the band judged)."""
+    the check's first run, whose dense latency is ``first_dense_ms``: what the band judged)."""
     assert check.measured is not None
 
     def record(name: str, stats: dict[str, Measurement]) -> dict:
@@ -150,6 +152,7 @@ def measured_record(check: CheckResult, budgets: list[tuple[Target, float]]) -> 
             out["speedup_paired"] = list(paired_ratio(stats["dense"], stats["compressed"]))
         if name in check.at_first_speed:
             out["at_first_speed_ms"] = check.at_first_speed[name]
+            out["first_dense_ms"] = check.first_dense[name]
         return out
 
     if len(check.measured) == 1:
