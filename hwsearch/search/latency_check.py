@@ -58,9 +58,10 @@ class LatencyCheck:
 
     def of_budget(self, found: Measured, name: str, ms: float) -> tuple[float, float, float]:
         """The compressed model's latency at the first run's host speed / ``ms``: estimate, 95% interval."""
-        value, low, high = (r * self.anchor[name] / ms for r in paired_ratio(found[name]["compressed"],
-                                                                              found[name]["dense"]))
-        return value, low, high
+        # through dense / compressed, the YAML's speedup_paired: at_first_speed_ms x speedup = first_dense_ms
+        speedup, low, high = paired_ratio(found[name]["dense"], found[name]["compressed"])
+        scale = self.anchor[name] / ms
+        return scale / speedup, scale / high, scale / low
 
     def at_first_speed(self, found: Measured) -> dict[str, float]:
         return {t.name: self.of_budget(found, t.name, 1.0)[0] for t, _ in self.local}
