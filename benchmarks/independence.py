@@ -27,15 +27,17 @@ from hwsearch.schedule import as_lists  # noqa: E402
 from hwsearch.search.baselines import solve  # noqa: E402
 from hwsearch.search.gradient import SearchConfig, gradient_search  # noqa: E402
 
+KNOBS = ("epochs", "batch_size", "lr", "lam", "accumulate", "rates", "merging", "seed", "init_sharpness", "optimizer")
+
 
 def main() -> int:
     parser = bench.parser(__doc__, num_images=1000)
     parser.add_argument("--fraction", type=float, default=0.6, help="GMACs budget as a fraction of dense")
     parser.add_argument("--inits", default="flat,tome,uniform,evit")
-    for f in fields(SearchConfig):  # every search knob, at the search's defaults
-        if f.name in ("epochs", "batch_size", "lr", "accumulate", "rates", "merging", "seed"):
-            parser.add_argument(f"--{f.name.replace('_', '-')}", type=float if f.name == "lr" else type(f.default),
-                                default=f.default)
+    for f in fields(SearchConfig):  # the search knobs, at the search's defaults
+        if f.name in KNOBS:
+            kind = float if f.name in ("lr", "lam", "init_sharpness") else type(f.default)
+            parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default)
     args = parser.parse_args()
     b = bench.setup(args)
     vit, depth = b.vit, b.model.depth
@@ -44,8 +46,7 @@ def main() -> int:
     goal = args.fraction * cost.dense_cost(depth)
     runs: dict[str, dict] = {}
     for init in args.inits.split(","):
-        config = SearchConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, accumulate=args.accumulate,
-                              rates=args.rates, merging=args.merging, seed=args.seed, init=init)
+        config = SearchConfig(init=init, **{k: getattr(args, k) for k in KNOBS})
         result = gradient_search(CompressedViT(vit, merging=args.merging), [Budget(cost, goal, name="gmacs")],
                                  b.search_set, config, progress=False)
         fidelity = feature_cosines(ref, collect(apply_schedule(vit, result.counts, args.merging), b.held_out))

@@ -71,3 +71,17 @@ def test_fraction_search_moves_tokens_and_stays_on_the_budget():
     move = result.movement
     assert move["initial"] != move["final"] and move["largest_move"] >= 1
     assert len(move["initial"]) == len(move["final"]) == 6
+
+
+def test_normalized_descent_moves_the_largest_coordinate_by_lr_and_keeps_ratios():
+    from hwsearch.search.fractions import NormalizedDescent
+
+    a, b = torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(1))
+    optim = NormalizedDescent([a, b], lr=0.05)
+    a.grad, b.grad = torch.tensor([4.0, -1.0]), torch.tensor([0.4])
+    optim.step()
+    assert torch.allclose(a.detach(), torch.tensor([-0.05, 0.0125]))  # Adam would move both by ~lr
+    assert torch.allclose(b.detach(), torch.tensor([-0.005]))
+    a.grad, b.grad = torch.zeros(2), torch.zeros(1)
+    optim.step()  # a zero gradient moves nothing
+    assert torch.allclose(a.detach(), torch.tensor([-0.05, 0.0125]))

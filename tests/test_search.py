@@ -59,3 +59,16 @@ def test_similarity_merging_search_gives_valid_schedules():
     result, target = _run(epochs=2, merging="similarity", init="flat")
     Schedule.from_counts("m", 64, 17, 1, result.counts, merging="similarity")  # validates the bound
     assert result.predicted < 0.8 * target / 0.6  # compressed well below dense
+
+
+@pytest.mark.parametrize("sharpness", [2.0, 0.25])
+def test_warm_start_gives_the_schedule_counts_at_any_width(sharpness):
+    """A wide start (small sharpness) still starts at the count; at "keep all" it narrows until it can."""
+    from hwsearch.search.rates import DiffRate
+
+    rate = DiffRate(257, 1)
+    for count in (257, 256, 201, 129, 37, 5):  # 5: the last candidate (256 patches in steps of 4, + class)
+        rate.init_at(count, sharpness)
+        assert int(torch.ceil(rate.expected())) == count
+    rate.init_at(129, sharpness)
+    assert float(rate.probs().max()) < (0.2 if sharpness < 1 else 0.9)  # wide: mass spread over candidates

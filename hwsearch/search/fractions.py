@@ -130,3 +130,27 @@ def project_out(task: list[Tensor], cost: list[Tensor]) -> list[Tensor]:
     if float(norm) == 0.0:
         return task
     return [t - (dot / norm) * c for t, c in zip(task, cost, strict=True)]
+
+
+class NormalizedDescent(torch.optim.Optimizer):
+    """Gradient descent whose largest coordinate step is ``lr``: the coordinates keep their relative sizes.
+
+    Adam divides each coordinate by its own running scale, so over a few dozen updates every decision
+    moves by about ``lr`` whatever its gradient says; with the fixed-cost projection that moves tokens
+    between decisions by the sign of their worth, not by its size. Here a decision whose gradient is a
+    tenth of the largest moves a tenth as far.
+    """
+
+    def __init__(self, params, lr: float) -> None:  # noqa: ANN001 - torch's params type
+        super().__init__(params, {"lr": lr})
+
+    @torch.no_grad()
+    def step(self, closure=None) -> None:  # noqa: ANN001 - torch's signature
+        for group in self.param_groups:
+            grads = [p.grad for p in group["params"] if p.grad is not None]
+            largest = max((float(g.abs().max()) for g in grads if g.numel()), default=0.0)
+            if largest == 0.0:
+                continue
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.add_(p.grad, alpha=-group["lr"] / largest)

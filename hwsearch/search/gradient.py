@@ -25,7 +25,7 @@ from hwsearch.model.vit import CompressedViT
 from hwsearch.quality import collect, distill_loss
 from hwsearch.schedule import Counts, as_lists
 from hwsearch.search.baselines import solve
-from hwsearch.search.fractions import FractionRates, project_out
+from hwsearch.search.fractions import FractionRates, NormalizedDescent, project_out
 from hwsearch.search.rates import RateSchedule
 
 
@@ -43,9 +43,11 @@ class SearchConfig:
     seed: int = 0
     use_labels: bool = True
     init: str = "tome"  # warm start: a hand schedule solved for the budget (tome, uniform, evit) or "flat"
+    init_sharpness: float = 2.0  # ddp: logit fall per candidate away from the warm start (small: a wide start)
     merging: str = "similarity"  # the merge operator searched (the model's); see hwsearch.model.matching
     rates: str = "ddp"  # ddp (DiffRate's proxy, penalty loss) or fractions (free rates on the budget)
     accumulate: int = 1  # micro-batches of batch_size per update (fractions: >= 64 images per update)
+    optimizer: str = "adamw"  # adamw, or normalized (the largest coordinate moves lr; see NormalizedDescent)
 
 
     def learning_rate(self) -> float:
@@ -139,14 +141,16 @@ def gradient_search(model: CompressedViT, budgets: list[Budget], data: ImageSet,
     labels = data.labels if (cfg.use_labels and data.labels is not None and classifier) else None
     ref = collect(model, data, cfg.batch_size)
     rates = make_rates(cfg, model)
-    if cfg.init != "flat":  # "flat" = zero logits (DiffRate's uniform candidates, or half of each decision)
-        rates.init_from(solve(cfg.init, bound.cost, bound.target, model.depth, model.num_prefix, cfg.compress_from))
     fixed = isinstance(rates, FractionRates)
+    if cfg.init != "flat":  # "flat" = zero logits (DiffRate's uniform candidates, or half of each decision)
+        start = solve(cfg.init, bound.cost, bound.target, model.depth, model.num_prefix, cfg.compress_from)
+        rates.init_from(start) if fixed else rates.init_from(start, cfg.init_sharpness)
     if fixed:
         rates.retract(budgets)
     start_counts = rates.counts(rates())
     learned = [p for p in rates.parameters() if p.requires_grad]
-    optim = torch.optim.AdamW(learned, lr=cfg.learning_rate(), weight_decay=0.0)
+    optim = NormalizedDescent(learned, cfg.learning_rate()) if cfg.optimizer == "normalized" \
+        else torch.optim.AdamW(learned, lr=cfg.learning_rate(), weight_decay=0.0)
     per_update = cfg.batch_size * cfg.accumulate
     steps_per_epoch = math.ceil(len(data) / per_update)
     total = cfg.epochs * steps_per_epoch

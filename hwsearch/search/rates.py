@@ -6,6 +6,8 @@ straight-through ceil of the expectation, the rank-position mask is hard forward
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -53,17 +55,28 @@ class DiffRate(nn.Module):
         """Peak the distribution so the kept count starts at ``count`` (warm start).
 
         Logits fall linearly (``sharpness`` per candidate step) away from a centre found by
-        bisection so that the expectation is ``count - 0.5`` (ceil gives ``count``).
+        bisection so that the expectation is ``count - 0.5`` (ceil gives ``count``). A wide
+        distribution (small ``sharpness``) cannot reach a count at the end of the candidates (its mean
+        stays inside): there the sharpness is doubled until it can.
         """
         step = float(self.candidates[0] - self.candidates[1]) if len(self.candidates) > 1 else 1.0
-        lo, hi = float(self.candidates[-1]) - 2 * step, float(self.candidates[0]) + 2 * step
-        for _ in range(40):
-            mid = (lo + hi) / 2
+        span = float(self.candidates[0] - self.candidates[-1]) + 4 * step
+        lo_end, hi_end = float(self.candidates[-1]) - span, float(self.candidates[0]) + span
+
+        def expected_at(mid: float) -> float:
             self.logits.copy_(-sharpness * (self.candidates - mid).abs() / step)
-            if self.expected() < count - 0.5:
+            return float(self.expected())
+
+        while sharpness < 64 and not math.ceil(expected_at(lo_end)) <= count <= math.ceil(expected_at(hi_end)):
+            sharpness *= 2
+        lo, hi = lo_end, hi_end
+        for _ in range(50):
+            mid = (lo + hi) / 2
+            if expected_at(mid) < count - 0.5:
                 lo = mid
             else:
                 hi = mid
+        expected_at(hi)
 
     def expected(self) -> Tensor:
         return self.probs() @ self.candidates
@@ -99,14 +112,14 @@ class RateSchedule(nn.Module):
         self.merge = nn.ModuleList(DiffRate(num_tokens, num_prefix, granularity) for _ in range(n_learned)) \
             if "merge" in ops else None
 
-    def init_from(self, counts: Counts) -> None:
-        """Warm start every learned block at a schedule's counts."""
+    def init_from(self, counts: Counts, sharpness: float = 2.0) -> None:
+        """Warm start every learned block at a schedule's counts (``sharpness``: see ``DiffRate.init_at``)."""
         for j in range(self.depth - self.compress_from):
             prune_kept, merge_kept = counts[j + self.compress_from]
             if self.prune is not None:
-                self.prune[j].init_at(prune_kept)
+                self.prune[j].init_at(prune_kept, sharpness)
             if self.merge is not None:
-                self.merge[j].init_at(merge_kept)
+                self.merge[j].init_at(merge_kept, sharpness)
 
     def _fewest_merged(self, prune_kept: Tensor) -> Tensor | None:
         """Similarity merging keeps at least ``min_merge_kept`` (one bipartite round); STE-valued."""
