@@ -19,7 +19,7 @@ from hwsearch.model.zoo import load_model  # noqa: E402
 from hwsearch.profiling.measure import Measurement, measure_models, measure_pair  # noqa: E402
 from hwsearch.quality import group_indices  # noqa: E402
 from hwsearch.schedule import Counts, bisect  # noqa: E402
-from hwsearch.search.latency_check import check_latency  # noqa: E402
+from hwsearch.search.latency_check import LatencyBudget, check_latency  # noqa: E402
 from hwsearch.targets import Target, load_target  # noqa: E402
 from hwsearch.workspace import Workspace  # noqa: E402
 from profilers.timing import paired_ratio  # noqa: E402
@@ -68,7 +68,8 @@ def on_measured_budget(target: Target, model: CompressedViT, counts: Counts, fra
     print(f"  budget {fraction:.2f} x dense measured = {budget_ms:.2f} ms", flush=True)
     pending = {tuple(counts): first}
     measure_fn = lambda t, c: pending.pop(tuple(c), None) or measure_pair(t, model, c)  # noqa: E731
-    return check_latency([(target, budget_ms)], model, counts, refine, config.compress_from, measure_fn).counts
+    return check_latency([LatencyBudget(target, budget_ms)], model, counts, refine, config.compress_from,
+                         measure_fn).counts
 
 
 def matching_run(target: Target, models: dict[str, CompressedViT], ours: str, theirs: str, repeats: int

@@ -83,6 +83,18 @@ def test_remote_target_runs_predicted_only(quick_targets, tmp_path, capsys):  # 
     ranked = load(out / "cpu_remote" / "deit_tiny_patch16_224" / "schedules" / "rank.yaml")
     assert ranked.merging == "rank" and ranked.predicted["value"] == pytest.approx(10, rel=0.1)
 
+    # --speedup S: a latency budget of predicted dense / S, recorded as given
+    assert main(["optimize", "--target", "cpu_remote", *MODEL, "--speedup", "1.4", *SEARCH, "--out", str(out)]) == 0
+    fast = load(out / "cpu_remote" / "deit_tiny_patch16_224" / "schedules" / "speedup1.4.yaml")
+    assert fast.budget["kind"] == "speedup" and fast.budget["value"] == 1.4
+    assert fast.budget["target"] == pytest.approx(fast.budget["dense"] / 1.4)
+    assert fast.predicted["value"] == pytest.approx(fast.budget["target"], rel=0.1)
+    for wrong, needle in ((["--speedup", "0.9"], "must be above 1"),
+                          (["--speedup", "1.4", "--latency-ms", "10"], "given twice")):
+        assert main(["optimize", "--target", "cpu_remote", *MODEL, *wrong, *SEARCH, "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert needle in err and len(err.strip().splitlines()) == 1
+
 
 def _synthetic_energy_profile(profiled, out):
     """A copy of the real latency profile with a CLEARLY SYNTHETIC energy column (this CPU has no

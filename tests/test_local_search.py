@@ -60,7 +60,7 @@ def test_optimize_latency_check_runs_the_local_search_until_in_band(capsys):
 
     from hwsearch.model.vit import CompressedViT
     from hwsearch.profiling.measure import Measurement
-    from hwsearch.search.latency_check import check_latency
+    from hwsearch.search.latency_check import LatencyBudget, check_latency
     from hwsearch.targets import load_target
 
     model = CompressedViT(make_vit("deit_tiny"))  # 17 tokens, 4 blocks
@@ -79,7 +79,8 @@ def test_optimize_latency_check_runs_the_local_search_until_in_band(capsys):
 
     budget = 0.75 * tokens(start)  # the searched schedule measures 1.33 x budget: outside [0.90, 1.03]
     target = load_target("cpu_onnxruntime")
-    check = check_latency([(target, budget)], model, start, refine=6, compress_from=1, measure_fn=fake_measure)
+    check = check_latency([LatencyBudget(target, budget)], model, start, refine=6, compress_from=1,
+                          measure_fn=fake_measure)
     counts, measured = check.counts, check.measured[target.name]
     assert len(calls) >= 2 and counts != start
     assert 0.90 <= measured["compressed"].median_ms / budget <= 1.03
@@ -96,7 +97,7 @@ def test_latency_check_judges_candidates_at_the_first_runs_host_speed(capsys):
 
     from hwsearch.model.vit import CompressedViT
     from hwsearch.profiling.measure import Measurement
-    from hwsearch.search.latency_check import check_latency
+    from hwsearch.search.latency_check import LatencyBudget, check_latency
     from hwsearch.search.local import BAND
     from hwsearch.targets import load_target
 
@@ -116,13 +117,47 @@ def test_latency_check_judges_candidates_at_the_first_runs_host_speed(capsys):
 
     budget = 0.75 * tokens(start)
     target = load_target("cpu_onnxruntime")
-    check = check_latency([(target, budget)], model, start, refine=6, compress_from=1, measure_fn=drifting_measure)
+    check = check_latency([LatencyBudget(target, budget)], model, start, refine=6, compress_from=1,
+                          measure_fn=drifting_measure)
     counts = check.counts
     assert counts != start and BAND[0] <= tokens(counts) / budget <= BAND[1]
     assert check.at_first_speed[target.name] == pytest.approx(tokens(counts))  # first run's speed: x1.0
     assert check.first_dense[target.name] == tokens([(17, 17)] * 4)
     out = capsys.readouterr().out
     assert "at the first run's host speed" in out and "(paired over 3 rounds, 95% " in out
+
+
+def test_a_speedup_budget_is_judged_against_dense_measured_in_the_checks_own_run(capsys):
+    """--speedup S: the budget is dense / S with dense from the check's first run, not from the run in
+    which the user timed dense (here the host is 30% faster by the time the check runs)."""
+    from conftest import make_vit
+
+    from hwsearch.model.vit import CompressedViT
+    from hwsearch.profiling.measure import Measurement
+    from hwsearch.search.latency_check import LatencyBudget, check_latency, measured_record
+    from hwsearch.search.local import SETTLED
+    from hwsearch.targets import load_target
+
+    model = CompressedViT(make_vit("deit_tiny"))
+    start = [(17, 17), (17, 15), (13, 11), (9, 7)]
+    dense = [(17, 17)] * 4
+
+    def tokens(counts):
+        return float(sum(p + m for p, m in counts))
+
+    def faster_host(target, counts):
+        stats = {"dense": tokens(dense) * 0.7, "compressed": tokens(counts) * 0.7}
+        return {k: Measurement(v, v, v, v, 0.0, 3, 3, 1, True, samples_ms=[v] * 3, backend="fake")
+                for k, v in stats.items()}
+
+    speedup = 1.25  # the searched schedule runs at 1.31 x dense's speed: 0.95 x budget, in SETTLED
+    target = load_target("cpu_onnxruntime")
+    check = check_latency([LatencyBudget(target, speedup=speedup)], model, start, refine=6, compress_from=1,
+                          measure_fn=faster_host)
+    assert check.counts == start  # in the band by the paired speedup; an absolute budget of the slower host's
+    assert check.budget_ms[target.name] == pytest.approx(0.7 * tokens(dense) / speedup)  # dense / 1.25 would not be
+    assert SETTLED[0] <= tokens(start) / tokens(dense) * speedup <= SETTLED[1]
+    assert measured_record(check)["budget_ms"] == pytest.approx(0.7 * tokens(dense) / speedup)
 
 
 def test_a_measurement_whose_interval_reaches_into_the_band_is_measured_again_not_moved(capsys):
@@ -132,7 +167,7 @@ def test_a_measurement_whose_interval_reaches_into_the_band_is_measured_again_no
 
     from hwsearch.model.vit import CompressedViT
     from hwsearch.profiling.measure import Measurement
-    from hwsearch.search.latency_check import check_latency
+    from hwsearch.search.latency_check import LatencyBudget, check_latency
     from hwsearch.targets import load_target
 
     model = CompressedViT(make_vit("deit_tiny"))
@@ -147,7 +182,8 @@ def test_a_measurement_whose_interval_reaches_into_the_band_is_measured_again_no
                                backend="fake") for k, v in samples.items()}
 
     target = load_target("cpu_onnxruntime")
-    check = check_latency([(target, 60.0)], model, start, refine=6, compress_from=1, measure_fn=noisy_measure)
+    check = check_latency([LatencyBudget(target, 60.0)], model, start, refine=6, compress_from=1,
+                          measure_fn=noisy_measure)
     counts, measured = check.counts, check.measured
     out = capsys.readouterr().out
     assert counts == start and len(calls) == 2 and calls[1] == start  # measured again, not moved
@@ -162,7 +198,7 @@ def test_a_schedule_in_the_band_that_leaves_budget_unused_is_moved_up(capsys):
 
     from hwsearch.model.vit import CompressedViT
     from hwsearch.profiling.measure import Measurement
-    from hwsearch.search.latency_check import check_latency
+    from hwsearch.search.latency_check import LatencyBudget, check_latency
     from hwsearch.search.local import BAND, SETTLED
     from hwsearch.targets import load_target
 
@@ -180,7 +216,8 @@ def test_a_schedule_in_the_band_that_leaves_budget_unused_is_moved_up(capsys):
     budget = tokens(start) / 0.92
     assert BAND[0] <= tokens(start) / budget < SETTLED[0]
     target = load_target("cpu_onnxruntime")
-    check = check_latency([(target, budget)], model, start, refine=6, compress_from=1, measure_fn=fake_measure)
+    check = check_latency([LatencyBudget(target, budget)], model, start, refine=6, compress_from=1,
+                          measure_fn=fake_measure)
     assert check.counts != start and tokens(check.counts) > tokens(start)
     assert SETTLED[0] <= tokens(check.counts) / budget <= SETTLED[1]
     assert "measured local search" in capsys.readouterr().out

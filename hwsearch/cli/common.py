@@ -34,6 +34,10 @@ def add_budget_args(budget: argparse._ArgumentGroup) -> None:
     budget.add_argument("--flops-ratio", type=float, help="budget as a fraction of the dense model's GMACs")
     budget.add_argument("--gflops", type=float, help="budget in GMACs (multiply-adds, as DiffRate/fvcore)")
     budget.add_argument("--latency-ms", type=float, help="latency budget on the target (needs its profile)")
+    budget.add_argument("--speedup", type=float,
+                        help="latency budget as a speedup S over dense on the target: dense / S (needs its "
+                             "profile; on this host the check measures dense in its own run, so a host that "
+                             "changed speed since you timed dense does not move the budget)")
     budget.add_argument("--energy-mj", type=float,
                         help="energy per inference on the target (needs a profile with power-meter readings)")
 

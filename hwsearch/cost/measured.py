@@ -12,7 +12,7 @@ from hwsearch.errors import HwsearchError
 from hwsearch.model.tokens import BlockKeep
 from hwsearch.profiling.additivity import compress_features
 
-QUANTITIES = {"latency_ms": "latency", "energy_mj": "energy"}
+QUANTITIES = {"latency_ms": "latency", "speedup": "latency", "energy_mj": "energy"}
 """Budget kinds measured on a device, and the cost-model quantity each is on."""
 
 

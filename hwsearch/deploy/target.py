@@ -86,9 +86,11 @@ def deploy_schedule(path: str, target: Target, model: str | None, checkpoint: st
 def measure_deployed(target: Target, model: CompressedViT, schedule: Schedule, batch: int,
                      device: str) -> dict[str, Any]:
     """Dense and deployed model measured here (on ``device``) in one run; measured vs predicted vs budget."""
-    budget = schedule.budget.get("target") if schedule.budget.get("kind") == "latency_ms" else None
     stats = measure_pair(target, CompressedViT(model.vit, merging=schedule.merging), schedule.counts(), batch,
                          here=not target.is_local)
+    kind = schedule.budget.get("kind")  # a speedup budget: dense / S, dense measured in this run
+    budget = schedule.budget.get("target") if kind == "latency_ms" else \
+        stats["dense"].median_ms / float(schedule.budget["value"]) if kind == "speedup" else None
     print(describe_measurement(target, stats, batch, budget) + f" [measured on {device}]",
           flush=True)
     predicted = schedule.predicted.get("value") if schedule.predicted.get("unit") == "ms" else None

@@ -82,7 +82,7 @@ def measured_runs(data: PageData) -> list[tuple[str, dict[str, Any]]]:
 
 
 def latency_section(data: PageData) -> str:
-    records = [(i, r) for i, r in enumerate(budget_records(data.schedule)) if r["kind"] == "latency_ms"]
+    records = [(i, r) for i, r in enumerate(budget_records(data.schedule)) if QUANTITIES.get(r["kind"]) == "latency"]
     bars: list[tuple[str, float, float | None, float | None]] = []
     for i, r in records:  # energy budgets: predicted in the budgets table (no energy measured here)
         pred = predicted_of(data.schedule, i, r)

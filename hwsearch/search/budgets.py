@@ -1,6 +1,8 @@
-"""Budgets as the user gives them (``--flops-ratio``, ``--gflops``, ``--latency-ms``, ``--energy-mj``
-on ``--target``, and ``--budget TARGET:latency-ms=X`` / ``TARGET:energy-mj=E`` for several targets)
-turned into :class:`~hwsearch.cost.base.Budget` objects on their cost models, checked reachable."""
+"""Budgets as the user gives them (``--flops-ratio``, ``--gflops``, ``--latency-ms``, ``--speedup``,
+``--energy-mj`` on ``--target``, and ``--budget TARGET:latency-ms=X`` / ``TARGET:speedup=S`` /
+``TARGET:energy-mj=E`` for several targets) turned into :class:`~hwsearch.cost.base.Budget` objects on
+their cost models, checked reachable. A speedup S is a latency budget of dense / S: predicted dense
+for the search, measured dense (in the check's own run) for the check."""
 from __future__ import annotations
 
 import re
@@ -17,9 +19,11 @@ from hwsearch.model.vit import CompressedViT
 from hwsearch.targets import Target
 
 FLAGS = {"flops_ratio": "--flops-ratio", "gflops": "--gflops", "latency_ms": "--latency-ms",
-         "energy_mj": "--energy-mj"}
-LABELS = {"flops_ratio": "flops", "gflops": "gmacs", "latency_ms": "latency", "energy_mj": "energy"}
-BUDGET_FORM = re.compile(r"(?P<target>[A-Za-z0-9_.-]+):(?P<kind>latency-ms|energy-mj)=(?P<value>[0-9.eE+-]+)")
+         "speedup": "--speedup", "energy_mj": "--energy-mj"}
+LABELS = {"flops_ratio": "flops", "gflops": "gmacs", "latency_ms": "latency", "speedup": "speedup",
+          "energy_mj": "energy"}
+NO_BUDGET = "give a budget: --flops-ratio, --gflops, --latency-ms, --speedup, --energy-mj or --budget"
+BUDGET_FORM = re.compile(r"(?P<target>[A-Za-z0-9_.-]+):(?P<kind>latency-ms|speedup|energy-mj)=(?P<value>[0-9.eE+-]+)")
 
 
 @dataclass(frozen=True)
@@ -32,7 +36,7 @@ class BudgetSpec:
 
 
 def parse_budget(text: str) -> tuple[str, str, float]:
-    """``TARGET:latency-ms=X`` or ``TARGET:energy-mj=E`` -> (target name, kind, value > 0)."""
+    """``TARGET:latency-ms=X``, ``TARGET:speedup=S`` or ``TARGET:energy-mj=E`` -> (target name, kind, value > 0)."""
     match = BUDGET_FORM.fullmatch(text.strip())
     value = None
     if match:
@@ -41,8 +45,8 @@ def parse_budget(text: str) -> tuple[str, str, float]:
         except ValueError:
             value = None
     if match is None or value is None or not value > 0:
-        raise HwsearchError(f"--budget {text!r}: expected TARGET:latency-ms=X or TARGET:energy-mj=E with X, E > 0 "
-                            f"(e.g. jetson_orin_nano_b1:latency-ms=12)")
+        raise HwsearchError(f"--budget {text!r}: expected TARGET:latency-ms=X, TARGET:speedup=S or "
+                            f"TARGET:energy-mj=E with X, S, E > 0 (e.g. jetson_orin_nano_b1:latency-ms=12)")
     return match["target"], match["kind"].replace("-", "_"), value
 
 
@@ -53,14 +57,18 @@ def make_budgets(specs: list[BudgetSpec], model: CompressedViT, costmodel: Calla
     for measured budgets; costs are of the model's merge operator. Several budgets are met together:
     the search's constraint is the worst cost/budget ratio."""
     if not specs:
-        raise HwsearchError("give a budget: --flops-ratio, --gflops, --latency-ms, --energy-mj or --budget")
+        raise HwsearchError(NO_BUDGET)
     flops = [s for s in specs if s.kind not in MEASURED]
     if flops and len(specs) > 1:
         raise HwsearchError(f"{FLAGS[flops[0].kind]} cannot be combined with other budgets: budgets met together "
                             f"are measured ones (--latency-ms, --energy-mj, --budget)")
-    seen = [(s.target.name, s.kind) for s in specs]
+    seen = [(s.target.name, MEASURED.get(s.kind, s.kind)) for s in specs]
     if len(set(seen)) < len(seen):
-        raise HwsearchError("the same budget (target and kind) is given twice")
+        raise HwsearchError("the same budget (target and quantity) is given twice: one latency budget "
+                            "(--latency-ms or --speedup) and one energy budget per target")
+    for spec in specs:
+        if spec.kind == "speedup" and not spec.value > 1:
+            raise HwsearchError(f"--speedup {spec.value:g}: a speedup over dense must be above 1")
     several = len({s.target.name for s in specs}) > 1
     out = []
     for spec in specs:
@@ -69,7 +77,7 @@ def make_budgets(specs: list[BudgetSpec], model: CompressedViT, costmodel: Calla
         else:
             cost = FlopsCost.from_model(model.vit, model.merging)  # type: ignore[assignment]
         dense = cost.dense_cost(model.depth)
-        goal = spec.value * dense if spec.kind == "flops_ratio" else spec.value
+        goal = {"flops_ratio": spec.value * dense, "speedup": dense / spec.value}.get(spec.kind, spec.value)
         check_reachable(cost, goal, model.depth, compress_from, min_count)
         name = f"{spec.target.name}:{spec.kind}" if several else spec.kind
         out.append((Budget(cost, goal, name),

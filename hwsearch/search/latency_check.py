@@ -11,7 +11,7 @@ does not drift.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hwsearch.model.vit import CompressedViT
 from hwsearch.profiling.measure import Measurement, describe_measurement, measure_pair
@@ -25,32 +25,52 @@ MeasureFn = Callable[[Target, Counts], dict[str, Measurement]]
 SETTLE = 2  # extra runs a measurement may pool before the band decides on it
 
 
+@dataclass(frozen=True)
+class LatencyBudget:
+    """A latency budget on a target: ``ms``, or a ``speedup`` over dense, i.e. dense / speedup with dense
+    measured in the check's own first run (so a host that changed speed since the user measured dense
+    does not move the budget: ``--speedup``)."""
+
+    target: Target
+    ms: float | None = None
+    speedup: float | None = None
+
+    def at(self, dense_ms: float) -> float:
+        """The budget in ms where dense runs in ``dense_ms``."""
+        return self.ms if self.ms is not None else dense_ms / float(self.speedup or 1.0)
+
+
 @dataclass
 class CheckResult:
     """The schedule kept, its measurements (per target, dense and compressed in one run), its
-    latency at the first run's host speed (ms per target: what the band judged), and that speed:
-    the first run's dense latency per target."""
+    latency at the first run's host speed (ms per target: what the band judged), that speed (the
+    first run's dense latency per target) and the budgets in ms there."""
 
     counts: Counts
     measured: Measured | None
     at_first_speed: dict[str, float]
     first_dense: dict[str, float]
+    budget_ms: dict[str, float] = field(default_factory=dict)
 
 
 class LatencyCheck:
-    """Measurements of candidate schedules against latency budgets ``(target, ms)`` on local targets."""
+    """Measurements of candidate schedules against latency budgets on local targets. ``local`` holds
+    ``(target, budget ms)`` once the first measurement has fixed the host speed (and so the budgets
+    given as speedups)."""
 
-    def __init__(self, budgets: list[tuple[Target, float]], model: CompressedViT,
+    def __init__(self, budgets: list[LatencyBudget], model: CompressedViT,
                  measure_fn: MeasureFn | None = None) -> None:
-        self.local = [(t, ms) for t, ms in budgets if t.is_local]
+        self.budgets = [b for b in budgets if b.target.is_local]
+        self.local: list[tuple[Target, float]] = []
         self.measure_fn = measure_fn or (lambda t, c: measure_pair(t, model, c))
         self.anchor: dict[str, float] = {}  # the first run's dense latency per target: its host speed
 
     def measure(self, candidate: Counts, show: bool = False) -> Measured:
         """Dense and ``candidate`` on every local target (the first call fixes the host speed)."""
-        found = {t.name: self.measure_fn(t, candidate) for t, _ in self.local}
+        found = {b.target.name: self.measure_fn(b.target, candidate) for b in self.budgets}
         if not self.anchor:
             self.anchor = {name: stats["dense"].median_ms for name, stats in found.items()}
+            self.local = [(b.target, b.at(self.anchor[b.target.name])) for b in self.budgets]
         if show:
             for t, ms in self.local:
                 print(describe_measurement(t, found[t.name], t.batch, ms), flush=True)
@@ -88,22 +108,23 @@ class LatencyCheck:
         return found
 
 
-def check_latency(budgets: list[tuple[Target, float]], model: CompressedViT, counts: Counts, refine: int,
+def check_latency(budgets: list[LatencyBudget], model: CompressedViT, counts: Counts, refine: int,
                   compress_from: int, measure_fn: MeasureFn | None = None) -> CheckResult:
-    """Measure the searched schedule on every local target of the latency budgets ``(target, ms)``;
-    when the worst measured/budget ratio misses the band, a measured local search on that ratio.
-    Remote targets are predicted only. ``measure_fn(target, counts)`` measures dense and compressed
-    (default: :func:`measure_pair` here)."""
-    for target, _ in budgets:
-        if not target.is_local:
-            print(f"predicted only: {target.name} is not this host, nothing was measured")
+    """Measure the searched schedule on every local target of the latency budgets; when the worst
+    measured/budget ratio misses the band, a measured local search on that ratio. Remote targets are
+    predicted only. ``measure_fn(target, counts)`` measures dense and compressed (default:
+    :func:`measure_pair` here)."""
+    for budget in budgets:
+        if not budget.target.is_local:
+            print(f"predicted only: {budget.target.name} is not this host, nothing was measured")
     check = LatencyCheck(budgets, model, measure_fn)
-    if not check.local:
+    if not check.budgets:
         return CheckResult(counts, None, {}, {})
     measured = check.settled(counts, check.measure(counts, show=True))
+    budget_ms = {t.name: ms for t, ms in check.local}
     ratio = check.worst(measured)
     if in_band(ratio, SETTLED) or refine <= 0:
-        return CheckResult(counts, measured, check.at_first_speed(measured), check.anchor)
+        return CheckResult(counts, measured, check.at_first_speed(measured), check.anchor, budget_ms)
     single = len(check.local) == 1  # one target: the search reads milliseconds; several: the worst ratio
     what = "measured" if single else "worst measured"
     print(f"{what} {ratio:.3f} x budget, outside [{SETTLED[0]:.2f}, {SETTLED[1]:.2f}]: measured local search "
@@ -131,7 +152,7 @@ def check_latency(budgets: list[tuple[Target, float]], model: CompressedViT, cou
         print(describe_measurement(t, kept[t.name], t.batch, ms), flush=True)
         print(f"at the first run's host speed (dense {check.anchor[t.name]:.2f} ms): {at_first[t.name]:.2f} ms = "
               f"{at_first[t.name] / ms:.3f} x budget", flush=True)
-    return CheckResult(best, kept, at_first, check.anchor)
+    return CheckResult(best, kept, at_first, check.anchor, budget_ms)
 
 
 def undecided(value: float, low: float, high: float) -> bool:
@@ -139,12 +160,13 @@ def undecided(value: float, low: float, high: float) -> bool:
     return not in_band(value, SETTLED) and low <= SETTLED[1] and high >= SETTLED[0]
 
 
-def measured_record(check: CheckResult, budgets: list[tuple[Target, float]]) -> dict:
+def measured_record(check: CheckResult) -> dict:
     """The YAML's ``measured``: one target as before ({dense, compressed}); several by target name,
     each with its budget and measured/budget ratio. Each also has ``speedup_paired`` (dense /
     compressed as the median of per-round ratios, with its 95% interval: drift-free, unlike the
-    ratio of the two medians) and ``at_first_speed_ms`` (the compressed latency at the host speed of
-    the check's first run, whose dense latency is ``first_dense_ms``: what the band judged)."""
+    ratio of the two medians), ``at_first_speed_ms`` (the compressed latency at the host speed of
+    the check's first run, whose dense latency is ``first_dense_ms``: what the band judged) and
+    ``budget_ms`` (the budget there: a speedup budget's dense / speedup)."""
     assert check.measured is not None
 
     def record(name: str, stats: dict[str, Measurement]) -> dict:
@@ -154,11 +176,11 @@ def measured_record(check: CheckResult, budgets: list[tuple[Target, float]]) -> 
         if name in check.at_first_speed:
             out["at_first_speed_ms"] = check.at_first_speed[name]
             out["first_dense_ms"] = check.first_dense[name]
+        if name in check.budget_ms:
+            out["budget_ms"] = check.budget_ms[name]
         return out
 
     if len(check.measured) == 1:
         return record(*next(iter(check.measured.items())))
-    limits = {t.name: ms for t, ms in budgets}
-    return {name: {**record(name, stats), "budget_ms": limits[name],
-                   "ratio_of_budget": stats["compressed"].median_ms / limits[name]}
+    return {name: {**record(name, stats), "ratio_of_budget": stats["compressed"].median_ms / check.budget_ms[name]}
             for name, stats in check.measured.items()}

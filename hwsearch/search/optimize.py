@@ -16,9 +16,9 @@ from hwsearch.model.zoo import load_model
 from hwsearch.pages import write_page
 from hwsearch.quality import collect, fidelity
 from hwsearch.schedule import Schedule, as_lists
-from hwsearch.search.budgets import BudgetSpec, describe_predicted, label, make_budgets, predicted_record
+from hwsearch.search.budgets import NO_BUDGET, BudgetSpec, describe_predicted, label, make_budgets, predicted_record
 from hwsearch.search.gradient import SearchConfig, gradient_search, save_history
-from hwsearch.search.latency_check import check_latency, measured_record
+from hwsearch.search.latency_check import LatencyBudget, check_latency, measured_record
 from hwsearch.workspace import Workspace
 
 
@@ -59,7 +59,7 @@ def run_distributed(out: Path, request: OptimizeRequest) -> int:
 def optimize(out: Path, request: OptimizeRequest, rank: int = 0) -> Path | None:
     """Search, check and write the schedule (rank 0) under the first budget's target; returns its path."""
     if not request.budgets:
-        raise HwsearchError("give a budget: --flops-ratio, --gflops, --latency-ms, --energy-mj or --budget")
+        raise HwsearchError(NO_BUDGET)
     cfg, target = request.config, request.budgets[0].target
     vit, name, checkpoint = load_model(request.model, request.checkpoint, request.img_size)
     model = CompressedViT(vit, merging=cfg.merging)
@@ -92,7 +92,8 @@ def optimize(out: Path, request: OptimizeRequest, rank: int = 0) -> Path | None:
           f"(block {move['largest_move_block']})")
     print("\n".join(describe_predicted(budgets, result.counts)))
     print(f"search took {result.seconds:.0f} s")
-    latency = [(spec.target, spec.value) for spec in request.budgets if spec.kind == "latency_ms"]
+    latency = [LatencyBudget(spec.target, **{"ms" if spec.kind == "latency_ms" else "speedup": spec.value})
+               for spec in request.budgets if spec.kind in ("latency_ms", "speedup")]
     check = check_latency(latency, model, result.counts, request.refine, cfg.compress_from) if latency else None
     if check is not None and check.counts != result.counts:  # moved by the measured local search
         result.counts = check.counts
@@ -109,7 +110,7 @@ def optimize(out: Path, request: OptimizeRequest, rank: int = 0) -> Path | None:
                     "num_search_images": len(search_set), "target": target.name,
                     "search_seconds": round(result.seconds, 1), "search_steps": result.steps,
                     "search": dict(vars(cfg)), "fidelity": agreement,
-                    **({"measured": measured_record(check, latency)} if check and check.measured else {})})
+                    **({"measured": measured_record(check)} if check and check.measured else {})})
     path = schedule.save(ws.schedule(name_label))
     save_history(ws.schedules / f"{name_label}.history.json", result, cfg, {"schedule": str(path)})
     if resume is not None and resume.exists():
