@@ -35,9 +35,13 @@ class LatencyBudget:
     ms: float | None = None
     speedup: float | None = None
 
+    def __post_init__(self) -> None:
+        if (self.ms is None) == (self.speedup is None):
+            raise ValueError("a latency budget is ms or a speedup, one of the two")
+
     def at(self, dense_ms: float) -> float:
         """The budget in ms where dense runs in ``dense_ms``."""
-        return self.ms if self.ms is not None else dense_ms / float(self.speedup or 1.0)
+        return self.ms if self.ms is not None else dense_ms / float(self.speedup)  # type: ignore[arg-type]
 
 
 @dataclass
