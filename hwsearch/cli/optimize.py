@@ -30,6 +30,9 @@ def add_arguments(opt: argparse.ArgumentParser) -> None:
     opt.add_argument("--ops", default="prune,merge", help="prune, merge or prune,merge")
     opt.add_argument("--init", default="tome", choices=["tome", "uniform", "evit", "flat"],
                      help="warm start: a hand schedule solved for the budget, or flat (DiffRate's zero logits)")
+    opt.add_argument("--init-sharpness", type=float, default=SearchConfig.init_sharpness,
+                     help="ddp: logit fall per candidate step away from the warm start (default 2: peaked; "
+                          "0.25: a wide start the search moves further from)")
     add_merging_arg(opt)
     opt.add_argument("--rates", default="ddp", choices=["ddp", "fractions"],
                      help="ddp: DiffRate's proxy with the budget as a penalty; fractions: free per-block kept "
@@ -50,11 +53,12 @@ def run(args: argparse.Namespace) -> int:
     ops = tuple(o.strip() for o in args.ops.split(",") if o.strip())
     if not ops or set(ops) - {"prune", "merge"}:
         raise HwsearchError(f"--ops must be prune, merge or prune,merge (got {args.ops!r})")
-    if min(args.granularity, args.epochs, args.batch_size, args.accumulate) < 1:
-        raise HwsearchError("--granularity, --epochs, --batch-size and --accumulate must be positive")
+    if min(args.granularity, args.epochs, args.batch_size, args.accumulate) < 1 or not args.init_sharpness > 0:
+        raise HwsearchError("--granularity, --epochs, --batch-size, --accumulate and --init-sharpness must be positive")
     config = SearchConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lam=args.lam,
                           granularity=args.granularity, compress_from=args.compress_from, ops=ops, seed=args.seed,
-                          init=args.init, merging=args.merging, rates=args.rates, accumulate=args.accumulate)
+                          init=args.init, init_sharpness=args.init_sharpness, merging=args.merging, rates=args.rates,
+                          accumulate=args.accumulate)
     request = OptimizeRequest(specs, args.model, args.checkpoint, args.img_size, args.data, args.num_images, config,
                               args.name, args.resume, args.refine, not args.no_progress)
     return run_distributed(Path(args.out), request)
