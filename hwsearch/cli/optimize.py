@@ -31,8 +31,8 @@ def add_arguments(opt: argparse.ArgumentParser) -> None:
     opt.add_argument("--init", default="tome", choices=["tome", "uniform", "evit", "flat"],
                      help="warm start: a hand schedule solved for the budget, or flat (DiffRate's zero logits)")
     opt.add_argument("--init-sharpness", type=float, default=SearchConfig.init_sharpness,
-                     help="ddp: logit fall per candidate step away from the warm start (default 2: peaked; "
-                          "0.25: a wide start the search moves further from)")
+                     help="ddp: logit fall per candidate step away from the warm start (default 0.25: wide, the "
+                          "search moves far from it; 2: peaked, it stays within ~5 tokens)")
     add_merging_arg(opt)
     opt.add_argument("--rates", default="ddp", choices=["ddp", "fractions"],
                      help="ddp: DiffRate's proxy with the budget as a penalty; fractions: free per-block kept "

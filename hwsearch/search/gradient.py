@@ -43,7 +43,7 @@ class SearchConfig:
     seed: int = 0
     use_labels: bool = True
     init: str = "tome"  # warm start: a hand schedule solved for the budget (tome, uniform, evit) or "flat"
-    init_sharpness: float = 2.0  # ddp: logit fall per candidate away from the warm start (small: a wide start)
+    init_sharpness: float = 0.25  # ddp: logit fall per candidate step away from the warm start (wide: 0.25; see README)
     merging: str = "similarity"  # the merge operator searched (the model's); see hwsearch.model.matching
     rates: str = "ddp"  # ddp (DiffRate's proxy, penalty loss) or fractions (free rates on the budget)
     accumulate: int = 1  # micro-batches of batch_size per update (fractions: >= 64 images per update)
