@@ -53,6 +53,30 @@ def test_a_small_miss_is_mended_by_a_small_first_step_from_the_dense_cost():
     assert "shift -0.500" in halving[0]  # without the dense cost: the bracket's middle
 
 
+def test_a_guess_that_falls_just_short_is_followed_by_another_small_guess_not_a_jump():
+    """Measured 0.934 x budget (under SETTLED), the first guess reads 0.948 (noise: 3% low). Bisecting
+    [guess, 1] next tried half way to dense (1.36 x budget on batch 8); the linear model from the
+    latest measurement takes a small step again and lands in SETTLED."""
+    from hwsearch.search.local import SETTLED
+
+    def tokens(counts):
+        return float(sum(p + m for p, m in counts))
+
+    bias = iter([0.97] + [1.0] * 10)  # the first guess reads 3% low
+
+    def measure(counts):
+        return tokens(counts) * next(bias)
+
+    full = tokens([(197, 197)] * 5)
+    budget = tokens(COUNTS) / 0.934
+    steps: list[str] = []
+    counts, ms = measured_search(COUNTS, measure, budget, 197, 2, steps=6, log=steps.append, full=full,
+                                 first=tokens(COUNTS))
+    ratios = [float(line.split("= ")[1].split(" x")[0]) for line in steps]
+    assert ratios[0] < SETTLED[0] and all(r < 1.03 for r in ratios)  # no jump far over the budget
+    assert len(steps) == 2 and SETTLED[0] <= ms / budget <= SETTLED[1]
+
+
 def test_optimize_latency_check_runs_the_local_search_until_in_band(capsys):
     """optimize's measured check: the first measurement misses the band, the local search moves the
     schedule until a (deterministic, fake) measurement lands in it, and that measurement is kept."""
