@@ -61,7 +61,7 @@ def make_budgets(specs: list[BudgetSpec], model: CompressedViT, costmodel: Calla
     flops = [s for s in specs if s.kind not in MEASURED]
     if flops and len(specs) > 1:
         raise HwsearchError(f"{FLAGS[flops[0].kind]} cannot be combined with other budgets: budgets met together "
-                            f"are measured ones (--latency-ms, --energy-mj, --budget)")
+                            f"are measured ones (--latency-ms, --speedup, --energy-mj, --budget)")
     seen = [(s.target.name, MEASURED.get(s.kind, s.kind)) for s in specs]
     if len(set(seen)) < len(seen):
         raise HwsearchError("the same budget (target and quantity) is given twice: one latency budget "

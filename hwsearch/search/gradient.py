@@ -144,13 +144,15 @@ def gradient_search(model: CompressedViT, budgets: list[Budget], data: ImageSet,
     fixed = isinstance(rates, FractionRates)
     if cfg.init != "flat":  # "flat" = zero logits (DiffRate's uniform candidates, or half of each decision)
         start = solve(cfg.init, bound.cost, bound.target, model.depth, model.num_prefix, cfg.compress_from)
-        rates.init_from(start) if fixed else rates.init_from(start, cfg.init_sharpness)
+        if fixed:
+            rates.init_from(start)
+        else:
+            rates.init_from(start, cfg.init_sharpness)
     if fixed:
         rates.retract(budgets)
     start_counts = rates.counts(rates())
     learned = [p for p in rates.parameters() if p.requires_grad]
-    optim = NormalizedDescent(learned, cfg.learning_rate()) if cfg.optimizer == "normalized" \
-        else torch.optim.AdamW(learned, lr=cfg.learning_rate(), weight_decay=0.0)
+    optim = make_optimizer(cfg, learned)
     per_update = cfg.batch_size * cfg.accumulate
     steps_per_epoch = math.ceil(len(data) / per_update)
     total = cfg.epochs * steps_per_epoch
@@ -203,6 +205,14 @@ def gradient_search(model: CompressedViT, budgets: list[Budget], data: ImageSet,
     logits = {k: v.tolist() for k, v in rates.state_dict().items() if k.endswith("logits")}
     return SearchResult(counts, cost.cost(counts), target, {b.name: b.cost.cost(counts) for b in budgets},
                         time.perf_counter() - start_time, step, history, logits, movement(start_counts, counts))
+
+
+def make_optimizer(cfg: SearchConfig, learned: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    if cfg.optimizer == "normalized":
+        return NormalizedDescent(learned, cfg.learning_rate())
+    if cfg.optimizer != "adamw":
+        raise ValueError(f"unknown optimizer {cfg.optimizer!r} (adamw or normalized)")
+    return torch.optim.AdamW(learned, lr=cfg.learning_rate(), weight_decay=0.0)
 
 
 def make_rates(cfg: SearchConfig, model: CompressedViT) -> RateSchedule | FractionRates:
