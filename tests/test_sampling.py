@@ -153,6 +153,19 @@ def test_dead_worker_trial_is_failed_and_retried(tmp_path):
     assert trials[1].params == trials[0].params or trials[1].system_attrs["fixed_params"] == trials[0].params
 
 
+def test_a_trial_killed_before_its_worker_named_itself_is_failed_after_the_grace(tmp_path):
+    """A RUNNING trial with no worker attribute (killed between Optuna creating it and the objective's
+    first line): left alone while young (a live worker is about to name itself), failed and retried
+    once it is older than the grace, so that the trial cap does not count it as running for ever."""
+    study = optuna.create_study(study_name="s", storage=study_storage.journal_storage(str(tmp_path / "s.journal")))
+    trial = study.ask()
+    trial.set_user_attr("origin", "sampler:tpe")
+    assert study_storage.fail_dead_local_trials(study) == []  # young: its worker may be alive
+    assert study_storage.fail_dead_local_trials(study, orphan_after_s=0.0) == [trial.number]
+    states = [t.state for t in study.get_trials()]
+    assert states == [optuna.trial.TrialState.FAIL, optuna.trial.TrialState.WAITING]
+
+
 def test_retry_keeps_queued_counts_and_origin_and_two_workers_retry_once(tmp_path):
     """A budget-space trial (queued as counts, no parameters) left running by a killed worker: its retry
     keeps the counts and origin; a second worker that saw the same dead trial (before the first failed

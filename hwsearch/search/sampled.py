@@ -162,10 +162,10 @@ def objective(space: Space, evaluator: Evaluator, cap: int, objectives: int, ori
 
     def run(trial: optuna.Trial) -> Any:
         started = time.perf_counter()
+        trial.set_user_attr("worker", worker_id())  # first: a worker killed later leaves a trial it can be failed by
         if cap_reached(trial.study, trial, cap):
             trial.study.stop()
             raise optuna.TrialPruned("global trial cap reached by other workers")
-        trial.set_user_attr("worker", worker_id())
         if "origin" not in trial.user_attrs:
             trial.set_user_attr("origin", origin)
         queued = trial.user_attrs.get("queued_counts")

@@ -7,6 +7,7 @@ failed trials). Only Optuna's public API is used.
 """
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import socket
@@ -21,6 +22,7 @@ from hwsearch.io import redact
 from hwsearch.locks import pid_alive
 
 QUESTION = "question"  # one user attr (one journal record), so a concurrent worker never sees half of it
+ORPHAN_AFTER_S = 60.0  # a RUNNING trial naming no worker this long after its start: its worker was killed
 RUN_ATTRS = ("worker", "quality", "cost", "seconds", "counts", "retry_of")  # one run's, not the trial's question
 MODEL_SOURCE = "model_source"  # the checkpoint and input size the trials ran with (not part of the question)
 
@@ -55,17 +57,22 @@ def rdb_storage(url: str) -> optuna.storages.BaseStorage:
     raise AssertionError("unreachable")
 
 
-def fail_dead_local_trials(study: optuna.Study) -> list[int]:
+def fail_dead_local_trials(study: optuna.Study, orphan_after_s: float = ORPHAN_AFTER_S) -> list[int]:
     """RUNNING trials started on this host by processes that no longer exist -> FAIL, and
-    re-enqueued with the same parameters (JournalStorage has no heartbeat; RDB storage uses its own)."""
+    re-enqueued with the same parameters (JournalStorage has no heartbeat; RDB storage uses its own).
+    A RUNNING trial that names no worker and started ``orphan_after_s`` ago is one a worker was killed
+    on before it could name itself (a live worker names itself first thing): failed too, or the
+    trial cap would count it as running for ever (a resumed study then ended one trial short)."""
     host = socket.gethostname()
     failed = []
+    now = datetime.datetime.now()
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         worker = str(t.user_attrs.get("worker", ""))
-        if not worker.startswith(f"{host}:"):
-            continue
-        pid = int(worker.rsplit(":", 1)[1])
-        if pid_alive(pid):
+        if not worker:
+            started = t.datetime_start
+            if started is None or (now - started).total_seconds() < orphan_after_s:
+                continue
+        elif not worker.startswith(f"{host}:") or pid_alive(int(worker.rsplit(":", 1)[1])):
             continue
         try:
             study.tell(t.number, state=optuna.trial.TrialState.FAIL)  # public API (Optuna 5.0)
