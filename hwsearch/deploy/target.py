@@ -18,6 +18,7 @@ from hwsearch.model.vit import CompressedViT, apply_schedule
 from hwsearch.model.zoo import load_schedule_model
 from hwsearch.profiling.measure import describe_measurement, measure_pair
 from hwsearch.schedule import Schedule, load_schedule
+from hwsearch.search.latency_check import latency_budget
 from hwsearch.targets import Target
 from hwsearch.workspace import Workspace
 
@@ -88,9 +89,8 @@ def measure_deployed(target: Target, model: CompressedViT, schedule: Schedule, b
     """Dense and deployed model measured here (on ``device``) in one run; measured vs predicted vs budget."""
     stats = measure_pair(target, CompressedViT(model.vit, merging=schedule.merging), schedule.counts(), batch,
                          here=not target.is_local)
-    kind = schedule.budget.get("kind")  # a speedup budget: dense / S, dense measured in this run
-    budget = schedule.budget.get("target") if kind == "latency_ms" else \
-        stats["dense"].median_ms / float(schedule.budget["value"]) if kind == "speedup" else None
+    given = latency_budget(target, str(schedule.budget.get("kind")), float(schedule.budget.get("value", 0.0)))
+    budget = given.at(stats["dense"].median_ms) if given else None  # a speedup: dense measured in this run / S
     print(describe_measurement(target, stats, batch, budget) + f" [measured on {device}]",
           flush=True)
     predicted = schedule.predicted.get("value") if schedule.predicted.get("unit") == "ms" else None

@@ -44,6 +44,14 @@ class LatencyBudget:
         return self.ms if self.ms is not None else dense_ms / float(self.speedup)  # type: ignore[arg-type]
 
 
+def latency_budget(target: Target, kind: str, value: float) -> LatencyBudget | None:
+    """A budget as given (``latency_ms`` or ``speedup``, the YAML's ``kind``) on ``target``; None for
+    budgets that are not on latency."""
+    if kind == "latency_ms":
+        return LatencyBudget(target, ms=value)
+    return LatencyBudget(target, speedup=value) if kind == "speedup" else None
+
+
 @dataclass
 class CheckResult:
     """The schedule kept, its measurements (per target, dense and compressed in one run), its
@@ -58,14 +66,12 @@ class CheckResult:
 
 
 class LatencyCheck:
-    """Measurements of candidate schedules against latency budgets on local targets. ``local`` holds
-    ``(target, budget ms)`` once the first measurement has fixed the host speed (and so the budgets
-    given as speedups)."""
+    """Measurements of candidate schedules against latency budgets on local targets; the first
+    measurement fixes the host speed (and so the budgets given as speedups)."""
 
     def __init__(self, budgets: list[LatencyBudget], model: CompressedViT,
                  measure_fn: MeasureFn | None = None) -> None:
         self.budgets = [b for b in budgets if b.target.is_local]
-        self.local: list[tuple[Target, float]] = []
         self.measure_fn = measure_fn or (lambda t, c: measure_pair(t, model, c))
         self.anchor: dict[str, float] = {}  # the first run's dense latency per target: its host speed
 
@@ -74,11 +80,15 @@ class LatencyCheck:
         found = {b.target.name: self.measure_fn(b.target, candidate) for b in self.budgets}
         if not self.anchor:
             self.anchor = {name: stats["dense"].median_ms for name, stats in found.items()}
-            self.local = [(b.target, b.at(self.anchor[b.target.name])) for b in self.budgets]
         if show:
             for t, ms in self.local:
                 print(describe_measurement(t, found[t.name], t.batch, ms), flush=True)
         return found
+
+    @property
+    def local(self) -> list[tuple[Target, float]]:
+        """``(target, budget ms)`` at the first run's host speed (empty before the first measurement)."""
+        return [(b.target, b.at(self.anchor[b.target.name])) for b in self.budgets] if self.anchor else []
 
     def of_budget(self, found: Measured, name: str, ms: float) -> tuple[float, float, float]:
         """The compressed model's latency at the first run's host speed / ``ms``: estimate, 95% interval."""

@@ -18,7 +18,7 @@ from hwsearch.quality import collect, fidelity
 from hwsearch.schedule import Schedule, as_lists
 from hwsearch.search.budgets import NO_BUDGET, BudgetSpec, describe_predicted, label, make_budgets, predicted_record
 from hwsearch.search.gradient import SearchConfig, gradient_search, save_history
-from hwsearch.search.latency_check import LatencyBudget, check_latency, measured_record
+from hwsearch.search.latency_check import check_latency, latency_budget, measured_record
 from hwsearch.workspace import Workspace
 
 
@@ -92,8 +92,7 @@ def optimize(out: Path, request: OptimizeRequest, rank: int = 0) -> Path | None:
           f"(block {move['largest_move_block']})")
     print("\n".join(describe_predicted(budgets, result.counts)))
     print(f"search took {result.seconds:.0f} s")
-    latency = [LatencyBudget(spec.target, **{"ms" if spec.kind == "latency_ms" else "speedup": spec.value})
-               for spec in request.budgets if spec.kind in ("latency_ms", "speedup")]
+    latency = [b for spec in request.budgets if (b := latency_budget(spec.target, spec.kind, spec.value))]
     check = check_latency(latency, model, result.counts, request.refine, cfg.compress_from) if latency else None
     if check is not None and check.counts != result.counts:  # moved by the measured local search
         result.counts = check.counts
