@@ -11,6 +11,7 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from hwsearch.cost.base import LatencyBudget  # noqa: E402
 from hwsearch.cost.fit import load_costmodel  # noqa: E402
 from hwsearch.cost.measured import MeasuredCost  # noqa: E402
 from hwsearch.data import ImageSet, default_sets  # noqa: E402
@@ -19,7 +20,7 @@ from hwsearch.model.zoo import load_model  # noqa: E402
 from hwsearch.profiling.measure import Measurement, measure_models, measure_pair  # noqa: E402
 from hwsearch.quality import group_indices  # noqa: E402
 from hwsearch.schedule import Counts, bisect  # noqa: E402
-from hwsearch.search.latency_check import LatencyBudget, check_latency  # noqa: E402
+from hwsearch.search.latency_check import check_latency  # noqa: E402
 from hwsearch.targets import Target, load_target  # noqa: E402
 from hwsearch.workspace import Workspace  # noqa: E402
 from profilers.timing import paired_ratio  # noqa: E402

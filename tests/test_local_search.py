@@ -82,9 +82,10 @@ def test_optimize_latency_check_runs_the_local_search_until_in_band(capsys):
     schedule until a (deterministic, fake) measurement lands in it, and that measurement is kept."""
     from conftest import make_vit
 
+    from hwsearch.cost.base import LatencyBudget
     from hwsearch.model.vit import CompressedViT
     from hwsearch.profiling.measure import Measurement
-    from hwsearch.search.latency_check import LatencyBudget, check_latency
+    from hwsearch.search.latency_check import check_latency
     from hwsearch.targets import load_target
 
     model = CompressedViT(make_vit("deit_tiny"))  # 17 tokens, 4 blocks
@@ -119,9 +120,10 @@ def test_latency_check_judges_candidates_at_the_first_runs_host_speed(capsys):
     latency, sees only the schedule. The kept schedule's drift-free latency lands in the band."""
     from conftest import make_vit
 
+    from hwsearch.cost.base import LatencyBudget
     from hwsearch.model.vit import CompressedViT
     from hwsearch.profiling.measure import Measurement
-    from hwsearch.search.latency_check import LatencyBudget, check_latency
+    from hwsearch.search.latency_check import check_latency
     from hwsearch.search.local import BAND
     from hwsearch.targets import load_target
 
@@ -156,9 +158,10 @@ def test_a_speedup_budget_is_judged_against_dense_measured_in_the_checks_own_run
     which the user timed dense (here the host is 30% faster by the time the check runs)."""
     from conftest import make_vit
 
+    from hwsearch.cost.base import LatencyBudget
     from hwsearch.model.vit import CompressedViT
     from hwsearch.profiling.measure import Measurement
-    from hwsearch.search.latency_check import LatencyBudget, check_latency, measured_record
+    from hwsearch.search.latency_check import check_latency, measured_record
     from hwsearch.search.local import SETTLED
     from hwsearch.targets import load_target
 
@@ -189,9 +192,10 @@ def test_a_measurement_whose_interval_reaches_into_the_band_is_measured_again_no
     the same schedule again and pools the rounds (in band then) instead of moving the schedule."""
     from conftest import make_vit
 
+    from hwsearch.cost.base import LatencyBudget
     from hwsearch.model.vit import CompressedViT
     from hwsearch.profiling.measure import Measurement
-    from hwsearch.search.latency_check import LatencyBudget, check_latency
+    from hwsearch.search.latency_check import check_latency
     from hwsearch.targets import load_target
 
     model = CompressedViT(make_vit("deit_tiny"))
@@ -220,9 +224,10 @@ def test_a_schedule_in_the_band_that_leaves_budget_unused_is_moved_up(capsys):
     schedule towards fewer removed tokens until it uses at least 95% of the budget."""
     from conftest import make_vit
 
+    from hwsearch.cost.base import LatencyBudget
     from hwsearch.model.vit import CompressedViT
     from hwsearch.profiling.measure import Measurement
-    from hwsearch.search.latency_check import LatencyBudget, check_latency
+    from hwsearch.search.latency_check import check_latency
     from hwsearch.search.local import BAND, SETTLED
     from hwsearch.targets import load_target
 

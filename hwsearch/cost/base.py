@@ -1,4 +1,5 @@
-"""The cost-model interface every search uses, budgets on it, and the reachability check.
+"""The cost-model interface every search uses, budgets on it, the reachability check, and a latency
+budget as the user gives it (ms, or a speedup over dense, on a target) for the measured checks.
 
 Counts per block are ``(prune_kept, merge_kept)``: attention runs on the tokens entering the block,
 the MLP on ``merge_kept`` tokens.
@@ -13,6 +14,7 @@ from torch import Tensor
 
 from hwsearch.errors import HwsearchError
 from hwsearch.model.tokens import BlockKeep
+from hwsearch.targets import Target
 
 
 class CostModel(ABC):
@@ -103,4 +105,32 @@ def check_reachable(cost: CostModel, goal: float, depth: int, compress_from: int
     return dense
 
 
-__all__ = ["CostModel", "Budget", "WorstRatio", "constraint", "check_reachable", "reachable_range", "value_of"]
+@dataclass(frozen=True)
+class LatencyBudget:
+    """A latency budget on a target: ``ms``, or a ``speedup`` over dense, i.e. dense / speedup with dense
+    measured in the check's own first run (so a host that changed speed since the user measured dense
+    does not move the budget: ``--speedup``)."""
+
+    target: Target
+    ms: float | None = None
+    speedup: float | None = None
+
+    def __post_init__(self) -> None:
+        if (self.ms is None) == (self.speedup is None):
+            raise ValueError("a latency budget is ms or a speedup, one of the two")
+
+    def at(self, dense_ms: float) -> float:
+        """The budget in ms where dense runs in ``dense_ms``."""
+        return self.ms if self.ms is not None else dense_ms / float(self.speedup)  # type: ignore[arg-type]
+
+
+def latency_budget(target: Target, kind: str, value: float) -> LatencyBudget | None:
+    """A budget as given (``latency_ms`` or ``speedup``, the YAML's ``kind``) on ``target``; None for
+    budgets that are not on latency."""
+    if kind == "latency_ms":
+        return LatencyBudget(target, ms=value)
+    return LatencyBudget(target, speedup=value) if kind == "speedup" else None
+
+
+__all__ = ["CostModel", "Budget", "WorstRatio", "LatencyBudget", "constraint", "check_reachable", "latency_budget",
+           "reachable_range", "value_of"]

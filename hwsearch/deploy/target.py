@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from hwsearch.cost.base import latency_budget
 from hwsearch.data import image_sets, normalize
 from hwsearch.deploy.bundle import device_bundle
 from hwsearch.deploy.device import may_measure, this_device
@@ -18,7 +19,6 @@ from hwsearch.model.vit import CompressedViT, apply_schedule
 from hwsearch.model.zoo import load_schedule_model
 from hwsearch.profiling.measure import describe_measurement, measure_pair
 from hwsearch.schedule import Schedule, load_schedule
-from hwsearch.search.latency_check import latency_budget
 from hwsearch.targets import Target
 from hwsearch.workspace import Workspace
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from hwsearch.cost.base import LatencyBudget
 from hwsearch.model.vit import CompressedViT
 from hwsearch.profiling.measure import Measurement, describe_measurement, measure_pair
 from hwsearch.schedule import Counts, as_lists
@@ -23,33 +24,6 @@ from profilers.timing import paired_ratio
 Measured = dict[str, dict[str, Measurement]]  # target name -> {"dense", "compressed"}
 MeasureFn = Callable[[Target, Counts], dict[str, Measurement]]
 SETTLE = 2  # extra runs a measurement may pool before the band decides on it
-
-
-@dataclass(frozen=True)
-class LatencyBudget:
-    """A latency budget on a target: ``ms``, or a ``speedup`` over dense, i.e. dense / speedup with dense
-    measured in the check's own first run (so a host that changed speed since the user measured dense
-    does not move the budget: ``--speedup``)."""
-
-    target: Target
-    ms: float | None = None
-    speedup: float | None = None
-
-    def __post_init__(self) -> None:
-        if (self.ms is None) == (self.speedup is None):
-            raise ValueError("a latency budget is ms or a speedup, one of the two")
-
-    def at(self, dense_ms: float) -> float:
-        """The budget in ms where dense runs in ``dense_ms``."""
-        return self.ms if self.ms is not None else dense_ms / float(self.speedup)  # type: ignore[arg-type]
-
-
-def latency_budget(target: Target, kind: str, value: float) -> LatencyBudget | None:
-    """A budget as given (``latency_ms`` or ``speedup``, the YAML's ``kind``) on ``target``; None for
-    budgets that are not on latency."""
-    if kind == "latency_ms":
-        return LatencyBudget(target, ms=value)
-    return LatencyBudget(target, speedup=value) if kind == "speedup" else None
 
 
 @dataclass

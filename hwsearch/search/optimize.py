@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hwsearch.cost.base import latency_budget
 from hwsearch.cost.measured import MeasuredCost
 from hwsearch.data import image_sets
 from hwsearch.errors import HwsearchError
@@ -18,7 +19,7 @@ from hwsearch.quality import collect, fidelity
 from hwsearch.schedule import Schedule, as_lists
 from hwsearch.search.budgets import NO_BUDGET, BudgetSpec, describe_predicted, label, make_budgets, predicted_record
 from hwsearch.search.gradient import SearchConfig, gradient_search, save_history
-from hwsearch.search.latency_check import check_latency, latency_budget, measured_record
+from hwsearch.search.latency_check import check_latency, measured_record
 from hwsearch.workspace import Workspace
 
 
