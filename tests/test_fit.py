@@ -164,3 +164,21 @@ def test_fit_counts_the_rows_the_profile_flagged(quick_targets, tmp_path, capsys
            {"part": "mlp", "cv_ok": "True", "throttle": ""}]
     assert describe_flags(hot) == ["note: 1 of 2 profile rows were measured while the device throttled (attn 1); "
                                    "kept, their noise is in the CV errors above"]
+
+
+def test_a_staircase_is_kept_only_when_it_beats_the_noise():
+    """The search follows the table's slopes: on a noisy line the smooth quadratic is chosen (an
+    isotonic staircase of noise would price tokens at random); a real staircase (TensorRT tiles)
+    beats it by far more than the CV error's standard error and is kept."""
+    import numpy as np
+
+    from hwsearch.cost.fit import choose_regressor
+
+    rng = np.random.default_rng(0)
+    x = np.arange(2, 258, 4).astype(float)
+    noisy_line = 0.012 * x * (1 + 0.12 * rng.standard_normal(len(x)))
+    chosen, mae, _ = choose_regressor(x, noisy_line)
+    assert chosen == "quadratic" and mae["quadratic"] > min(mae.values())  # chosen although not the lowest
+    stairs = 0.5 * np.floor(x / 64) + 0.2 + 0.002 * rng.standard_normal(len(x))
+    chosen, mae, _ = choose_regressor(x, stairs)
+    assert chosen != "quadratic" and mae[chosen] < 0.5 * mae["quadratic"]

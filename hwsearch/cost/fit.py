@@ -2,7 +2,9 @@
 
 Per part (attn(n), mlp(n), head(n)): a regressor chosen by k-fold cross-validation among
 piecewise-linear interpolation, isotonic regression, monotone gradient boosting (keeps
-staircases) and a quadratic, then evaluated at EVERY integer count in the profiled range, so the
+staircases) and a quadratic — the smooth quadratic unless another is better by more than one
+standard error of the CV error in ms (the search follows the table's slopes, and a staircase
+fitted to noise gives it noise for prices) — then evaluated at EVERY integer count in the profiled range, so the
 search may output any count (the STE ceil gives integers) and the model covers it. Outside the
 profiled range the model refuses to predict. The compression step is the linear model of
 :func:`hwsearch.profiling.additivity.compress_fit`; embed is its measured median. A whole-model correction
@@ -65,30 +67,52 @@ REGRESSORS: dict[str, Regressor] = {"interp": _interp, "isotonic": _isotonic, "b
                                     "quadratic": _quadratic}
 
 
-def cv_error(reg: Regressor, x: np.ndarray, y: np.ndarray, folds: int = 5) -> float:
-    """k-fold MAPE on interior points (the end points stay in every training fold)."""
+def cv_predictions(reg: Regressor, x: np.ndarray, y: np.ndarray, folds: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """k-fold (held-out prediction, measurement) on the interior points (the end points stay in
+    every training fold)."""
     interior = np.argsort(x)[1:-1]
-    errors = []
+    predicted, measured = [np.zeros(0)], [np.zeros(0)]
     for k in range(folds):
         held = interior[k::folds]
         if len(held) == 0:
             continue
         train = np.setdiff1d(np.arange(len(x)), held)
-        pred = reg(x[train], y[train], x[held])
-        errors.append(np.abs(pred / y[held] - 1))
-    return float(np.concatenate(errors).mean()) if errors else float("nan")
+        predicted.append(reg(x[train], y[train], x[held]))
+        measured.append(y[held])
+    return np.concatenate(predicted), np.concatenate(measured)
+
+
+SMOOTH = "quadratic"  # preferred within one standard error of the best: its slopes are not noise
+
+
+def choose_regressor(x: np.ndarray, y: np.ndarray) -> tuple[str, dict[str, float], dict[str, float]]:
+    """(name, CV mean absolute error per regressor, CV MAPE per regressor). The lowest absolute error
+    (ms add up over blocks; a relative error at two tokens does not), except that the quadratic is
+    taken when it is within one standard error of it and non-decreasing over the range (the
+    one-standard-error rule: a staircase must beat the noise to be kept)."""
+    held = {name: cv_predictions(reg, x, y) for name, reg in REGRESSORS.items()}
+    errors = {name: np.abs(pred - meas) for name, (pred, meas) in held.items()}
+    mae = {name: float(e.mean()) for name, e in errors.items()}
+    mape = {name: float(np.abs(pred / meas - 1).mean()) for name, (pred, meas) in held.items()}
+    best = min(mae, key=mae.__getitem__)
+    standard_error = float(errors[best].std(ddof=1) / np.sqrt(len(errors[best])))
+    grid = np.arange(x.min(), x.max() + 1)
+    rises = bool(np.all(np.diff(REGRESSORS[SMOOTH](x, y, grid)) >= 0))
+    if rises and mae[SMOOTH] <= mae[best] + standard_error:
+        best = SMOOTH
+    return best, mae, mape
 
 
 def fit_part(x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
-    """Choose the regressor with the lowest CV error; tabulate it at every integer count."""
+    """Choose the regressor (:func:`choose_regressor`); tabulate it at every integer count."""
     if len(x) >= 4:
-        scores: dict[str, float | None] = {name: cv_error(reg, x, y) for name, reg in REGRESSORS.items()}
-        best = min(scores, key=lambda k: scores[k])  # type: ignore[arg-type,return-value]
+        best, mae, mape = choose_regressor(x, y)
+        scores: dict[str, Any] = {"cv_mae": mae, "cv_mape": mape}
     else:  # too few points to cross-validate (head: 3 counts): interpolate
-        scores, best = {"interp": None}, "interp"
+        best, scores = "interp", {"cv_mae": {"interp": None}, "cv_mape": {"interp": None}}
     counts = np.arange(int(x.min()), int(x.max()) + 1)
     table = np.maximum(REGRESSORS[best](x, y, counts.astype(float)), 0.0)
-    return {"regressor": best, "cv_mape": scores, "low": int(counts[0]), "high": int(counts[-1]),
+    return {"regressor": best, **scores, "low": int(counts[0]), "high": int(counts[-1]),
             "table": [round(float(v), 6) for v in table]}
 
 
@@ -235,15 +259,22 @@ def noise_figures(rows: list[dict[str, Any]], meta: dict[str, Any], batch: int) 
     return "; ".join(figures) or "no noise figures recorded"
 
 
+def _cv_summary(part: dict[str, Any], unit: str) -> str:
+    """The CV errors of every regressor tried (mean absolute error, MAPE), or why none was tried."""
+    if None in part["cv_mape"].values():
+        return "interpolated: too few points to cross-validate"
+    mae = part.get("cv_mae", {})  # a cost model fitted before the absolute-error rule has MAPE only
+    return "CV error: " + ", ".join(f"{k} " + (f"{mae[k]:.3f} {unit} / " if k in mae else "") + f"{100 * v:.1f}%"
+                                    for k, v in part["cv_mape"].items())
+
+
 def describe_fit(data: dict[str, Any]) -> list[str]:
     """Printable lines: regressor and CV error per part, the whole-model correction."""
     lines = []
     for quantity, q in data["quantities"].items():
         for part, p in q["parts"].items():
-            errors = ", ".join(f"{k} {100 * v:.1f}%" if v is not None else f"{k} n/a (too few points)"
-                               for k, v in p["cv_mape"].items())
-            lines.append(f"{quantity} {part}: {p['regressor']} (CV MAPE: {errors}); table {p['low']}..{p['high']} "
-                         f"tokens")
+            lines.append(f"{quantity} {part}: {p['regressor']} ({_cv_summary(p, q['unit'])}); table "
+                         f"{p['low']}..{p['high']} tokens")
         c = q["correction"]
         if c["models"] >= 2:
             lines.append(f"{quantity} whole-model correction on {c['models']} measured models: {c['overhead']:.2f} "
