@@ -11,7 +11,7 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from hwsearch.cost.base import LatencyBudget  # noqa: E402
+from hwsearch.cost.base import Budget, LatencyBudget  # noqa: E402
 from hwsearch.cost.fit import load_costmodel  # noqa: E402
 from hwsearch.cost.measured import MeasuredCost  # noqa: E402
 from hwsearch.data import ImageSet, default_sets  # noqa: E402
@@ -20,6 +20,7 @@ from hwsearch.model.zoo import load_model  # noqa: E402
 from hwsearch.profiling.measure import Measurement, measure_models, measure_pair  # noqa: E402
 from hwsearch.quality import group_indices  # noqa: E402
 from hwsearch.schedule import Counts, bisect  # noqa: E402
+from hwsearch.search.gradient import gradient_search  # noqa: E402
 from hwsearch.search.latency_check import check_latency  # noqa: E402
 from hwsearch.targets import Target, load_target  # noqa: E402
 from hwsearch.workspace import Workspace  # noqa: E402
@@ -60,17 +61,30 @@ def paired_by_photo(a: Any, b: Any, groups: list[str] | None) -> dict[str, tuple
     return {g: paired_interval(a[idx], b[idx]) for g, idx in group_indices(groups).items()}
 
 
-def on_measured_budget(target: Target, model: CompressedViT, counts: Counts, fraction: float, refine: int,
-                       config: Any) -> Counts:
-    """As ``optimize --latency-ms``: the searched schedule measured beside dense, and the measured local
-    search when it misses the band around ``fraction`` x the dense latency measured in that run."""
+def latency_search(model: CompressedViT, cost: MeasuredCost, goal_ms: float, images: ImageSet,
+                   config: Any) -> Callable[[float], Counts]:
+    """``search(r)``: the gradient search's schedule on the latency budget ``goal_ms`` / r."""
+    def search(ratio: float) -> Counts:
+        return gradient_search(model, [Budget(cost, goal_ms / ratio, name="latency_ms")], images, config,
+                               progress=False).counts
+
+    return search
+
+
+def on_measured_budget(target: Target, model: CompressedViT, search: Callable[[float], Counts], fraction: float,
+                       refine: int, config: Any) -> Counts:
+    """As ``optimize --latency-ms``: the searched schedule (``search(1.0)``; ``search(r)`` searches on the
+    budget / r) measured beside dense; when it misses the band around ``fraction`` x the dense latency
+    measured in that run, the search again on the budget / (measured / budget), then the measured
+    local search."""
+    counts = search(1.0)
     first = measure_pair(target, model, counts)
     budget_ms = fraction * first["dense"].median_ms
     print(f"  budget {fraction:.2f} x dense measured = {budget_ms:.2f} ms", flush=True)
     pending = {tuple(counts): first}
     measure_fn = lambda t, c: pending.pop(tuple(c), None) or measure_pair(t, model, c)  # noqa: E731
     return check_latency([LatencyBudget(target, budget_ms)], model, counts, refine, config.compress_from,
-                         measure_fn).counts
+                         measure_fn, search).counts
 
 
 def matching_run(target: Target, models: dict[str, CompressedViT], ours: str, theirs: str, repeats: int

@@ -27,13 +27,13 @@ from pathlib import Path
 
 import bench  # noqa: E402 - benchmarks/bench.py: the shared set-up (sets HF_HUB_OFFLINE)
 
-from hwsearch.cost import Budget, MeasuredCost  # noqa: E402
+from hwsearch.cost import MeasuredCost  # noqa: E402
 from hwsearch.io import provenance, write_json  # noqa: E402
 from hwsearch.model.vit import CompressedViT, apply_schedule  # noqa: E402
 from hwsearch.quality import collect, feature_cosines  # noqa: E402
 from hwsearch.schedule import as_lists  # noqa: E402
 from hwsearch.search.baselines import tome  # noqa: E402
-from hwsearch.search.gradient import SearchConfig, gradient_search  # noqa: E402
+from hwsearch.search.gradient import SearchConfig  # noqa: E402
 from hwsearch.search.local import shift  # noqa: E402
 from hwsearch.targets import load_target  # noqa: E402
 from hwsearch.workspace import Workspace  # noqa: E402
@@ -60,9 +60,8 @@ def main() -> int:
         for fraction in (float(f) for f in args.fractions.split(",")):
             goal = fraction * cost.dense_cost(depth)
             config = SearchConfig(epochs=args.epochs, merging="similarity", ops=tuple(args.ops.split(",")))
-            searched = gradient_search(searched_model, [Budget(cost, goal, name="latency_ms")], b.search_set,
-                                       config, progress=False).counts
-            searched = bench.on_measured_budget(target, searched_model, searched, fraction, args.refine, config)
+            search = bench.latency_search(searched_model, cost, goal, b.search_set, config)
+            searched = bench.on_measured_budget(target, searched_model, search, fraction, args.refine, config)
             r, final, runs = match_tome(target, vit, searched, cost, depth, prefix, args.repeats)
             tome_counts = tome(b.model.num_tokens, prefix, depth, r, 0)
             theirs = feature_cosines(ref, collect(apply_schedule(vit, tome_counts, "similarity"), b.held_out))

@@ -114,6 +114,46 @@ def test_optimize_latency_check_runs_the_local_search_until_in_band(capsys):
     Schedule.from_counts("m", 64, 17, 1, counts)
 
 
+def test_a_missed_budget_is_searched_again_on_the_budget_the_measurement_allows(capsys):
+    """optimize's measured check with the search: the first schedule measures 1.33 x budget, the
+    search runs again on budget / 1.33 (the ratio measured), and its schedule, in the band, is kept
+    without a local search; when the second schedule still misses, the local search starts from it."""
+    from conftest import make_vit
+
+    from hwsearch.cost.base import LatencyBudget
+    from hwsearch.model.vit import CompressedViT
+    from hwsearch.profiling.measure import Measurement
+    from hwsearch.search.latency_check import check_latency
+    from hwsearch.targets import load_target
+
+    model = CompressedViT(make_vit("deit_tiny"))
+    start = [(17, 17), (17, 15), (13, 11), (9, 7)]
+
+    def tokens(counts):
+        return float(sum(p + m for p, m in counts))
+
+    def fake_measure(target, counts):
+        stats = {"dense": tokens([(17, 17)] * 4), "compressed": tokens(counts)}
+        return {k: Measurement(v, v, v, v, 0.0, 3, 3, 1, True, samples_ms=[v] * 3, backend="fake")
+                for k, v in stats.items()}
+
+    budget = 0.75 * tokens(start)
+    asked = []
+    on_budget = [(17, 13), (13, 9), (9, 7), (7, 5)]  # 1.006 x budget
+    target = load_target("cpu_onnxruntime")
+    check = check_latency([LatencyBudget(target, budget)], model, start, refine=6, compress_from=0,
+                          measure_fn=fake_measure, search_again=lambda r: asked.append(r) or on_budget)
+    assert asked == [pytest.approx(1 / 0.75)] and check.counts == on_budget
+    out = capsys.readouterr().out
+    assert "the search again on the budget / 1.333" in out and "local search" not in out
+
+    still_over = [(17, 17), (17, 15), (13, 11), (9, 5)]  # the search's error again: 1.31 x budget
+    check = check_latency([LatencyBudget(target, budget)], model, start, refine=6, compress_from=0,
+                          measure_fn=fake_measure, search_again=lambda r: still_over)
+    assert 0.90 <= tokens(check.counts) / budget <= 1.03
+    assert "measured local search around the schedule" in capsys.readouterr().out
+
+
 def test_latency_check_judges_candidates_at_the_first_runs_host_speed(capsys):
     """The host changes speed between measurements (x1, x0.7, x1.4, ...): the raw medians of later runs
     would move the local search by the drift; their paired ratio to dense, at the first run's dense

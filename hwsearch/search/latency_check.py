@@ -1,7 +1,11 @@
 """The measured check of ``optimize --latency-ms``: the searched schedule measured beside dense on
 every local target of the latency budgets, re-measured while the measurement cannot tell on which
-side of [0.95, 1.03] x budget it is, and moved by the measured local search
-(:mod:`hwsearch.search.local`) when it is outside (over the budget, or leaving 5% of it unused).
+side of [0.95, 1.03] x budget it is. When it is outside (over the budget, or leaving 5% of it
+unused): first the search again on the budget divided by the measured / budget ratio (the cost
+model's error on this schedule, measured: the new schedule is the search's shape for the latency the
+budget really allows, where scaling the old one's removed tokens would keep a shape chosen for
+another budget), measured; then, if still outside, the measured local search
+(:mod:`hwsearch.search.local`) around it.
 
 Every candidate after the first is judged at the first run's host speed: its paired ratio to dense
 in its own run x the first run's dense latency. This VM's speed drifts 10-25% in minutes, which
@@ -23,6 +27,7 @@ from profilers.timing import paired_ratio
 
 Measured = dict[str, dict[str, Measurement]]  # target name -> {"dense", "compressed"}
 MeasureFn = Callable[[Target, Counts], dict[str, Measurement]]
+SearchAgain = Callable[[float], Counts]  # measured / budget ratio -> the search's schedule on budget / ratio
 SETTLE = 2  # extra runs a measurement may pool before the band decides on it
 
 
@@ -97,11 +102,13 @@ class LatencyCheck:
 
 
 def check_latency(budgets: list[LatencyBudget], model: CompressedViT, counts: Counts, refine: int,
-                  compress_from: int, measure_fn: MeasureFn | None = None) -> CheckResult:
+                  compress_from: int, measure_fn: MeasureFn | None = None,
+                  search_again: SearchAgain | None = None) -> CheckResult:
     """Measure the searched schedule on every local target of the latency budgets; when the worst
-    measured/budget ratio misses the band, a measured local search on that ratio. Remote targets are
-    predicted only. ``measure_fn(target, counts)`` measures dense and compressed (default:
-    :func:`measure_pair` here)."""
+    measured/budget ratio misses the band, ``search_again(ratio)`` (when given) and its measurement,
+    then, if that still misses, a measured local search on that ratio. Remote targets are predicted
+    only. ``measure_fn(target, counts)`` measures dense and compressed (default: :func:`measure_pair`
+    here)."""
     for budget in budgets:
         if not budget.target.is_local:
             print(f"predicted only: {budget.target.name} is not this host, nothing was measured")
@@ -115,9 +122,20 @@ def check_latency(budgets: list[LatencyBudget], model: CompressedViT, counts: Co
         return CheckResult(counts, measured, check.at_first_speed(measured), check.anchor, budget_ms)
     single = len(check.local) == 1  # one target: the search reads milliseconds; several: the worst ratio
     what = "measured" if single else "worst measured"
-    print(f"{what} {ratio:.3f} x budget, outside [{SETTLED[0]:.2f}, {SETTLED[1]:.2f}]: measured local search "
-          f"around the schedule (at most {refine} measurements)", flush=True)
+    outside = f"outside [{SETTLED[0]:.2f}, {SETTLED[1]:.2f}]"
     seen = {tuple(counts): measured}
+    if search_again is not None:
+        print(f"{what} {ratio:.3f} x budget, {outside}: the search again on the budget / {ratio:.3f}", flush=True)
+        counts = search_again(ratio)
+        print(f"schedule: {as_lists(counts)}", flush=True)
+        if tuple(counts) not in seen:
+            seen[tuple(counts)] = check.settled(counts, check.measure(counts, show=True))
+        measured = seen[tuple(counts)]
+        ratio = check.worst(measured)
+        if in_band(ratio, SETTLED):
+            return CheckResult(counts, measured, check.at_first_speed(measured), check.anchor, budget_ms)
+    print(f"{what} {ratio:.3f} x budget, {outside}: measured local search around the schedule (at most {refine} "
+          f"measurements)", flush=True)
     name, budget = (check.local[0][0].name, check.local[0][1]) if single else ("", 1.0)
 
     def score(found: Measured) -> float:
