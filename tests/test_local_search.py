@@ -6,6 +6,23 @@ from hwsearch.search.local import measured_search, shift
 COUNTS = [(197, 197), (180, 160), (150, 130), (120, 100), (90, 70)]
 
 
+def tokens(counts):
+    """The tokens a schedule processes: the fake measurements' latency."""
+    return float(sum(p + m for p, m in counts))
+
+
+def proportional(dense):
+    """A fake ``measure_fn``: latency proportional to the tokens processed, ``dense`` alongside."""
+    from hwsearch.profiling.measure import Measurement
+
+    def measure(target, counts):
+        stats = {"dense": tokens(dense), "compressed": tokens(counts)}
+        return {k: Measurement(v, v, v, v, 0.0, 3, 3, 1, True, samples_ms=[v] * 3, backend="fake")
+                for k, v in stats.items()}
+
+    return measure
+
+
 def test_shift_keeps_schedules_valid_and_reaches_the_ends():
     for t in (-1.0, -0.3, 0.0, 0.4, 1.0):
         Schedule.from_counts("m", 224, 197, 1, shift(COUNTS, t, 197, 2))
@@ -122,21 +139,12 @@ def test_a_missed_budget_is_searched_again_on_the_budget_the_measurement_allows(
 
     from hwsearch.cost.base import LatencyBudget
     from hwsearch.model.vit import CompressedViT
-    from hwsearch.profiling.measure import Measurement
     from hwsearch.search.latency_check import check_latency
     from hwsearch.targets import load_target
 
     model = CompressedViT(make_vit("deit_tiny"))
     start = [(17, 17), (17, 15), (13, 11), (9, 7)]
-
-    def tokens(counts):
-        return float(sum(p + m for p, m in counts))
-
-    def fake_measure(target, counts):
-        stats = {"dense": tokens([(17, 17)] * 4), "compressed": tokens(counts)}
-        return {k: Measurement(v, v, v, v, 0.0, 3, 3, 1, True, samples_ms=[v] * 3, backend="fake")
-                for k, v in stats.items()}
-
+    fake_measure = proportional([(17, 17)] * 4)
     budget = 0.75 * tokens(start)
     asked = []
     on_budget = [(17, 13), (13, 9), (9, 7), (7, 5)]  # 1.006 x budget
@@ -266,21 +274,13 @@ def test_a_schedule_in_the_band_that_leaves_budget_unused_is_moved_up(capsys):
 
     from hwsearch.cost.base import LatencyBudget
     from hwsearch.model.vit import CompressedViT
-    from hwsearch.profiling.measure import Measurement
     from hwsearch.search.latency_check import check_latency
     from hwsearch.search.local import BAND, SETTLED
     from hwsearch.targets import load_target
 
     model = CompressedViT(make_vit("deit_tiny", img_size=224, depth=5))  # 197 tokens: fine steps
     start = COUNTS
-
-    def tokens(counts):
-        return float(sum(p + m for p, m in counts))
-
-    def fake_measure(target, counts):
-        stats = {"dense": tokens([(197, 197)] * 5), "compressed": tokens(counts)}
-        return {k: Measurement(v, v, v, v, 0.0, 3, 3, 1, True, samples_ms=[v] * 3, backend="fake")
-                for k, v in stats.items()}
+    fake_measure = proportional([(197, 197)] * 5)
 
     budget = tokens(start) / 0.92
     assert BAND[0] <= tokens(start) / budget < SETTLED[0]
