@@ -1,3 +1,5 @@
+import itertools
+
 import pytest
 
 from hwsearch.schedule import Schedule
@@ -11,12 +13,17 @@ def tokens(counts):
     return float(sum(p + m for p, m in counts))
 
 
-def proportional(dense):
-    """A fake ``measure_fn``: latency proportional to the tokens processed, ``dense`` alongside."""
+def proportional(dense, speeds=None, calls=None):
+    """A fake ``measure_fn``: latency proportional to the tokens processed, ``dense`` alongside, times
+    the host's speed of that run (``speeds``: an iterator; 1 without); each schedule measured is
+    appended to ``calls``."""
     from hwsearch.profiling.measure import Measurement
 
     def measure(target, counts):
-        stats = {"dense": tokens(dense), "compressed": tokens(counts)}
+        if calls is not None:
+            calls.append(list(counts))
+        speed = next(speeds) if speeds is not None else 1.0
+        stats = {"dense": tokens(dense) * speed, "compressed": tokens(counts) * speed}
         return {k: Measurement(v, v, v, v, 0.0, 3, 3, 1, True, samples_ms=[v] * 3, backend="fake")
                 for k, v in stats.items()}
 
@@ -76,9 +83,6 @@ def test_a_guess_that_falls_just_short_is_followed_by_another_small_guess_not_a_
     latest measurement takes a small step again and lands in SETTLED."""
     from hwsearch.search.local import SETTLED
 
-    def tokens(counts):
-        return float(sum(p + m for p, m in counts))
-
     bias = iter([0.97] + [1.0] * 10)  # the first guess reads 3% low
 
     def measure(counts):
@@ -101,23 +105,14 @@ def test_optimize_latency_check_runs_the_local_search_until_in_band(capsys):
 
     from hwsearch.cost.base import LatencyBudget
     from hwsearch.model.vit import CompressedViT
-    from hwsearch.profiling.measure import Measurement
     from hwsearch.search.latency_check import check_latency
     from hwsearch.targets import load_target
 
     model = CompressedViT(make_vit("deit_tiny"))  # 17 tokens, 4 blocks
     start = [(17, 17), (17, 15), (13, 11), (9, 7)]
 
-    def tokens(counts):
-        return float(sum(p + m for p, m in counts))
-
     calls = []
-
-    def fake_measure(target, counts):  # latency proportional to the tokens processed; dense alongside
-        calls.append(list(counts))
-        stats = {"dense": tokens([(17, 17)] * 4), "compressed": tokens(counts)}
-        return {k: Measurement(v, v, v, v, 0.0, 3, 3, 1, True, samples_ms=[v] * 3, backend="fake")
-                for k, v in stats.items()}
+    fake_measure = proportional([(17, 17)] * 4, calls=calls)  # latency proportional to the tokens processed
 
     budget = 0.75 * tokens(start)  # the searched schedule measures 1.33 x budget: outside [0.90, 1.03]
     target = load_target("cpu_onnxruntime")
@@ -170,7 +165,6 @@ def test_latency_check_judges_candidates_at_the_first_runs_host_speed(capsys):
 
     from hwsearch.cost.base import LatencyBudget
     from hwsearch.model.vit import CompressedViT
-    from hwsearch.profiling.measure import Measurement
     from hwsearch.search.latency_check import check_latency
     from hwsearch.search.local import BAND
     from hwsearch.targets import load_target
@@ -178,16 +172,7 @@ def test_latency_check_judges_candidates_at_the_first_runs_host_speed(capsys):
     model = CompressedViT(make_vit("deit_tiny"))
     start = [(17, 17), (17, 15), (13, 11), (9, 7)]
 
-    def tokens(counts):
-        return float(sum(p + m for p, m in counts))
-
-    drift = iter([1.0, 0.7, 1.4, 0.6, 1.5, 0.8, 1.3, 0.9] * 2)
-
-    def drifting_measure(target, counts):
-        speed = next(drift)
-        stats = {"dense": tokens([(17, 17)] * 4) * speed, "compressed": tokens(counts) * speed}
-        return {k: Measurement(v, v, v, v, 0.0, 3, 3, 1, True, samples_ms=[v] * 3, backend="fake")
-                for k, v in stats.items()}
+    drifting_measure = proportional([(17, 17)] * 4, speeds=iter([1.0, 0.7, 1.4, 0.6, 1.5, 0.8, 1.3, 0.9] * 2))
 
     budget = 0.75 * tokens(start)
     target = load_target("cpu_onnxruntime")
@@ -208,7 +193,6 @@ def test_a_speedup_budget_is_judged_against_dense_measured_in_the_checks_own_run
 
     from hwsearch.cost.base import LatencyBudget
     from hwsearch.model.vit import CompressedViT
-    from hwsearch.profiling.measure import Measurement
     from hwsearch.search.latency_check import check_latency, measured_record
     from hwsearch.search.local import SETTLED
     from hwsearch.targets import load_target
@@ -217,13 +201,7 @@ def test_a_speedup_budget_is_judged_against_dense_measured_in_the_checks_own_run
     start = [(17, 17), (17, 15), (13, 11), (9, 7)]
     dense = [(17, 17)] * 4
 
-    def tokens(counts):
-        return float(sum(p + m for p, m in counts))
-
-    def faster_host(target, counts):
-        stats = {"dense": tokens(dense) * 0.7, "compressed": tokens(counts) * 0.7}
-        return {k: Measurement(v, v, v, v, 0.0, 3, 3, 1, True, samples_ms=[v] * 3, backend="fake")
-                for k, v in stats.items()}
+    faster_host = proportional(dense, speeds=itertools.repeat(0.7))
 
     speedup = 1.25  # the searched schedule runs at 1.31 x dense's speed: 0.95 x budget, in SETTLED
     target = load_target("cpu_onnxruntime")
