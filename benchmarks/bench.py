@@ -20,8 +20,8 @@ from hwsearch.model.zoo import load_model  # noqa: E402
 from hwsearch.profiling.measure import Measurement, measure_models, measure_pair  # noqa: E402
 from hwsearch.quality import group_indices  # noqa: E402
 from hwsearch.schedule import Counts, bisect  # noqa: E402
-from hwsearch.search.gradient import gradient_search  # noqa: E402
 from hwsearch.search.latency_check import check_latency  # noqa: E402
+from hwsearch.search.optimize import searching_again  # noqa: E402
 from hwsearch.targets import Target, load_target  # noqa: E402
 from hwsearch.workspace import Workspace  # noqa: E402
 from profilers.timing import paired_ratio  # noqa: E402
@@ -63,12 +63,8 @@ def paired_by_photo(a: Any, b: Any, groups: list[str] | None) -> dict[str, tuple
 
 def latency_search(model: CompressedViT, cost: MeasuredCost, goal_ms: float, images: ImageSet,
                    config: Any) -> Callable[[float], Counts]:
-    """``search(r)``: the gradient search's schedule on the latency budget ``goal_ms`` / r."""
-    def search(ratio: float) -> Counts:
-        return gradient_search(model, [Budget(cost, goal_ms / ratio, name="latency_ms")], images, config,
-                               progress=False).counts
-
-    return search
+    """``search(r)``: the gradient search's schedule on the latency budget ``goal_ms`` / r (optimize's)."""
+    return searching_again(model, [Budget(cost, goal_ms, name="latency_ms")], images, config)
 
 
 def on_measured_budget(target: Target, model: CompressedViT, search: Callable[[float], Counts], fraction: float,

@@ -100,7 +100,7 @@ def cosine_lr(step: int, total: int, lr: float, lr_min: float) -> float:
     return lr_min + (lr - lr_min) * 0.5 * (1 + math.cos(math.pi * step / max(total - 1, 1)))
 
 
-def _world() -> tuple[int, int]:
+def rank_and_world() -> tuple[int, int]:
     """(rank, world size) under torch.distributed (torchrun), else (0, 1)."""
     import torch.distributed as dist
 
@@ -132,7 +132,7 @@ def gradient_search(model: CompressedViT, budgets: list[Budget], data: ImageSet,
     torch.manual_seed(cfg.seed)
     cost, target = budgets[0].cost, budgets[0].target
     bound, worst_of = constraint(budgets), WorstRatio(budgets)  # several budgets: the worst cost/budget ratio
-    rank, world = _world()
+    rank, world = rank_and_world()
     progress = progress and rank == 0
     start_time = time.perf_counter()
     model.eval().requires_grad_(False)

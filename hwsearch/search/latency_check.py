@@ -117,9 +117,13 @@ def check_latency(budgets: list[LatencyBudget], model: CompressedViT, counts: Co
         return CheckResult(counts, None, {}, {})
     measured = check.settled(counts, check.measure(counts, show=True))
     budget_ms = {t.name: ms for t, ms in check.local}
+
+    def kept(schedule: Counts, found: Measured) -> CheckResult:
+        return CheckResult(schedule, found, check.at_first_speed(found), check.anchor, budget_ms)
+
     ratio = check.worst(measured)
     if in_band(ratio, SETTLED) or refine <= 0:
-        return CheckResult(counts, measured, check.at_first_speed(measured), check.anchor, budget_ms)
+        return kept(counts, measured)
     single = len(check.local) == 1  # one target: the search reads milliseconds; several: the worst ratio
     what = "measured" if single else "worst measured"
     outside = f"outside [{SETTLED[0]:.2f}, {SETTLED[1]:.2f}]"
@@ -133,7 +137,7 @@ def check_latency(budgets: list[LatencyBudget], model: CompressedViT, counts: Co
         measured = seen[tuple(counts)]
         ratio = check.worst(measured)
         if in_band(ratio, SETTLED):
-            return CheckResult(counts, measured, check.at_first_speed(measured), check.anchor, budget_ms)
+            return kept(counts, measured)
     print(f"{what} {ratio:.3f} x budget, {outside}: measured local search around the schedule (at most {refine} "
           f"measurements)", flush=True)
     name, budget = (check.local[0][0].name, check.local[0][1]) if single else ("", 1.0)

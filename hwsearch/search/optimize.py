@@ -8,11 +8,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch.distributed
-
 from hwsearch.cost.base import Budget, latency_budget
 from hwsearch.cost.measured import MeasuredCost
-from hwsearch.data import image_sets
+from hwsearch.data import ImageSet, image_sets
 from hwsearch.errors import HwsearchError
 from hwsearch.io import provenance
 from hwsearch.model.vit import CompressedViT, apply_schedule
@@ -21,8 +19,8 @@ from hwsearch.pages import write_page
 from hwsearch.quality import collect, fidelity
 from hwsearch.schedule import Counts, Schedule, as_lists
 from hwsearch.search.budgets import NO_BUDGET, BudgetSpec, describe_predicted, label, make_budgets, predicted_record
-from hwsearch.search.gradient import SearchConfig, gradient_search, save_history
-from hwsearch.search.latency_check import check_latency, measured_record
+from hwsearch.search.gradient import SearchConfig, gradient_search, rank_and_world, save_history
+from hwsearch.search.latency_check import SearchAgain, check_latency, measured_record
 from hwsearch.workspace import Workspace
 
 
@@ -98,14 +96,9 @@ def optimize(out: Path, request: OptimizeRequest, rank: int = 0) -> Path | None:
     print("\n".join(describe_predicted(budgets, result.counts)))
     print(f"search took {result.seconds:.0f} s")
     latency = [b for spec in request.budgets if (b := latency_budget(spec.target, spec.kind, spec.value))]
-
-    def search_again(ratio: float) -> Counts:  # the measured latency budgets, divided by measured / budget
-        again = [Budget(b.cost, b.target / ratio, b.name) if measures_latency(b) else b for b in searched]
-        return gradient_search(model, again, search_set, cfg, progress=request.progress).counts
-
-    alone = not (torch.distributed.is_available() and torch.distributed.is_initialized())  # rank 0 cannot search alone
+    again = searching_again(model, searched, search_set, cfg, request.progress) if rank_and_world()[1] == 1 else None
     check = check_latency(latency, model, result.counts, request.refine, cfg.compress_from,
-                          search_again=search_again if alone else None) if latency else None
+                          search_again=again) if latency else None  # under torchrun rank 0 cannot search alone
     if check is not None and check.counts != result.counts:  # searched again / moved by the local search
         result.counts = check.counts
         print("\n".join(describe_predicted(budgets, result.counts)))
@@ -129,6 +122,17 @@ def optimize(out: Path, request: OptimizeRequest, rank: int = 0) -> Path | None:
     page = write_page(path, model, {r["on"]: b.cost.data for b, r in budgets if isinstance(b.cost, MeasuredCost)})
     print(f"wrote {path}\nwrote {page}\nnext: hwsearch evaluate {path}")
     return path
+
+
+def searching_again(model: CompressedViT, budgets: list[Budget], images: ImageSet, cfg: SearchConfig,
+                    progress: bool = False) -> SearchAgain:
+    """The measured check's ``search_again(ratio)``: the gradient search with every budget on a measured
+    latency model divided by ``ratio`` (measured / budget), the others as they are."""
+    def search_again(ratio: float) -> Counts:
+        again = [Budget(b.cost, b.target / ratio, b.name) if measures_latency(b) else b for b in budgets]
+        return gradient_search(model, again, images, cfg, progress=progress).counts
+
+    return search_again
 
 
 def measures_latency(budget: Budget) -> bool:
