@@ -1,6 +1,7 @@
 """Cost-model fit from the recorded real profile of a small timm ViT (made on this CPU)."""
 import json
 
+import numpy as np
 import pytest
 import torch
 from conftest import RECORDED, recorded_results
@@ -8,6 +9,7 @@ from test_profile import MODEL, quick_targets  # noqa: F401 - fixture
 
 from hwsearch.cli import main
 from hwsearch.cost import MeasuredCost
+from hwsearch.cost.accuracy import choose_correction
 from hwsearch.cost.fit import FORMAT, load_costmodel
 from hwsearch.errors import HwsearchError
 from hwsearch.search.rates import RateSchedule as Rates
@@ -53,10 +55,15 @@ def _peak(rates, counts, height):
 
 
 @pytest.mark.parametrize("merging", ["rank", "similarity"])
-def test_expected_cost_equals_the_schedule_cost_at_integer_counts(costmodel, merging):
+@pytest.mark.parametrize("step_scale", [None, 3.0])
+def test_expected_cost_equals_the_schedule_cost_at_integer_counts(costmodel, merging, step_scale):
     """What the search optimizes is what the schedule will cost: at peaked distributions the
-    differentiable expected cost equals cost(counts) of the integer schedule the rates give."""
-    cost = MeasuredCost(load_costmodel(costmodel), "latency", merging)
+    differentiable expected cost equals cost(counts) of the integer schedule the rates give (also
+    when the whole-model correction scales compression steps on their own)."""
+    data = load_costmodel(costmodel)
+    if step_scale is not None:
+        data["quantities"]["latency"]["correction"]["step_scale"] = step_scale
+    cost = MeasuredCost(data, "latency", merging)
     rates = Rates(12, 17, 1, granularity=4, merging=merging)
     for counts in ([(17, 17), (17, 13), (13, 13), (13, 13), (13, 9)] + [(9, 9)] * 7,
                    [(17, 17)] + [(13, 9), (9, 5)] + [(5, 5)] * 9, [(17, 17)] * 12):
@@ -102,14 +109,38 @@ def test_fit_measures_whole_models_for_accuracy(costmodel, capsys):
     out = costmodel.parent.parent.parent
     assert main(["fit", "--target", "cpu_onnxruntime", *MODEL, "--measure", "6", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "accuracy on 6 whole models measured now" in printed and "Spearman" in printed
+    assert "accuracy on 7 whole models measured now" in printed and "Spearman" in printed  # 6 and dense
+    assert "whole-model correction: " in printed and "leave-one-out mean absolute error one scale" in printed
     data = load_costmodel(costmodel)
     latency = data["quantities"]["latency"]
     acc = latency["accuracy"]
-    assert acc["models"] == 6 and len(acc["pairs_ms"]) == 6 and -1 <= acc["spearman"] <= 1
-    assert 0 <= acc["within_5pct"] <= acc["within_10pct"] <= 1 and latency["correction"]["models"] == 6
+    assert acc["models"] == 7 and len(acc["pairs_ms"]) == 7 and -1 <= acc["spearman"] <= 1
+    assert acc["merging"] == "similarity" and acc["schedules"][-1] == [[17, 17]] * 12  # dense measured too
+    assert 0 <= acc["within_5pct"] <= acc["within_10pct"] <= 1 and latency["correction"]["models"] == 7
     png = costmodel.parent / "report" / "costmodel_scatter.png"
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_compression_steps_get_a_scale_of_their_own_only_when_it_beats_the_noise():
+    """Whole models whose steps cost 3x their profiled time (as measured at batch 1 here) get a step
+    scale, recovered; where steps and blocks scale alike, one scale stays (the one-standard-error rule)."""
+    rng = np.random.default_rng(0)
+    blocks = rng.uniform(20.0, 60.0, 30)
+    steps = rng.uniform(0.5, 6.0, 30)
+    noise = rng.normal(0.0, 0.3, 30)
+    correction, predicted, mae = choose_correction(blocks, steps, 2.0 + 0.9 * blocks + 2.7 * steps + noise)
+    assert correction["step_scale"] == pytest.approx(2.7, abs=0.15)
+    assert correction["scale"] == pytest.approx(0.9, abs=0.02)
+    assert mae["step scale"] < mae["one scale"] and len(predicted) == 30
+    correction, _, mae = choose_correction(blocks, steps, 2.0 + 0.9 * (blocks + steps) + noise)
+    assert "step_scale" not in correction and correction["scale"] == pytest.approx(0.9, abs=0.02)
+    data = load_costmodel(RECORDED / "costmodel.json")
+    data["quantities"]["latency"]["correction"] = {"overhead": 2.0, "scale": 0.9, "step_scale": 2.7}
+    cost = MeasuredCost(data)
+    counts = [(17, 17)] + [(13, 9)] + [(9, 9)] * 10
+    parts, step = cost.split_parts(counts)
+    assert step > 0 and cost.cost(counts) == pytest.approx(2.0 + 0.9 * parts + 2.7 * step)
+    assert sum(b["compress"] for b in cost.block_parts(counts)) == pytest.approx(2.7 * step)
 
 
 def test_fit_without_profile(tmp_path, capsys):

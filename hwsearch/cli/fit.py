@@ -22,7 +22,8 @@ def add_arguments(fitp: argparse.ArgumentParser) -> None:
     fitp.add_argument("--model", help="model name (default: the embedded DINOv2 ViT-S/14)")
     fitp.add_argument("--batch", type=int, help="batch size (default: the target's, when profiled; else the smallest)")
     fitp.add_argument("--measure", type=int, default=0, metavar="N",
-                      help="measure N whole compressed models here (>= 30 recommended) for the accuracy report")
+                      help="measure N whole compressed models and dense here (>= 30 recommended): the whole-model "
+                           "correction is refitted on them, with the accuracy report")
     fitp.add_argument("--img-size", type=int, help="input size of --model (as profiled)")
     fitp.add_argument("--out", default="results")
 
@@ -42,7 +43,9 @@ def fit(args: argparse.Namespace, target: Target, ws: Workspace) -> int:
     meta = json.loads(ws.meta_json.read_text()) if ws.meta_json.is_file() else {}
     print("\n".join(describe_reach(data, model.depth, model.num_prefix, read_profile(ws.profile_csv), meta)))
     if args.measure:
-        report = evaluate_costmodel(MeasuredCost(data), target, model, args.measure)
+        similarity = data["quantities"]["latency"]["compress"].get("similarity_coef") is not None
+        merging = "similarity" if similarity else "rank"  # the search's default operator, where profiled
+        report = evaluate_costmodel(MeasuredCost(data, merging=merging), target, model, args.measure)
         print(keep_accuracy(data, report))
         save_costmodel(data, ws.costmodel_json)
         print(f"wrote {scatter_png(report, ws.report / 'costmodel_scatter.png', f'{ws.model} on {target.name}')}")

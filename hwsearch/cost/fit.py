@@ -277,9 +277,11 @@ def describe_fit(data: dict[str, Any]) -> list[str]:
                          f"{p['low']}..{p['high']} tokens")
         c = q["correction"]
         if c["models"] >= 2:
+            steps = f" + {c['step_scale']:.3f} x compression steps" if "step_scale" in c else ""
+            mape = (f"; in-sample MAPE {100 * c['in_sample_mape_before']:.1f}% -> "
+                    f"{100 * c['in_sample_mape_after']:.1f}%" if "in_sample_mape_before" in c else "")
             lines.append(f"{quantity} whole-model correction on {c['models']} measured models: {c['overhead']:.2f} "
-                         f"{q['unit']} + {c['scale']:.3f} x parts; in-sample MAPE "
-                         f"{100 * c['in_sample_mape_before']:.1f}% -> {100 * c['in_sample_mape_after']:.1f}%")
+                         f"{q['unit']} + {c['scale']:.3f} x parts{' (blocks)' if steps else ''}{steps}{mape}")
     if "energy" not in data["quantities"]:
         lines.append("energy: not in this profile (no power meter readings); latency only")
     return lines

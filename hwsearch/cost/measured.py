@@ -19,8 +19,10 @@ QUANTITIES = {"latency_ms": "latency", "speedup": "latency", "energy_mj": "energ
 class MeasuredCost(CostModel):
     """Latency (or energy) from a fitted cost model (``costmodel.json``, see :mod:`hwsearch.fit`).
 
-    ``cost(counts)`` = overhead + scale * (embed + sum over blocks of attn(n_in) + compress(n_in, p, m)
-    + mlp(m) + head(m_last)). ``expected_cost`` is differentiable w.r.t. the DDP logits: the MLP
+    ``cost(counts)`` = overhead + scale * (embed + sum over blocks of attn(n_in) + mlp(m) + head(m_last))
+    + step_scale * sum over compressing blocks of compress(n_in, p, m) (``step_scale``: the whole-model
+    correction's own scale for compression steps where ``fit --measure`` found one, else ``scale``).
+    ``expected_cost`` is differentiable w.r.t. the DDP logits: the MLP
     term is the ProxylessNAS expectation sum_k q_k * mlp(min(c_k, prune_kept)) over the merge
     distribution (a staircase table still gives a gradient through q); tokens entering the next
     block are the straight-through count (the same integer the schedule will have), and attention
@@ -48,6 +50,8 @@ class MeasuredCost(CostModel):
         self.coef = torch.tensor(coef, dtype=torch.float64)
         self.overhead = float(q["correction"]["overhead"])
         self.scale = float(q["correction"]["scale"])
+        self.step_scale = float(q["correction"].get("step_scale", self.scale))
+        self.step_weight = self.step_scale / self.scale if self.scale else 1.0  # steps inside _parts
 
     def lookup(self, part: str, n: Tensor | float) -> Tensor:
         """Piecewise-linear in n between the integer entries; refuses outside the profiled range."""
@@ -77,7 +81,11 @@ class MeasuredCost(CostModel):
 
     def _parts(self, counts: Sequence[tuple[Tensor | float, Tensor | float]],
                mlp_terms: Sequence[Tensor] | None = None,
-               step_probs: Sequence[tuple[Tensor, Tensor] | None] | None = None) -> Tensor:
+               step_probs: Sequence[tuple[Tensor, Tensor] | None] | None = None,
+               step_weight: float | None = None) -> Tensor:
+        """Parts added up, compression steps times ``step_weight`` (default: the correction's
+        step_scale / scale, so that ``overhead + scale * parts`` is the corrected cost)."""
+        weight = self.step_weight if step_weight is None else step_weight
         total = torch.tensor(self.embed, dtype=torch.float64)
         n_in: Tensor | float = float(self.num_tokens)
         for i, (p, m) in enumerate(counts):
@@ -86,10 +94,11 @@ class MeasuredCost(CostModel):
             probs = step_probs[i] if step_probs is not None else None
             gate = None if probs is None else 1.0 - (1.0 - probs[0]) * (1.0 - probs[1])  # P(any step)
             if _value(m) < _value(n_in):
-                step = self.compress(n_in, p, m, probs)
+                step = weight * self.compress(n_in, p, m, probs)
                 total = total + (step if gate is None else step * (1.0 + gate - gate.detach()))
             elif gate is not None:  # not compressing now: the step it would cost, times d P(compress)
-                total = total + self.compress(n_in, n_in, _value(n_in) - 1).detach() * (gate - gate.detach())
+                step = weight * self.compress(n_in, n_in, _value(n_in) - 1).detach()
+                total = total + step * (gate - gate.detach())
             n_in = m
         return total + self.lookup("head", n_in)
 
@@ -100,16 +109,24 @@ class MeasuredCost(CostModel):
         for p, m in counts:
             step = float(self.compress(n_in, float(p), float(m))) if m < n_in else 0.0
             out.append({"attn": self.scale * float(self.lookup("attn", n_in)),
-                        "mlp": self.scale * float(self.lookup("mlp", float(m))), "compress": self.scale * step})
+                        "mlp": self.scale * float(self.lookup("mlp", float(m))), "compress": self.step_scale * step})
             n_in = float(m)
         return out
 
     def sum_of_parts(self, counts: Sequence[tuple[int, int]]) -> float:
         """The parts added up, before the whole-model correction."""
-        return float(self._parts([(float(p), float(m)) for p, m in counts]))
+        return sum(self.split_parts(counts))
+
+    def split_parts(self, counts: Sequence[tuple[int, int]]) -> tuple[float, float]:
+        """(embed + attention + MLP + head, compression steps), added up before the whole-model
+        correction (which may scale the two differently)."""
+        floats = [(float(p), float(m)) for p, m in counts]
+        blocks = float(self._parts(floats, step_weight=0.0))
+        return blocks, float(self._parts(floats, step_weight=1.0)) - blocks
 
     def cost(self, counts: Sequence[tuple[int, int]]) -> float:
-        return self.overhead + self.scale * self.sum_of_parts(counts)
+        blocks, steps = self.split_parts(counts)
+        return self.overhead + self.scale * blocks + self.step_scale * steps
 
     def expected_cost(self, keeps: Sequence[BlockKeep]) -> Tensor:
         mlp_terms = []
