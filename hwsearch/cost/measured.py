@@ -113,10 +113,6 @@ class MeasuredCost(CostModel):
             n_in = float(m)
         return out
 
-    def sum_of_parts(self, counts: Sequence[tuple[int, int]]) -> float:
-        """The parts added up, before the whole-model correction."""
-        return sum(self.split_parts(counts))
-
     def split_parts(self, counts: Sequence[tuple[int, int]]) -> tuple[float, float]:
         """(embed + attention + MLP + head, compression steps), added up before the whole-model
         correction (which may scale the two differently)."""
