@@ -6,7 +6,8 @@ from conftest import make_vit
 from hwsearch.cost import Budget, FlopsCost
 from hwsearch.data import ImageSet
 from hwsearch.model.vit import CompressedViT
-from hwsearch.search.gradient import SearchConfig, gradient_search
+from hwsearch.quality import collect
+from hwsearch.search.gradient import SearchConfig, better_of, gradient_search
 
 
 def _run(tmp_path=None, epochs=4, stop_after=None, lr_override=None, **kw):
@@ -72,3 +73,27 @@ def test_warm_start_gives_the_schedule_counts_at_any_width(sharpness):
         assert int(torch.ceil(rate.expected())) == count
     rate.init_at(129, sharpness)
     assert float(rate.probs().max()) < (0.2 if sharpness < 1 else 0.9)  # wide: mass spread over candidates
+
+
+def test_the_search_never_returns_a_schedule_worse_than_its_warm_start_by_its_own_loss():
+    """``better_of`` keeps the warm start where it has the lower search loss at a predicted cost no
+    higher than the searched schedule's (or within 1% of the budget); never one that costs more."""
+    vit = make_vit("deit_tiny")
+    model = CompressedViT(vit)
+    gen = torch.Generator().manual_seed(0)
+    data = ImageSet(torch.randint(0, 256, (32, 3, 64, 64), dtype=torch.uint8, generator=gen), None, "random")
+    ref = collect(model, data)
+    cost = FlopsCost.from_model(vit)
+    mild = [(17, 17), (17, 15), (15, 15), (15, 15)]  # the test ViT: 4 blocks, 17 tokens
+    harsh = [(17, 3)] + [(3, 3)] * 3
+    candidates = {"searched": harsh, "warm start": mild}
+    kept, why = better_of(model, data, ref, None, candidates, cost, cost.cost(mild) / 1.005, 16)
+    assert kept == mild and why["kept"] == "warm start"
+    assert why["search_loss"]["warm start"] < why["search_loss"]["searched"]
+    assert why["cost_over_budget"]["warm start"] == pytest.approx(1.005)
+    kept, why = better_of(model, data, ref, None, candidates, cost, cost.cost(harsh), 16)
+    assert kept == harsh and why["kept"] == "searched"  # the warm start would break the budget
+    result, _ = _run()
+    assert result.selection["kept"] in ("searched", "warm start") or result.counts == result.movement["initial"]
+    off, _ = _run(keep_better_start=False)
+    assert off.selection == {}

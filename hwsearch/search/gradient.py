@@ -18,11 +18,11 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from hwsearch.cost.base import Budget, WorstRatio, constraint
+from hwsearch.cost.base import Budget, CostModel, WorstRatio, constraint
 from hwsearch.data import ImageSet, normalize
 from hwsearch.io import atomic_path, write_json
-from hwsearch.model.vit import CompressedViT
-from hwsearch.quality import collect, distill_loss
+from hwsearch.model.vit import CompressedViT, apply_schedule
+from hwsearch.quality import Reference, collect, distill_loss
 from hwsearch.schedule import Counts, as_lists
 from hwsearch.search.baselines import solve
 from hwsearch.search.fractions import FractionRates, NormalizedDescent, project_out
@@ -48,6 +48,7 @@ class SearchConfig:
     rates: str = "ddp"  # ddp (DiffRate's proxy, penalty loss) or fractions (free rates on the budget)
     accumulate: int = 1  # micro-batches of batch_size per update (fractions: >= 64 images per update)
     optimizer: str = "adamw"  # adamw, or normalized (the largest coordinate moves lr; see NormalizedDescent)
+    keep_better_start: bool = True  # return the warm start where it beats the search's end (see better_of)
 
 
     def learning_rate(self) -> float:
@@ -70,6 +71,7 @@ class SearchResult:
     history: list[dict[str, float]] = field(default_factory=list)
     logits: dict[str, list[float]] = field(default_factory=dict)
     movement: dict[str, Any] = field(default_factory=dict)
+    selection: dict[str, Any] = field(default_factory=dict)  # searched vs warm start (better_of)
 
 
 def _save_state(path: Path, rates: RateSchedule, optim: torch.optim.Optimizer, step: int) -> None:
@@ -202,9 +204,35 @@ def gradient_search(model: CompressedViT, budgets: list[Budget], data: ImageSet,
     bar.close()
     with torch.no_grad():
         counts = rates.counts(rates())
+        selection: dict[str, Any] = {}
+        if cfg.init != "flat" and cfg.keep_better_start and counts != start:
+            counts, selection = better_of(model, data, ref, labels, {"searched": counts, "warm start": start},
+                                          bound.cost, bound.target, cfg.batch_size)
     logits = {k: v.tolist() for k, v in rates.state_dict().items() if k.endswith("logits")}
     return SearchResult(counts, cost.cost(counts), target, {b.name: b.cost.cost(counts) for b in budgets},
-                        time.perf_counter() - start_time, step, history, logits, movement(start_counts, counts))
+                        time.perf_counter() - start_time, step, history, logits, movement(start_counts, counts),
+                        selection)
+
+
+TOLERANCE = 0.01  # predicted cost within 1% of the budget meets it
+
+
+def better_of(model: CompressedViT, data: ImageSet, ref: Reference, labels: torch.Tensor | None,
+              candidates: dict[str, Counts], cost: CostModel, target: float, batch_size: int
+              ) -> tuple[Counts, dict[str, Any]]:
+    """The searched schedule, or the warm start where that has the lower search loss on the search
+    images (deploy mode, :func:`distill_loss`) at a predicted cost no higher than the searched
+    schedule's (or within 1% of the budget): the search never returns a schedule worse, by its own
+    loss, than the one it began at. (At batch 1 here the search from ToMe's schedule for 0.56 x dense
+    ended 0.005 below ToMe on held-out photos, pruning 26 tokens at block 3.)"""
+    ratios = {name: cost.cost(c) / target for name, c in candidates.items()}
+    losses = {name: float(distill_loss(ref, collect(apply_schedule(model.vit, c, model.merging), data, batch_size),
+                                       model.vit.num_classes > 0, labels))
+              for name, c in candidates.items()}
+    searched, start = candidates  # the names, in this order
+    eligible = ratios[start] <= max(1 + TOLERANCE, ratios[searched])
+    kept = start if eligible and losses[start] < losses[searched] else searched
+    return candidates[kept], {"kept": kept, "search_loss": losses, "cost_over_budget": ratios}
 
 
 def make_optimizer(cfg: SearchConfig, learned: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
@@ -246,7 +274,7 @@ def movement(start: Counts, end: Counts) -> dict[str, Any]:
 def save_history(path: Path, result: SearchResult, config: SearchConfig, extra: dict[str, Any]) -> None:
     """Per-step loss/cost history beside the schedule."""
     write_json(path, {"config": asdict(config), "history": result.history, "logits": result.logits,
-                      "movement": result.movement, **extra})
+                      "movement": result.movement, "selection": result.selection, **extra})
 
 
 __all__ = ["SearchConfig", "SearchResult", "gradient_search"]

@@ -7,6 +7,7 @@ import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from hwsearch.cost.base import Budget, latency_budget
 from hwsearch.cost.measured import MeasuredCost
@@ -93,6 +94,8 @@ def optimize(out: Path, request: OptimizeRequest, rank: int = 0) -> Path | None:
     move = result.movement
     print(f"search started at {move['initial']}; largest move {move['largest_move']} tokens "
           f"(block {move['largest_move_block']})")
+    if result.selection:
+        print(describe_selection(result.selection))
     print("\n".join(describe_predicted(budgets, result.counts)))
     print(f"search took {result.seconds:.0f} s")
     latency = [b for spec in request.budgets if (b := latency_budget(spec.target, spec.kind, spec.value))]
@@ -133,6 +136,13 @@ def searching_again(model: CompressedViT, budgets: list[Budget], images: ImageSe
         return gradient_search(model, again, images, cfg, progress=progress).counts
 
     return search_again
+
+
+def describe_selection(selection: dict[str, Any]) -> str:
+    """One line: which of the searched schedule and its warm start was kept, and why."""
+    loss, ratio = selection["search_loss"], selection["cost_over_budget"]
+    return (f"kept the {selection['kept']} (search-image loss / predicted cost over budget: "
+            + ", ".join(f"{k} {loss[k]:.4f} / {ratio[k]:.3f}" for k in loss) + ")")
 
 
 def measures_latency(budget: Budget) -> bool:
