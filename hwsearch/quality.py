@@ -38,16 +38,22 @@ def quality_key(classifier: bool, labels: Any) -> str:
 
 
 def distill_loss(ref: Reference, out: Features, classifier: bool, labels: Tensor | None = None) -> Tensor:
-    """Cosine distance of final features (backbones) or KL on logits (classifiers) [+ CE]."""
+    """Cosine distance of final features (backbones) or KL on logits (classifiers) [+ CE]: the mean
+    of :func:`image_losses`."""
+    return image_losses(ref, out, classifier, labels).mean()
+
+
+def image_losses(ref: Reference, out: Features | Reference, classifier: bool, labels: Tensor | None = None) -> Tensor:
+    """Per image: 2 - class-token cosine - patch-mean cosine (backbones), or KL to the dense logits
+    (classifiers) [+ cross-entropy with ``labels``]."""
     if classifier:
         loss = F.kl_div(out.output.log_softmax(-1), ref.output.log_softmax(-1), log_target=True,
-                        reduction="batchmean")
+                        reduction="none").sum(-1)
         if labels is not None:
-            loss = loss + F.cross_entropy(out.output, labels)
+            loss = loss + F.cross_entropy(out.output, labels, reduction="none")
         return loss
-    cos_cls = F.cosine_similarity(out.cls, ref.cls, dim=-1)
-    cos_mean = F.cosine_similarity(out.patch_mean, ref.patch_mean, dim=-1)
-    return (2.0 - cos_cls - cos_mean).mean()
+    return 2.0 - F.cosine_similarity(out.cls, ref.cls, dim=-1) - F.cosine_similarity(out.patch_mean, ref.patch_mean,
+                                                                                      dim=-1)
 
 
 def feature_cosines(ref: Reference, out: Reference) -> Tensor:

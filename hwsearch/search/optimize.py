@@ -141,8 +141,9 @@ def searching_again(model: CompressedViT, budgets: list[Budget], images: ImageSe
 def describe_selection(selection: dict[str, Any]) -> str:
     """One line: which of the searched schedule and its warm start was kept, and why."""
     loss, ratio = selection["search_loss"], selection["cost_over_budget"]
-    return (f"kept the {selection['kept']} (search-image loss / predicted cost over budget: "
-            + ", ".join(f"{k} {loss[k]:.4f} / {ratio[k]:.3f}" for k in loss) + ")")
+    return (f"kept the {selection['kept']}: search-image loss " + ", ".join(f"{k} {v:.4f}" for k, v in loss.items())
+            + f" (the search's gain {selection['gain']:+.4f}, one standard error {selection['standard_error']:.4f});"
+            " predicted cost " + ", ".join(f"{k} {v:.3f}" for k, v in ratio.items()) + " x budget")
 
 
 def measures_latency(budget: Budget) -> bool:
