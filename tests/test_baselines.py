@@ -35,3 +35,13 @@ def test_tome_caps_r_at_half_the_patches_as_tome_does():
         assert p == entering and entering - m == min(30, (entering - 1) // 2)
         assert m >= min_merge_kept(p, 1, "similarity")
         entering = m
+
+
+def test_solved_tome_reaches_its_fastest_schedules():
+    """r above patches / blocks still saves (later blocks merge their cap instead of everything): the
+    solver reaches such budgets too, as the warm start for a deep budget must."""
+    vit = make_vit("deit_small", depth=12)  # 37 tokens, 12 blocks: patches / blocks = 3
+    cost = FlopsCost.from_model(vit)
+    goal = cost.cost(tome(37, 1, 12, 5.0, 0))
+    assert goal < cost.cost(tome(37, 1, 12, 3.0, 0))
+    assert cost.cost(solve("tome", cost, goal, 12, 1, start=0)) == pytest.approx(goal, rel=0.01)

@@ -7,7 +7,7 @@ from hwsearch.cost import Budget, FlopsCost
 from hwsearch.data import ImageSet
 from hwsearch.model.vit import CompressedViT
 from hwsearch.quality import collect
-from hwsearch.search.gradient import SearchConfig, better_of, gradient_search
+from hwsearch.search.gradient import SearchConfig, better_of, gradient_search, onto_budget
 
 
 def _run(tmp_path=None, epochs=4, stop_after=None, lr_override=None, **kw):
@@ -101,3 +101,18 @@ def test_the_search_keeps_its_warm_start_unless_it_beats_it_by_more_than_the_noi
     assert why["kept"] == "warm start" and why["gain"] == 0  # a tie keeps the start
     off, _ = _run(keep_better_start=False)
     assert off.selection == {}
+
+
+def test_a_schedule_over_its_budget_is_moved_onto_it():
+    """DDP's penalty can leave the schedule over budget; more than 1% over, its removed tokens are
+    scaled up together until it meets the budget (predicted); within 1% it stays as it is."""
+    vit = make_vit("deit_tiny")
+    model, cost = CompressedViT(vit), FlopsCost.from_model(vit)
+    mild = [(17, 17), (17, 15), (15, 13), (13, 11)]
+    target = 0.93 * cost.cost(mild)
+    moved = onto_budget(mild, cost, target, model, SearchConfig())
+    assert moved != mild and cost.cost(moved) <= target
+    assert all(a[1] <= b[1] for a, b in zip(moved, mild, strict=True))  # only more tokens removed
+    assert onto_budget(mild, cost, cost.cost(mild) / 1.005, model, SearchConfig()) == mild
+    result, target = _run()
+    assert result.predicted <= 1.01 * target

@@ -94,6 +94,9 @@ def optimize(out: Path, request: OptimizeRequest, rank: int = 0) -> Path | None:
     move = result.movement
     print(f"search started at {move['initial']}; largest move {move['largest_move']} tokens "
           f"(block {move['largest_move_block']})")
+    if result.over_budget is not None:
+        print(f"the search ended at {result.over_budget:.3f} x its budget (predicted): its removed tokens "
+              "scaled up together onto the budget")
     if result.selection:
         print(describe_selection(result.selection))
     print("\n".join(describe_predicted(budgets, result.counts)))
