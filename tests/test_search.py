@@ -7,7 +7,8 @@ from hwsearch.cost import Budget, FlopsCost
 from hwsearch.data import ImageSet
 from hwsearch.model.vit import CompressedViT
 from hwsearch.quality import collect
-from hwsearch.search.gradient import SearchConfig, better_of, gradient_search, onto_budget
+from hwsearch.search.finish import better_of, onto_budget
+from hwsearch.search.gradient import SearchConfig, gradient_search
 
 
 def _run(tmp_path=None, epochs=4, stop_after=None, lr_override=None, **kw):
@@ -110,9 +111,9 @@ def test_a_schedule_over_its_budget_is_moved_onto_it():
     model, cost = CompressedViT(vit), FlopsCost.from_model(vit)
     mild = [(17, 17), (17, 15), (15, 13), (13, 11)]
     target = 0.93 * cost.cost(mild)
-    moved = onto_budget(mild, cost, target, model, SearchConfig())
+    moved = onto_budget(mild, cost, target, model, 0)
     assert moved != mild and cost.cost(moved) <= target
     assert all(a[1] <= b[1] for a, b in zip(moved, mild, strict=True))  # only more tokens removed
-    assert onto_budget(mild, cost, cost.cost(mild) / 1.005, model, SearchConfig()) == mild
+    assert onto_budget(mild, cost, cost.cost(mild) / 1.005, model, 0) == mild
     result, target = _run()
     assert result.predicted <= 1.01 * target

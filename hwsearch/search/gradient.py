@@ -18,15 +18,15 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from hwsearch.cost.base import Budget, CostModel, WorstRatio, constraint
+from hwsearch.cost.base import Budget, WorstRatio, constraint
 from hwsearch.data import ImageSet, normalize
 from hwsearch.io import atomic_path, write_json
-from hwsearch.model.vit import CompressedViT, apply_schedule
-from hwsearch.quality import Reference, collect, distill_loss, image_losses
-from hwsearch.schedule import Counts, as_lists, bisect
+from hwsearch.model.vit import CompressedViT
+from hwsearch.quality import collect, distill_loss
+from hwsearch.schedule import Counts, as_lists
 from hwsearch.search.baselines import solve
+from hwsearch.search.finish import TOLERANCE, better_of, onto_budget
 from hwsearch.search.fractions import FractionRates, NormalizedDescent, project_out
-from hwsearch.search.local import shift
 from hwsearch.search.rates import RateSchedule
 
 
@@ -207,7 +207,7 @@ def gradient_search(model: CompressedViT, budgets: list[Budget], data: ImageSet,
     with torch.no_grad():
         counts = rates.counts(rates())
         over = bound.cost.cost(counts) / bound.target
-        counts = onto_budget(counts, bound.cost, bound.target, model, cfg)
+        counts = onto_budget(counts, bound.cost, bound.target, model, cfg.compress_from)
         selection: dict[str, Any] = {}
         if cfg.init != "flat" and cfg.keep_better_start and counts != start:
             counts, selection = better_of(model, data, ref, labels, {"searched": counts, "warm start": start},
@@ -216,47 +216,6 @@ def gradient_search(model: CompressedViT, budgets: list[Budget], data: ImageSet,
     return SearchResult(counts, cost.cost(counts), target, {b.name: b.cost.cost(counts) for b in budgets},
                         time.perf_counter() - start_time, step, history, logits, movement(start_counts, counts),
                         selection, over if over > 1 + TOLERANCE else None)
-
-
-TOLERANCE = 0.01  # predicted cost within 1% of the budget meets it
-
-
-def onto_budget(counts: Counts, cost: CostModel, target: float, model: CompressedViT, cfg: SearchConfig) -> Counts:
-    """The schedule, or where its predicted cost is more than 1% over the budget, every decision's
-    removed tokens scaled up together (:func:`hwsearch.search.local.shift`) onto the budget. DDP's
-    penalty has no gradient at the budget and the task pulls against it: on batch 1's latency model
-    the search ended 2.4% and 3.8% over (session 25)."""
-    if cost.cost(counts) <= target * (1 + TOLERANCE):
-        return counts
-
-    def shifted(t: float) -> Counts:
-        return shift(counts, t, model.num_tokens, model.num_prefix + 1, cfg.compress_from, cfg.merging)
-
-    lo, _ = bisect(lambda t: cost.cost(shifted(t)), target, -1.0, 0.0, 30, rising=True)
-    return shifted(lo)
-
-
-def better_of(model: CompressedViT, data: ImageSet, ref: Reference, labels: torch.Tensor | None,
-              candidates: dict[str, Counts], cost: CostModel, target: float, batch_size: int
-              ) -> tuple[Counts, dict[str, Any]]:
-    """The searched schedule where it beats the warm start by the search's own loss on the search
-    images (deploy mode, per image :func:`image_losses`) by more than one standard error of the paired
-    difference, else the warm start — unless the warm start's predicted cost is above the searched
-    schedule's and above 1.01 x the budget. The one-standard-error rule again: at batch 1 here the
-    search from ToMe's schedule for 0.56 x dense tied it on the search images (+0.0002 feature
-    cosine, interval -0.0008..+0.0011) and lost 0.002 on held-out photos, by pruning 12 tokens at
-    block 3; for 0.6 x dense it won on both (+0.0020, +0.0016)."""
-    ratios = {name: cost.cost(c) / target for name, c in candidates.items()}
-    losses = {name: image_losses(ref, collect(apply_schedule(model.vit, c, model.merging), data, batch_size),
-                                 model.vit.num_classes > 0, labels) for name, c in candidates.items()}
-    searched, start = candidates  # the names, in this order
-    gain = losses[start] - losses[searched]  # per image, > 0 where the searched schedule is better
-    standard_error = float(gain.std() / len(gain) ** 0.5) if len(gain) > 1 else 0.0
-    affordable = ratios[start] <= max(1 + TOLERANCE, ratios[searched])
-    kept = start if affordable and float(gain.mean()) <= standard_error else searched
-    return candidates[kept], {"kept": kept, "search_loss": {k: float(v.mean()) for k, v in losses.items()},
-                              "gain": float(gain.mean()), "standard_error": standard_error,
-                              "cost_over_budget": ratios}
 
 
 def make_optimizer(cfg: SearchConfig, learned: list[torch.nn.Parameter]) -> torch.optim.Optimizer:

@@ -85,8 +85,9 @@ def gradient_reference(settings: SampleSettings, model: CompressedViT, budget: B
                                 f"(--merging {schedule.merging})")
         return schedule.counts(), {"schedule": settings.gradient,
                                    "search_seconds": schedule.provenance.get("search_seconds")}
+    # the search's own end: its warm start (ToMe-style) is a trial of its own in the study
     config = SearchConfig(epochs=1, batch_size=16, seed=settings.seed or 0, compress_from=settings.compress_from,
-                          merging=model.merging)
+                          merging=model.merging, keep_better_start=False)
     print(f"gradient search for the study (budget {budget.target:.3f} {budget.cost.unit}) ...", flush=True)
     result = gradient_search(model, [budget], search_set, config, progress=settings.progress)
     print(f"gradient search took {result.seconds:.0f} s: {as_lists(result.counts)}", flush=True)
