@@ -51,7 +51,6 @@ class MeasuredCost(CostModel):
         self.overhead = float(q["correction"]["overhead"])
         self.scale = float(q["correction"]["scale"])
         self.step_scale = float(q["correction"].get("step_scale", self.scale))
-        self.step_weight = self.step_scale / self.scale if self.scale else 1.0  # steps inside _parts
 
     def lookup(self, part: str, n: Tensor | float) -> Tensor:
         """Piecewise-linear in n between the integer entries; refuses outside the profiled range."""
@@ -79,28 +78,26 @@ class MeasuredCost(CostModel):
         values = torch.stack([self.lookup("mlp", min(float(c), limit)) for c in candidates])
         return (probs.to(torch.float64) * values).sum()
 
-    def _parts(self, counts: Sequence[tuple[Tensor | float, Tensor | float]],
+    def _terms(self, counts: Sequence[tuple[Tensor | float, Tensor | float]],
                mlp_terms: Sequence[Tensor] | None = None,
-               step_probs: Sequence[tuple[Tensor, Tensor] | None] | None = None,
-               step_weight: float | None = None) -> Tensor:
-        """Parts added up, compression steps times ``step_weight`` (default: the correction's
-        step_scale / scale, so that ``overhead + scale * parts`` is the corrected cost)."""
-        weight = self.step_weight if step_weight is None else step_weight
-        total = torch.tensor(self.embed, dtype=torch.float64)
+               step_probs: Sequence[tuple[Tensor, Tensor] | None] | None = None) -> tuple[Tensor, Tensor]:
+        """(embed + attention + MLP + head, compression steps), added up in one pass before the
+        whole-model correction (which may scale the two differently)."""
+        blocks = torch.tensor(self.embed, dtype=torch.float64)
+        steps = torch.zeros((), dtype=torch.float64)
         n_in: Tensor | float = float(self.num_tokens)
         for i, (p, m) in enumerate(counts):
-            total = total + self.lookup("attn", n_in)
-            total = total + (mlp_terms[i] if mlp_terms is not None else self.lookup("mlp", m))
+            blocks = blocks + self.lookup("attn", n_in)
+            blocks = blocks + (mlp_terms[i] if mlp_terms is not None else self.lookup("mlp", m))
             probs = step_probs[i] if step_probs is not None else None
             gate = None if probs is None else 1.0 - (1.0 - probs[0]) * (1.0 - probs[1])  # P(any step)
             if _value(m) < _value(n_in):
-                step = weight * self.compress(n_in, p, m, probs)
-                total = total + (step if gate is None else step * (1.0 + gate - gate.detach()))
+                step = self.compress(n_in, p, m, probs)
+                steps = steps + (step if gate is None else step * (1.0 + gate - gate.detach()))
             elif gate is not None:  # not compressing now: the step it would cost, times d P(compress)
-                step = weight * self.compress(n_in, n_in, _value(n_in) - 1).detach()
-                total = total + step * (gate - gate.detach())
+                steps = steps + self.compress(n_in, n_in, _value(n_in) - 1).detach() * (gate - gate.detach())
             n_in = m
-        return total + self.lookup("head", n_in)
+        return blocks + self.lookup("head", n_in), steps
 
     def block_parts(self, counts: Sequence[tuple[int, int]]) -> list[dict[str, float]]:
         """Per block, the fitted attention, MLP and compression-step terms (times the whole-model
@@ -114,11 +111,9 @@ class MeasuredCost(CostModel):
         return out
 
     def split_parts(self, counts: Sequence[tuple[int, int]]) -> tuple[float, float]:
-        """(embed + attention + MLP + head, compression steps), added up before the whole-model
-        correction (which may scale the two differently)."""
-        floats = [(float(p), float(m)) for p, m in counts]
-        blocks = float(self._parts(floats, step_weight=0.0))
-        return blocks, float(self._parts(floats, step_weight=1.0)) - blocks
+        """(embed + attention + MLP + head, compression steps), before the whole-model correction."""
+        blocks, steps = self._terms([(float(p), float(m)) for p, m in counts])
+        return float(blocks), float(steps)
 
     def cost(self, counts: Sequence[tuple[int, int]]) -> float:
         blocks, steps = self.split_parts(counts)
@@ -134,7 +129,7 @@ class MeasuredCost(CostModel):
                 continue
             limit = _value(k.prune_kept) if k.merge_probs is not None else float(self.num_tokens)
             mlp_terms.append(self.expected_mlp(probs, cands, limit))
-        parts = self._parts([(k.prune_kept, k.merge_kept) for k in keeps], mlp_terms,
-                            [tuple(p.to(torch.float64) for p in k.step_probs) if k.step_probs is not None else None
-                             for k in keeps])  # type: ignore[misc]
-        return (self.overhead + self.scale * parts).to(torch.float32)
+        blocks, steps = self._terms([(k.prune_kept, k.merge_kept) for k in keeps], mlp_terms,
+                                    [tuple(p.to(torch.float64) for p in k.step_probs) if k.step_probs is not None
+                                     else None for k in keeps])  # type: ignore[misc]
+        return (self.overhead + self.scale * blocks + self.step_scale * steps).to(torch.float32)
