@@ -136,7 +136,10 @@ def searching_again(model: CompressedViT, budgets: list[Budget], images: ImageSe
     latency model divided by ``ratio`` (measured / budget), the others as they are."""
     def search_again(ratio: float) -> Counts:
         again = [Budget(b.cost, b.target / ratio, b.name) if measures_latency(b) else b for b in budgets]
-        return gradient_search(model, again, images, cfg, progress=progress).counts
+        result = gradient_search(model, again, images, cfg, progress=progress)
+        if result.selection:
+            print(describe_selection(result.selection), flush=True)
+        return result.counts
 
     return search_again
 
