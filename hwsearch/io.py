@@ -68,6 +68,15 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``, or {} when missing or unreadable (callers decide what that means)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def write_json(path: str | Path, data: Any) -> None:
     """Write JSON atomically; NaN and infinity are refused (not JSON, and never a real measurement)."""
     try:

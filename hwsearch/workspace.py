@@ -9,7 +9,6 @@ a remote target the error names the command to run on the device.
 from __future__ import annotations
 
 import hashlib
-import json
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 
 from hwsearch.cost.fit import FORMAT, fit_costmodel, load_costmodel, save_costmodel
 from hwsearch.errors import HwsearchError
-from hwsearch.io import safe_name
+from hwsearch.io import read_json_object, safe_name
 from hwsearch.locks import file_lock
 from hwsearch.model.build import model_hash
 from hwsearch.model.vit import CompressedViT
@@ -64,7 +63,7 @@ class Workspace:
         """Why the profile cannot be used as it is (missing, other target settings), or None."""
         if not self.profile_csv.is_file():
             return "missing"
-        recorded = _json(self.meta_json).get("target_settings_hash")
+        recorded = read_json_object(self.meta_json).get("target_settings_hash")
         if recorded is not None and recorded != settings_hash(self.target):
             return f"measured with other settings of {self.target.name} ({self.target.path})"
         return None
@@ -88,7 +87,7 @@ class Workspace:
 
     def fit_batch(self) -> int | None:
         """The target's batch when the profile has it, else None (the smallest profiled)."""
-        batches = _json(self.meta_json).get("batches") or []
+        batches = read_json_object(self.meta_json).get("batches") or []
         return self.target.batch if not batches or self.target.batch in batches else None
 
     def costmodel_stale_reason(self, data: dict[str, Any] | None) -> str | None:
@@ -99,7 +98,7 @@ class Workspace:
         wanted = self.fit_batch()
         if wanted is not None and int(data["batch"]) != wanted:
             return f"fitted at batch {data['batch']}, the target runs batch {self.target.batch}"
-        if data.get("target_settings_hash") != _json(self.meta_json).get("target_settings_hash"):
+        if data.get("target_settings_hash") != read_json_object(self.meta_json).get("target_settings_hash"):
             return "target settings changed"
         return None
 
@@ -112,7 +111,7 @@ class Workspace:
         if not self.profile_csv.is_file():  # remote target with a cost model but no profile: use it as is
             data = load_costmodel(path)
         else:
-            fmt = _json(path).get("format") if path.is_file() else None
+            fmt = read_json_object(path).get("format") if path.is_file() else None
             older = isinstance(fmt, int) and fmt < FORMAT  # refit older formats; corrupt files are errors
             data = load_costmodel(path) if path.is_file() and not older else None
             why = "older format" if older else self.costmodel_stale_reason(data)
@@ -127,15 +126,6 @@ class Workspace:
 
 def save_fit(ws: Workspace, batch: int | None) -> dict[str, Any]:
     """Fit costmodel.json from the workspace's profile (recording its target settings) and save it."""
-    data = fit_costmodel(ws.profile_csv, batch, _json(ws.meta_json).get("target_settings_hash"))
+    data = fit_costmodel(ws.profile_csv, batch, read_json_object(ws.meta_json).get("target_settings_hash"))
     save_costmodel(data, ws.costmodel_json)
     return load_costmodel(ws.costmodel_json)
-
-
-def _json(path: Path) -> dict[str, Any]:
-    """A JSON object from ``path``, or {} when missing or unreadable (callers decide what that means)."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-        return {}
-    return data if isinstance(data, dict) else {}

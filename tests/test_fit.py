@@ -109,7 +109,7 @@ def test_fit_measures_whole_models_for_accuracy(costmodel, capsys):
     out = costmodel.parent.parent.parent
     assert main(["fit", "--target", "cpu_onnxruntime", *MODEL, "--measure", "6", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "accuracy on 7 whole models measured now" in printed and "Spearman" in printed  # 6 and dense
+    assert "accuracy on 7 whole models measured here" in printed and "Spearman" in printed  # 6 and dense
     assert "whole-model correction: " in printed and "leave-one-out mean absolute error one scale" in printed
     data = load_costmodel(costmodel)
     latency = data["quantities"]["latency"]
@@ -141,6 +141,53 @@ def test_compression_steps_get_a_scale_of_their_own_only_when_it_beats_the_noise
     parts, step = cost.split_parts(counts)
     assert step > 0 and cost.cost(counts) == pytest.approx(2.0 + 0.9 * parts + 2.7 * step)
     assert sum(b["compress"] for b in cost.block_parts(counts)) == pytest.approx(2.7 * step)
+
+
+def test_the_compression_step_model_prices_no_work_below_zero():
+    """On the recorded real profile, unconstrained least squares gives the similarity step negative
+    coefficients (a merge that saves time); the fitted model has none, and a merge costs more the more
+    tokens it matches."""
+    from hwsearch.profiling.additivity import COMPRESS_PARTS, compress_features, compress_fit
+    from hwsearch.profiling.table import read_profile
+
+    rows = [r for r in read_profile(RECORDED / "profile.csv") if r["part"] == COMPRESS_PARTS["similarity"]]
+    feats = np.array([compress_features(int(r["tokens"]), int(r["prune_kept"]), int(r["merge_kept"]), "similarity")
+                      for r in rows])
+    unconstrained = np.linalg.lstsq(feats, np.array([float(r["median_ms"]) for r in rows]), rcond=None)[0]
+    assert unconstrained.min() < 0  # what the fit used to store
+    coef = compress_fit(read_profile(RECORDED / "profile.csv"), 8, merging="similarity")
+    assert coef is not None and coef.min() >= 0
+    merge_ms = [np.dot(coef, compress_features(p, p, p // 2, "similarity")) for p in range(3, 18)]
+    assert all(b >= a for a, b in zip(merge_ms, merge_ms[1:], strict=False))
+
+
+def test_a_refit_keeps_the_whole_models_the_last_fit_measure_measured(costmodel, capsys):
+    """``hwsearch fit`` after ``fit --measure``: the correction is fitted again on the models measured
+    then, with the new parts (it used to fall back to the profile's few whole models); a cost model of
+    another model measured nothing that applies."""
+    from hwsearch.schedule import random_schedules
+
+    out = costmodel.parent.parent.parent
+    data = load_costmodel(costmodel)
+    cost = MeasuredCost(data, merging="similarity")
+    schedules = random_schedules(17, 1, 12, 12, seed=3, start=0) + [[(17, 17)] * 12]
+    measured = [2.0 + 1.2 * sum(cost.split_parts(s)) for s in schedules]  # a host 20% slower, 2 ms of overhead
+    data["quantities"]["latency"]["accuracy"] = {"merging": "similarity", "schedules": [list(map(list, s))
+                                                 for s in schedules], "pairs_ms": [[0.0, m] for m in measured]}
+    costmodel.write_text(json.dumps(data))
+    assert main(["fit", "--target", "cpu_onnxruntime", *MODEL, "--out", str(out)]) == 0
+    assert "the 13 whole models measured by the last fit --measure, with this fit" in capsys.readouterr().out
+    latency = load_costmodel(costmodel)["quantities"]["latency"]
+    assert latency["correction"]["scale"] == pytest.approx(1.2, abs=1e-6)
+    assert latency["correction"]["overhead"] == pytest.approx(2.0, abs=1e-4)
+    assert latency["accuracy"]["models"] == 13 and latency["accuracy"]["mape"] < 1e-6
+
+    data = load_costmodel(costmodel)
+    data["model_hash"] = "another model"
+    costmodel.write_text(json.dumps(data))
+    assert main(["fit", "--target", "cpu_onnxruntime", *MODEL, "--out", str(out)]) == 0
+    assert "measured by the last fit --measure" not in capsys.readouterr().out
+    assert "accuracy" not in load_costmodel(costmodel)["quantities"]["latency"]
 
 
 def test_fit_without_profile(tmp_path, capsys):

@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 
 from hwsearch.cli.common import TARGET_HELP, target_for
-from hwsearch.cost.accuracy import evaluate_costmodel, keep_accuracy
+from hwsearch.cost.accuracy import evaluate_costmodel, keep_accuracy, remeasured_report
 from hwsearch.cost.fit import describe_fit, describe_reach, save_costmodel
 from hwsearch.cost.measured import MeasuredCost
+from hwsearch.io import read_json_object
 from hwsearch.model.vit import CompressedViT
 from hwsearch.model.zoo import DEFAULT_MODEL, load_model
 from hwsearch.profiling.table import read_profile
@@ -37,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
 def fit(args: argparse.Namespace, target: Target, ws: Workspace) -> int:
     """Fit, describe, and with ``--measure`` the accuracy report (under the results folder's lock)."""
+    previous = read_json_object(ws.costmodel_json)  # its measured whole models are kept
     data = save_fit(ws, args.batch or ws.fit_batch())
     print("\n".join(describe_fit(data)))
     model = CompressedViT(load_model(args.model, None, args.img_size)[0])  # weights do not change latency
@@ -49,5 +51,10 @@ def fit(args: argparse.Namespace, target: Target, ws: Workspace) -> int:
         print(keep_accuracy(data, report))
         save_costmodel(data, ws.costmodel_json)
         print(f"wrote {scatter_png(report, ws.report / 'costmodel_scatter.png', f'{ws.model} on {target.name}')}")
+    elif (report := remeasured_report(data, previous)) is not None:
+        print(f"the {report['models']} whole models measured by the last fit --measure, with this fit:")
+        print(keep_accuracy(data, report))
+        save_costmodel(data, ws.costmodel_json)
     print(f"wrote {ws.costmodel_json}")
     return 0
+

@@ -22,7 +22,7 @@ from hwsearch.cost.fit import affine_fit
 from hwsearch.cost.measured import MeasuredCost
 from hwsearch.model.vit import CompressedViT, apply_schedule
 from hwsearch.profiling.measure import measure_models
-from hwsearch.schedule import as_lists, random_schedules
+from hwsearch.schedule import Counts, as_lists, random_schedules
 from hwsearch.targets import Target
 
 
@@ -71,13 +71,17 @@ def evaluate_costmodel(cost: MeasuredCost, target: Target, model: CompressedViT,
                        seed: int = 0) -> dict[str, Any]:
     """Measure ``count`` schedules and dense here (``count`` + 1 models, one run) and compare with
     the cost model's predictions."""
-    from scipy.stats import spearmanr
-
     schedules = random_schedules(model.num_tokens, model.num_prefix, model.depth, count, seed, start=0)
     schedules.append([(model.num_tokens, model.num_tokens)] * model.depth)  # dense: budgets are fractions of it
     models = {f"s{i}": apply_schedule(model.vit, s, cost.merging) for i, s in enumerate(schedules)}
     stats = measure_models(target, models, target.batch)
-    measured = np.array([stats[f"s{i}"].median_ms for i in range(len(schedules))])
+    return accuracy_report(cost, schedules, np.array([stats[f"s{i}"].median_ms for i in range(len(schedules))]))
+
+
+def accuracy_report(cost: MeasuredCost, schedules: list[Counts], measured: np.ndarray) -> dict[str, Any]:
+    """The correction chosen on ``schedules`` measured at ``measured`` ms, and its leave-one-out errors."""
+    from scipy.stats import spearmanr
+
     blocks, steps = np.array([cost.split_parts(s) for s in schedules]).T
     correction, predicted, loo_mae = choose_correction(blocks, steps, measured)
     within = np.abs(predicted / measured - 1)
@@ -87,6 +91,20 @@ def evaluate_costmodel(cost: MeasuredCost, target: Target, model: CompressedViT,
             "correction": {**correction, "models": len(schedules)},
             "pairs_ms": [[round(float(p), 3), round(float(m), 3)] for p, m in zip(predicted, measured, strict=True)],
             "schedules": [as_lists(s) for s in schedules]}
+
+
+def remeasured_report(data: dict[str, Any], previous: dict[str, Any]) -> dict[str, Any] | None:
+    """The accuracy report of the new fit ``data`` on the whole models that a previous ``fit --measure``
+    measured (``previous``: the cost model it wrote) — a refit keeps them rather than dropping the
+    correction they gave. None when there are none, or they are of another model, batch or target
+    settings."""
+    same = all(previous.get(k) == data.get(k) for k in ("model_hash", "batch", "target_settings_hash"))
+    accuracy = previous.get("quantities", {}).get("latency", {}).get("accuracy", {})
+    if not same or not accuracy.get("schedules") or len(accuracy.get("pairs_ms", [])) != len(accuracy["schedules"]):
+        return None
+    schedules = [[(int(p), int(m)) for p, m in s] for s in accuracy["schedules"]]
+    measured = np.array([float(m) for _, m in accuracy["pairs_ms"]])
+    return accuracy_report(MeasuredCost(data, merging=accuracy.get("merging", "rank")), schedules, measured)
 
 
 def keep_accuracy(data: dict[str, Any], report: dict[str, Any]) -> str:
@@ -101,6 +119,6 @@ def keep_accuracy(data: dict[str, Any], report: dict[str, Any]) -> str:
             if "step_scale" in c else f"one scale ({c['scale']:.3f} x)")
     errors = ", ".join(f"{k} {v:.3f} ms" for k, v in report["loo_mae_ms"].items())
     return (f"whole-model correction: {form}; leave-one-out mean absolute error {errors}\n"
-            f"accuracy on {report['models']} whole models measured now (leave-one-out correction): MAPE "
+            f"accuracy on {report['models']} whole models measured here (leave-one-out correction): MAPE "
             f"{100 * report['mape']:.1f}%, within 5% {100 * report['within_5pct']:.0f}%, within 10% "
             f"{100 * report['within_10pct']:.0f}%, Spearman {report['spearman']:.3f}")
