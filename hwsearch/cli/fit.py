@@ -57,4 +57,3 @@ def fit(args: argparse.Namespace, target: Target, ws: Workspace) -> int:
         save_costmodel(data, ws.costmodel_json)
     print(f"wrote {ws.costmodel_json}")
     return 0
-

@@ -33,7 +33,7 @@ def compress_fit(rows: list[dict[str, Any]], batch: int, column: str = "median_m
     Every feature is work the step does (a fixed part, a ranking, gathers, the similarity matrix), so
     no coefficient may be negative: unconstrained least squares on 24 noisy samples gave the batch-8
     similarity term -0.0012 ms per p^2/4, which priced a merge at 257 tokens at -3.3 ms (free merging
-    early, dear merging late: shapes the search then chose for nothing). Non-negative, the whole-model
+    early, dear merging late: a reason for a shape that whole models did not show). Non-negative, the whole-model
     leave-one-out error of the measured cost models fell (batch 8: 12.4 -> 10.4 ms; batch 1: 0.630 ->
     0.587 ms, the 31 models of ``fit --measure``).
 
