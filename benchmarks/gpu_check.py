@@ -24,8 +24,9 @@ Stages (each timed; a failing stage is reported and the next one runs):
 
 Timings seen on an H200 (2026-11-27, warmup 0.2 s, repeats 5 x 0.05 s): the sweep's 134 graphs took
 142 s (about 0.35 s of export and 0.7 s of timing each); energy 11 s; the profile (~170 graphs) did
-not finish in 200 s, so the timing protocol is now shorter (0.1 s, 5 x 0.03 s). Give a first run 10
-minutes, or run ``--stages profile,optimize`` and ``--stages energy,sweep`` in two calls.
+not finish in 200 s, so the timing protocol is now shorter (0.1 s, 5 x 0.03 s). With it (2026-11-28,
+all stages in one call): profile 209 s, energy 9 s, optimize 32 s, sweep 106 s, 386 s in all. Give a
+first run 10 minutes, or run ``--stages profile,optimize`` and ``--stages energy,sweep`` in two calls.
 
 Everything is written under ``--out`` (default results/gpu_check): the workspace of the check target,
 block_sweep.csv, energy.csv, gpu_check.json and the table as gpu_check.txt.
