@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from hwsearch.cli.common import TARGET_HELP, target_for
@@ -42,7 +41,7 @@ def fit(args: argparse.Namespace, target: Target, ws: Workspace) -> int:
     data = save_fit(ws, args.batch or ws.fit_batch())
     print("\n".join(describe_fit(data)))
     model = CompressedViT(load_model(args.model, None, args.img_size)[0])  # weights do not change latency
-    meta = json.loads(ws.meta_json.read_text()) if ws.meta_json.is_file() else {}
+    meta = read_json_object(ws.meta_json)
     print("\n".join(describe_reach(data, model.depth, model.num_prefix, read_profile(ws.profile_csv), meta)))
     if args.measure:
         similarity = data["quantities"]["latency"]["compress"].get("similarity_coef") is not None
