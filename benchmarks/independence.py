@@ -27,7 +27,7 @@ from hwsearch.schedule import as_lists  # noqa: E402
 from hwsearch.search.baselines import solve  # noqa: E402
 from hwsearch.search.gradient import SearchConfig, gradient_search  # noqa: E402
 
-KNOBS = ("epochs", "batch_size", "lr", "lam", "accumulate", "rates", "merging", "seed", "init_sharpness", "optimizer", "masks")
+KNOBS = ("epochs", "batch_size", "lr", "lam", "accumulate", "rates", "merging", "seed", "init_sharpness", "optimizer")
 
 
 def main() -> int:

@@ -47,18 +47,6 @@ def test_diffrate_mask_hard_forward_soft_gradient():
     assert ddp.logits.grad is not None and ddp.logits.grad.abs().sum() > 0
 
 
-def test_diffrate_soft_forward_mask_is_the_distribution_of_the_count():
-    ddp = DiffRate(num_tokens=17, num_prefix=1, granularity=4)
-    count, mask, probs = ddp.keep(soft_forward=True)
-    assert count.item() == 11  # the count is the same straight-through integer
-    expected = (probs[:, None] * ddp.below).sum(0)  # P(count > position) under uniform candidates
-    assert torch.allclose(mask, expected) and mask[0] == 1.0 and 0 < mask[12] < 1 and mask[16] == probs[0]
-    (mask * torch.arange(17.0)).sum().backward()
-    assert ddp.logits.grad is not None and ddp.logits.grad.abs().sum() > 0
-    rates = RateSchedule(depth=3, num_tokens=17, num_prefix=1, masks="soft")
-    assert all(0 < float(k.merge_mask[12]) < 1 for k in rates()[1:])  # every block's mask is soft
-
-
 def test_rate_schedule_monotone_and_block0_dense():
     torch.manual_seed(0)
     rates = RateSchedule(depth=6, num_tokens=65, num_prefix=1, granularity=4)

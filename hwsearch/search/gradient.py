@@ -49,7 +49,6 @@ class SearchConfig:
     rates: str = "ddp"  # ddp (DiffRate's proxy, penalty loss) or fractions (free rates on the budget)
     accumulate: int = 1  # micro-batches of batch_size per update (fractions: >= 64 images per update)
     optimizer: str = "adamw"  # adamw, or normalized (the largest coordinate moves lr; see NormalizedDescent)
-    masks: str = "hard"  # ddp: rank-position masks hard in the forward pass (DiffRate's STE) or soft (see rates)
     keep_better_start: bool = True  # return the warm start where it beats the search's end (see better_of)
 
 
@@ -231,7 +230,7 @@ def make_rates(cfg: SearchConfig, model: CompressedViT) -> RateSchedule | Fracti
     if cfg.rates == "fractions":
         return FractionRates(model.depth, model.num_tokens, model.num_prefix, cfg.compress_from, cfg.ops, cfg.merging)
     return RateSchedule(model.depth, model.num_tokens, model.num_prefix, cfg.granularity, cfg.compress_from,
-                        cfg.ops, cfg.merging, cfg.masks)
+                        cfg.ops, cfg.merging)
 
 
 def _project_task_gradient(rates: FractionRates, budgets: list[Budget], expected: list[torch.Tensor],

@@ -81,12 +81,8 @@ class DiffRate(nn.Module):
     def expected(self) -> Tensor:
         return self.probs() @ self.candidates
 
-    def keep(self, limit: Tensor | None = None, lower: Tensor | None = None,
-             soft_forward: bool = False) -> tuple[Tensor, Tensor, Tensor]:
-        """Kept count (STE, clamped to ``[lower, limit]``), its rank-position mask, and the probabilities.
-
-        The mask is hard in the forward pass, or with ``soft_forward`` ``P(count > position)`` in both
-        passes (the model then sees the distribution's blur of the schedule)."""
+    def keep(self, limit: Tensor | None = None, lower: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """Kept count (STE, clamped to ``[lower, limit]``), its rank-position mask, and the probabilities."""
         probs = self.probs()
         count = ste_ceil(probs @ self.candidates)
         if limit is not None:
@@ -94,8 +90,6 @@ class DiffRate(nn.Module):
         if lower is not None:
             count = torch.maximum(count, lower)
         soft = probs @ self.below
-        if soft_forward:
-            return count, soft, probs
         mask = hard_mask(count, self.num_tokens, soft) - soft.detach() + soft
         return count, mask, probs
 
@@ -108,13 +102,9 @@ class RateSchedule(nn.Module):
     """
 
     def __init__(self, depth: int, num_tokens: int, num_prefix: int, granularity: int = 4,
-                 compress_from: int = 1, ops: tuple[str, ...] = ("prune", "merge"), merging: str = "rank",
-                 masks: str = "hard") -> None:
+                 compress_from: int = 1, ops: tuple[str, ...] = ("prune", "merge"), merging: str = "rank") -> None:
         super().__init__()
         self.depth, self.num_tokens, self.num_prefix, self.merging = depth, num_tokens, num_prefix, merging
-        if masks not in ("hard", "soft"):
-            raise ValueError(f"unknown masks {masks!r} (hard or soft)")
-        self.soft_forward = masks == "soft"
         self.compress_from, self.ops = compress_from, tuple(ops)
         n_learned = depth - compress_from
         self.prune = nn.ModuleList(DiffRate(num_tokens, num_prefix, granularity) for _ in range(n_learned)) \
@@ -150,12 +140,11 @@ class RateSchedule(nn.Module):
                 keeps.append(BlockKeep(full, full, ones, ones, dense=True))
                 continue
             if self.prune is not None:
-                p_count, p_mask, p_probs = self.prune[j].keep(current, soft_forward=self.soft_forward)
+                p_count, p_mask, p_probs = self.prune[j].keep(current)
             else:
                 p_count, p_mask, p_probs = current, hard_mask(current, self.num_tokens, ones), None
             if self.merge is not None:
-                m_count, m_mask, m_probs = self.merge[j].keep(p_count, self._fewest_merged(p_count),
-                                                              self.soft_forward)
+                m_count, m_mask, m_probs = self.merge[j].keep(p_count, self._fewest_merged(p_count))
             else:
                 m_count, m_mask, m_probs = p_count, p_mask, None
             keeps.append(BlockKeep(p_count, m_count, p_mask, m_mask, p_probs, m_probs,
