@@ -179,7 +179,7 @@ IMPORT_CASES = {"no_embed": "no embed", "attn_missing_a_count": "no attn at 9 to
                 "few_compress_samples": "compression samples (5 of the 6", "nan": "not a positive number",
                 "inf": "not a positive number", "zero": "not a positive number",
                 "negative": "not a positive number", "duplicate": "again (duplicate rows",
-                "truncated": "(a truncated or corrupt file?)"}
+                "truncated": "(a truncated or corrupt file?)", "corrupt_host_json": "not a readable JSON object"}
 
 
 @pytest.mark.parametrize("case", sorted(IMPORT_CASES))
@@ -198,6 +198,9 @@ def test_partial_or_malformed_import_is_one_error(case, quick_targets, tmp_path,
     if case == "truncated":  # the last line cut in the middle, as a copy interrupted by a full disk
         text = good.read_text()
         bad.write_text(text[:text.rstrip("\n").rfind("\n") + 40])
+    elif case == "corrupt_host_json":  # the rows are fine; the device run's host description beside them is cut
+        shutil.copy(good, bad)
+        bad.with_suffix(".host.json").write_text('{"machine": "aarch64", "cpu')
     else:
         rows = list(csv.DictReader(good.open()))
         with bad.open("w", newline="") as f:

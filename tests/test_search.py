@@ -7,7 +7,7 @@ from hwsearch.cost import Budget, FlopsCost
 from hwsearch.data import ImageSet
 from hwsearch.model.vit import CompressedViT
 from hwsearch.quality import collect
-from hwsearch.search.finish import better_of, onto_budget
+from hwsearch.search.finish import better_of, onto_budget, rescaled
 from hwsearch.search.gradient import SearchConfig, gradient_search
 
 
@@ -117,3 +117,24 @@ def test_a_schedule_over_its_budget_is_moved_onto_it():
     assert onto_budget(mild, cost, cost.cost(mild) / 1.005, model, 0) == mild
     result, target = _run()
     assert result.predicted <= 1.01 * target
+
+
+def test_a_schedule_is_rescaled_onto_a_new_budget_either_way_and_searched_from_there():
+    """What ``optimize --latency-ms`` searches from when the measurement moves the budget: the latest
+    schedule's removed tokens scaled together (fewer for a looser budget, more for a tighter one) to the
+    most expensive schedule at or under it, then given to the search as its warm start."""
+    vit = make_vit("deit_tiny")
+    model, cost = CompressedViT(vit), FlopsCost.from_model(vit)
+    mild = [(17, 17), (17, 15), (15, 13), (13, 11)]
+    for factor in (0.9, 1.08):
+        moved = rescaled(mild, cost, factor * cost.cost(mild), model, 0)
+        assert cost.cost(moved) <= factor * cost.cost(mild)
+        assert cost.cost(moved) == pytest.approx(factor * cost.cost(mild), rel=0.1)  # 17 tokens: coarse steps
+        tighter = factor < 1
+        assert all((a[1] <= b[1]) if tighter else (a[1] >= b[1]) for a, b in zip(moved, mild, strict=True))
+    start = rescaled(mild, cost, 0.9 * cost.cost(mild), model, 0)
+    gen = torch.Generator().manual_seed(0)
+    data = ImageSet(torch.randint(0, 256, (16, 3, 64, 64), dtype=torch.uint8, generator=gen), None, "random")
+    result = gradient_search(model, [Budget(cost, cost.cost(start))], data, SearchConfig(epochs=1, batch_size=16),
+                             progress=False, start=start)
+    assert result.movement["initial"] == [list(c) for c in start]

@@ -12,7 +12,7 @@ from typing import Any
 from torch import nn
 
 from hwsearch.errors import HwsearchError
-from hwsearch.io import atomic_path, provenance, write_json
+from hwsearch.io import atomic_path, provenance, read_json_object, write_json
 from hwsearch.model.build import model_hash
 from hwsearch.profiling.additivity import additivity
 from hwsearch.targets import GRID_RULES, Target
@@ -149,6 +149,9 @@ def import_profile(csv_path: str | Path, folder: Path, meta: dict[str, Any]) -> 
     check_rows(rows, meta, str(csv_path))
     check_complete(rows, meta, str(csv_path))
     host = Path(csv_path).with_suffix(".host.json")  # where and how it was measured (profilers writes it)
-    device = json.loads(host.read_text()) if host.is_file() else None
+    device = read_json_object(host) if host.is_file() else None
+    if device == {}:
+        raise HwsearchError(f"{host}: not a readable JSON object (a corrupt copy of the device run's host "
+                            "description?); copy it again, or remove it to import without it")
     return write_profile(Path(csv_path), folder, {**meta, "imported_from": str(csv_path),
                                                    **({"device": device} if device else {})})

@@ -23,12 +23,18 @@ def onto_budget(counts: Counts, cost: CostModel, target: float, model: Compresse
     the search ended 2.4% and 3.8% over (session 25)."""
     if cost.cost(counts) <= target * (1 + TOLERANCE):
         return counts
+    return rescaled(counts, cost, target, model, compress_from, -1.0, 0.0)
 
+
+def rescaled(counts: Counts, cost: CostModel, target: float, model: CompressedViT, compress_from: int,
+             lo: float = -1.0, hi: float = 1.0) -> Counts:
+    """The schedule's shape with every decision's removed tokens scaled together
+    (:func:`hwsearch.search.local.shift`, t in [lo, hi]) to the most expensive one at or under ``target``."""
     def shifted(t: float) -> Counts:
         return shift(counts, t, model.num_tokens, model.num_prefix + 1, compress_from, model.merging)
 
-    lo, _ = bisect(lambda t: cost.cost(shifted(t)), target, -1.0, 0.0, 30, rising=True)
-    return shifted(lo)
+    under, _ = bisect(lambda t: cost.cost(shifted(t)), target, lo, hi, 30, rising=True)
+    return shifted(under)
 
 
 def better_of(model: CompressedViT, data: ImageSet, ref: Reference, labels: torch.Tensor | None,

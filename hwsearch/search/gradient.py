@@ -123,7 +123,7 @@ def _all_reduce_grads(rates: RateSchedule) -> None:
 
 def gradient_search(model: CompressedViT, budgets: list[Budget], data: ImageSet,
                     cfg: SearchConfig, resume: Path | None = None, progress: bool = True,
-                    stop_after: int | None = None) -> SearchResult:
+                    stop_after: int | None = None, start: Counts | None = None) -> SearchResult:
     """Run the DiffRate loop; returns the rounded schedule and its predicted cost(s).
 
     Under torchrun each rank takes its shard of every batch; the loss is weighted so that the
@@ -131,7 +131,8 @@ def gradient_search(model: CompressedViT, budgets: list[Budget], data: ImageSet,
     every rank keeps the same logits (the same as one process, up to float summation order).
 
     With ``resume``, the state is saved after every step and a rerun continues from it;
-    ``stop_after`` ends the run early after that many steps (as an interruption would).
+    ``stop_after`` ends the run early after that many steps (as an interruption would). ``start``: the
+    warm start's counts (default: ``cfg.init`` solved for the budget; none for "flat").
     """
     torch.manual_seed(cfg.seed)
     cost, target = budgets[0].cost, budgets[0].target
@@ -146,8 +147,9 @@ def gradient_search(model: CompressedViT, budgets: list[Budget], data: ImageSet,
     ref = collect(model, data, cfg.batch_size)
     rates = make_rates(cfg, model)
     fixed = isinstance(rates, FractionRates)
-    if cfg.init != "flat":  # "flat" = zero logits (DiffRate's uniform candidates, or half of each decision)
+    if start is None and cfg.init != "flat":  # "flat": zero logits (DiffRate's uniform candidates, or half each)
         start = solve(cfg.init, bound.cost, bound.target, model.depth, model.num_prefix, cfg.compress_from)
+    if start is not None:
         if fixed:
             rates.init_from(start)
         else:
@@ -209,7 +211,7 @@ def gradient_search(model: CompressedViT, budgets: list[Budget], data: ImageSet,
         over = bound.cost.cost(counts) / bound.target
         counts = onto_budget(counts, bound.cost, bound.target, model, cfg.compress_from)
         selection: dict[str, Any] = {}
-        if cfg.init != "flat" and cfg.keep_better_start and counts != start:
+        if start is not None and cfg.keep_better_start and counts != start:
             counts, selection = better_of(model, data, ref, labels, {"searched": counts, "warm start": start},
                                           bound.cost, bound.target, cfg.batch_size)
     logits = {k: v.tolist() for k, v in rates.state_dict().items() if k.endswith("logits")}
