@@ -23,17 +23,16 @@ def onto_budget(counts: Counts, cost: CostModel, target: float, model: Compresse
     the search ended 2.4% and 3.8% over (session 25)."""
     if cost.cost(counts) <= target * (1 + TOLERANCE):
         return counts
-    return rescaled(counts, cost, target, model, compress_from, -1.0, 0.0)
+    return rescaled(counts, cost, target, model, compress_from)
 
 
-def rescaled(counts: Counts, cost: CostModel, target: float, model: CompressedViT, compress_from: int,
-             lo: float = -1.0, hi: float = 1.0) -> Counts:
-    """The schedule's shape with every decision's removed tokens scaled together
-    (:func:`hwsearch.search.local.shift`, t in [lo, hi]) to the most expensive one at or under ``target``."""
+def rescaled(counts: Counts, cost: CostModel, target: float, model: CompressedViT, compress_from: int) -> Counts:
+    """The schedule's shape with every decision's removed tokens scaled together, up or down
+    (:func:`hwsearch.search.local.shift`), to the most expensive one at or under ``target``."""
     def shifted(t: float) -> Counts:
         return shift(counts, t, model.num_tokens, model.num_prefix + 1, compress_from, model.merging)
 
-    under, _ = bisect(lambda t: cost.cost(shifted(t)), target, lo, hi, 30, rising=True)
+    under, _ = bisect(lambda t: cost.cost(shifted(t)), target, -1.0, 1.0, 30, rising=True)
     return shifted(under)
 
 

@@ -4,7 +4,6 @@ measured local search), fidelity, and the schedule YAML."""
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,10 +153,10 @@ def searching_again(model: CompressedViT, budgets: list[Budget], images: ImageSe
         if latest:
             bound = constraint(again)
             start = rescaled(latest[-1], bound.cost, bound.target, model, cfg.compress_from)
-            result = gradient_search(model, again, images.take(slice(0, None, REFINE_SHARE)), cfg,
-                                     progress=progress, start=start)
+            share = images.take(slice(0, None, REFINE_SHARE))
+            result = gradient_search(model, again, share, cfg, progress=progress, start=start)
             print(f"refined the schedule rescaled onto the new budget in {result.seconds:.0f} s "
-                  f"({result.steps} steps on {math.ceil(len(images) / REFINE_SHARE)} images)", flush=True)
+                  f"({result.steps} steps on {len(share)} images)", flush=True)
         else:
             result = gradient_search(model, again, images, cfg, progress=progress)
         if result.selection:
