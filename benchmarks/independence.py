@@ -36,7 +36,7 @@ def main() -> int:
     parser.add_argument("--inits", default="flat,tome,uniform,evit")
     for f in fields(SearchConfig):  # the search knobs, at the search's defaults
         if f.name in KNOBS:
-            kind = float if f.name == "lr" else type(f.default)  # lr's default is None
+            kind = {"lr": float, "accumulate": int}.get(f.name, str if f.default is None else type(f.default))
             parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default)
     args = parser.parse_args()
     b = bench.setup(args)

@@ -85,3 +85,17 @@ def test_normalized_descent_moves_the_largest_coordinate_by_lr_and_keeps_ratios(
     a.grad, b.grad = torch.zeros(2), torch.zeros(1)
     optim.step()  # a zero gradient moves nothing
     assert torch.allclose(a.detach(), torch.tensor([-0.05, 0.0125]))
+
+
+def test_auto_rates_are_fractions_on_measured_budgets_and_ddp_on_gmacs(vit_s_cost):
+    from hwsearch.cost import MeasuredCost
+
+    gmacs = [Budget(vit_s_cost["similarity"], 1.0)]
+    measured = gmacs + [Budget(MeasuredCost.__new__(MeasuredCost), 1.0)]  # only its kind is read
+    assert SearchConfig().resolved(gmacs) == SearchConfig(rates="ddp", lr=0.1, accumulate=1, optimizer="adamw")
+    assert SearchConfig().resolved(measured) == SearchConfig(rates="fractions", lr=0.05, accumulate=4,
+                                                             optimizer="normalized")
+    chosen = SearchConfig(rates="fractions", lr=0.2, accumulate=1, optimizer="adamw")
+    assert chosen.resolved(gmacs) == chosen  # what is given stays
+    with pytest.raises(ValueError, match="unknown rates"):
+        SearchConfig(rates="logits").resolved(gmacs)

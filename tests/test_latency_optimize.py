@@ -77,6 +77,9 @@ def test_remote_target_runs_predicted_only(quick_targets, tmp_path, capsys):  # 
     schedule = load(out / "cpu_remote" / "deit_tiny_patch16_224" / "schedules" / "latency10.yaml")
     assert "measured" not in schedule.provenance and schedule.predicted["unit"] == "ms"
     assert schedule.merging == "similarity"  # the default: on the profile's similarity-merge compression samples
+    run_as = schedule.provenance["search"]  # auto rates on a measured budget: the fixed-budget fractions
+    assert (run_as["rates"], run_as["optimizer"], run_as["accumulate"], run_as["lr"]) == ("fractions", "normalized", 4, 0.05)
+    assert "search: fractions rates (auto), normalized lr 0.05, 32 images per update" in printed
     # rank merging searches on the profile's rank-merge compression samples
     assert main(["optimize", "--target", "cpu_remote", *MODEL, "--latency-ms", "10", "--merging", "rank",
                  "--name", "rank", *SEARCH, "--out", str(out)]) == 0

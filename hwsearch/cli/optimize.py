@@ -34,10 +34,14 @@ def add_arguments(opt: argparse.ArgumentParser) -> None:
                      help="ddp: logit fall per candidate step away from the warm start (default 0.25: wide, the "
                           "search moves far from it; 2: peaked, it stays within ~5 tokens)")
     add_merging_arg(opt)
-    opt.add_argument("--rates", default="ddp", choices=["ddp", "fractions"],
+    opt.add_argument("--rates", default="auto", choices=["auto", "ddp", "fractions"],
                      help="ddp: DiffRate's proxy with the budget as a penalty; fractions: free per-block kept "
-                          "fractions, every update projected back onto the budget")
-    opt.add_argument("--accumulate", type=int, default=1, help="micro-batches of --batch-size per update")
+                          "fractions, every update projected back onto the budget; auto (default): fractions "
+                          "when a budget is measured (latency, energy), ddp for --flops-ratio")
+    opt.add_argument("--accumulate", type=int, help="micro-batches of --batch-size per update "
+                                                    "(default: 1 for ddp, 4 for fractions)")
+    opt.add_argument("--optimizer", choices=["adamw", "normalized"],
+                     help="default: adamw for ddp, normalized descent (the largest step lr) for fractions")
     opt.add_argument("--seed", type=int, default=0)
     opt.add_argument("--name", help="schedule name (default from the budget)")
     opt.add_argument("--resume", action="store_true", help="continue an interrupted search of the same name")
@@ -53,12 +57,12 @@ def run(args: argparse.Namespace) -> int:
     ops = tuple(o.strip() for o in args.ops.split(",") if o.strip())
     if not ops or set(ops) - {"prune", "merge"}:
         raise HwsearchError(f"--ops must be prune, merge or prune,merge (got {args.ops!r})")
-    if min(args.granularity, args.epochs, args.batch_size, args.accumulate) < 1 or not args.init_sharpness > 0:
+    if min(args.granularity, args.epochs, args.batch_size, args.accumulate or 1) < 1 or not args.init_sharpness > 0:
         raise HwsearchError("--granularity, --epochs, --batch-size, --accumulate and --init-sharpness must be positive")
     config = SearchConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lam=args.lam,
                           granularity=args.granularity, compress_from=args.compress_from, ops=ops, seed=args.seed,
                           init=args.init, init_sharpness=args.init_sharpness, merging=args.merging, rates=args.rates,
-                          accumulate=args.accumulate)
+                          accumulate=args.accumulate, optimizer=args.optimizer)
     request = OptimizeRequest(specs, args.model, args.checkpoint, args.img_size, args.data, args.num_images, config,
                               args.name, args.resume, args.refine, not args.no_progress)
     return run_distributed(Path(args.out), request)

@@ -1,17 +1,19 @@
 """DiffRate gradient search: learn per-block prune/merge counts under a cost budget.
 
-loss = distillation to the dense model + lam * (max over budgets of cost / target - 1)^2 (one budget:
-DiffRate's term; several, on one or several targets: the binding one is met, the others kept under);
-only the DDP logits are trained (AdamW, cosine LR), the backbone is frozen. Dense outputs are
-computed once and cached. The warm start is solved on the worst ratio; the first budget is the
-primary one (reported prediction, history).
+Two kinds of rates, only they are trained (cosine LR), the backbone is frozen. ``ddp`` (DiffRate's):
+loss = distillation to the dense model + lam * (max over budgets of cost / target - 1)^2 (several
+budgets, on one or several targets: the binding one is met, the others kept under), AdamW on the DDP
+logits. ``fractions``: the distillation loss alone, every update projected to fixed cost and back onto
+the budget (see hwsearch.search.fractions). ``auto`` (default) takes fractions when a budget is
+measured, ddp for GMACs. Dense outputs are computed once and cached. The warm start is solved on the
+worst ratio; the first budget is the primary one (reported prediction, history).
 """
 from __future__ import annotations
 
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ import torch
 from tqdm import tqdm
 
 from hwsearch.cost.base import Budget, WorstRatio, constraint
+from hwsearch.cost.flops import FlopsCost
 from hwsearch.data import ImageSet, normalize
 from hwsearch.io import atomic_path, write_json
 from hwsearch.model.vit import CompressedViT
@@ -46,19 +49,29 @@ class SearchConfig:
     init: str = "tome"  # warm start: a hand schedule solved for the budget (tome, uniform, evit) or "flat"
     init_sharpness: float = 0.25  # ddp: logit fall per candidate step away from the warm start (wide: 0.25; see README)
     merging: str = "similarity"  # the merge operator searched (the model's); see hwsearch.model.matching
-    rates: str = "ddp"  # ddp (DiffRate's proxy, penalty loss) or fractions (free rates on the budget)
-    accumulate: int = 1  # micro-batches of batch_size per update (fractions: >= 64 images per update)
-    optimizer: str = "adamw"  # adamw, or normalized (the largest coordinate moves lr; see NormalizedDescent)
+    # ddp (DiffRate's proxy, penalty loss), fractions (free rates on the budget), or auto: fractions when
+    # a budget is measured (latency, energy), ddp for GMACs alone (measured; see README "Why")
+    rates: str = "auto"
+    accumulate: int | None = None  # micro-batches of batch_size per update; None: the rates' default
+    optimizer: str | None = None  # adamw, or normalized (see NormalizedDescent); None: the rates' default
     keep_better_start: bool = True  # return the warm start where it beats the search's end (see better_of)
 
+    def resolved(self, budgets: list[Budget]) -> SearchConfig:
+        """This config with ``auto`` and every None replaced by the rates' defaults for these budgets."""
+        rates = self.rates
+        if rates == "auto":
+            rates = "ddp" if all(isinstance(b.cost, FlopsCost) for b in budgets) else "fractions"
+        if rates not in RATE_DEFAULTS:
+            raise ValueError(f"unknown rates {rates!r} (auto, ddp or fractions)")
+        lr, accumulate, optimizer = RATE_DEFAULTS[rates]
+        return replace(self, rates=rates, lr=lr if self.lr is None else self.lr,
+                       accumulate=accumulate if self.accumulate is None else self.accumulate,
+                       optimizer=optimizer if self.optimizer is None else self.optimizer)
 
-    def learning_rate(self) -> float:
-        return self.lr if self.lr is not None else DEFAULT_LR[self.rates]
 
-
-# ddp: logits (a step moves a peaked distribution by about one candidate); fractions: about 5% of a
-# decision's tokens per step at first
-DEFAULT_LR = {"ddp": 0.1, "fractions": 0.05}
+# (first lr, micro-batches per update, optimizer). ddp: logits (a step moves a peaked distribution by
+# about one candidate); fractions: the largest move 5% of a decision's tokens at first, 64 images per update
+RATE_DEFAULTS = {"ddp": (0.1, 1, "adamw"), "fractions": (0.05, 4, "normalized")}
 
 
 @dataclass
@@ -71,6 +84,7 @@ class SearchResult:
     steps: int
     history: list[dict[str, float]] = field(default_factory=list)
     logits: dict[str, list[float]] = field(default_factory=dict)
+    config: SearchConfig | None = None  # the config as run (resolved: no auto, no None)
     movement: dict[str, Any] = field(default_factory=dict)
     selection: dict[str, Any] = field(default_factory=dict)  # searched vs warm start (better_of)
     over_budget: float | None = None  # predicted cost / budget before onto_budget moved it (None: not moved)
@@ -134,6 +148,7 @@ def gradient_search(model: CompressedViT, budgets: list[Budget], data: ImageSet,
     ``stop_after`` ends the run early after that many steps (as an interruption would). ``start``: the
     warm start's counts (default: ``cfg.init`` solved for the budget; none for "flat").
     """
+    cfg = cfg.resolved(budgets)
     torch.manual_seed(cfg.seed)
     cost, target = budgets[0].cost, budgets[0].target
     bound, worst_of = constraint(budgets), WorstRatio(budgets)  # several budgets: the worst cost/budget ratio
@@ -192,7 +207,7 @@ def gradient_search(model: CompressedViT, budgets: list[Budget], data: ImageSet,
             if world > 1:
                 _all_reduce_grads(rates)
         for group in optim.param_groups:
-            group["lr"] = cosine_lr(step, total, cfg.learning_rate(), cfg.learning_rate() / 10)
+            group["lr"] = cosine_lr(step, total, cfg.lr, cfg.lr / 10)
         optim.step()
         if fixed:
             rates.retract(budgets)
@@ -216,16 +231,16 @@ def gradient_search(model: CompressedViT, budgets: list[Budget], data: ImageSet,
                                           bound.cost, bound.target, cfg.batch_size)
     logits = {k: v.tolist() for k, v in rates.state_dict().items() if k.endswith("logits")}
     return SearchResult(counts, cost.cost(counts), target, {b.name: b.cost.cost(counts) for b in budgets},
-                        time.perf_counter() - start_time, step, history, logits, movement(start_counts, counts),
+                        time.perf_counter() - start_time, step, history, logits, cfg, movement(start_counts, counts),
                         selection, over if over > 1 + TOLERANCE else None)
 
 
 def make_optimizer(cfg: SearchConfig, learned: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
     if cfg.optimizer == "normalized":
-        return NormalizedDescent(learned, cfg.learning_rate())
+        return NormalizedDescent(learned, cfg.lr)
     if cfg.optimizer != "adamw":
         raise ValueError(f"unknown optimizer {cfg.optimizer!r} (adamw or normalized)")
-    return torch.optim.AdamW(learned, lr=cfg.learning_rate(), weight_decay=0.0)
+    return torch.optim.AdamW(learned, lr=cfg.lr, weight_decay=0.0)
 
 
 def make_rates(cfg: SearchConfig, model: CompressedViT) -> RateSchedule | FractionRates:
@@ -256,9 +271,9 @@ def movement(start: Counts, end: Counts) -> dict[str, Any]:
             "largest_move_block": moves.index(max(moves)) if moves else None}
 
 
-def save_history(path: Path, result: SearchResult, config: SearchConfig, extra: dict[str, Any]) -> None:
-    """Per-step loss/cost history beside the schedule."""
-    write_json(path, {"config": asdict(config), "history": result.history, "logits": result.logits,
+def save_history(path: Path, result: SearchResult, extra: dict[str, Any]) -> None:
+    """Per-step loss/cost history beside the schedule (with the config as run)."""
+    write_json(path, {"config": asdict(result.config) if result.config else None, "history": result.history, "logits": result.logits,
                       "movement": result.movement, "selection": result.selection, "over_budget": result.over_budget,
                       **extra})
 

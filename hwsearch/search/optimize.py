@@ -87,6 +87,9 @@ def optimize(out: Path, request: OptimizeRequest, rank: int = 0) -> Path | None:
     if len(budgets) > 1:
         print("the search meets the worst of these (largest predicted cost / budget)", flush=True)
     searched = [b for b, _ in budgets]
+    run_as = cfg.resolved(searched)
+    print(f"search: {run_as.rates} rates{' (auto)' if cfg.rates == 'auto' else ''}, {run_as.optimizer} lr "
+          f"{run_as.lr:g}, {run_as.batch_size * run_as.accumulate} images per update", flush=True)
     result = gradient_search(model, searched, search_set, cfg, resume=resume,
                              progress=request.progress)
     if rank != 0:
@@ -121,10 +124,10 @@ def optimize(out: Path, request: OptimizeRequest, rank: int = 0) -> Path | None:
         provenance={**provenance(), "model": name, "checkpoint": checkpoint, "data": search_set.source,
                     "num_search_images": len(search_set), "target": target.name,
                     "search_seconds": round(result.seconds, 1), "search_steps": result.steps,
-                    "search": dict(vars(cfg)), "fidelity": agreement,
+                    "search": dict(vars(result.config or cfg)), "fidelity": agreement,
                     **({"measured": measured_record(check)} if check and check.measured else {})})
     path = schedule.save(ws.schedule(name_label))
-    save_history(ws.schedules / f"{name_label}.history.json", result, cfg, {"schedule": str(path)})
+    save_history(ws.schedules / f"{name_label}.history.json", result, {"schedule": str(path)})
     if resume is not None and resume.exists():
         resume.unlink()
     page = write_page(path, model, {r["on"]: b.cost.data for b, r in budgets if isinstance(b.cost, MeasuredCost)})
