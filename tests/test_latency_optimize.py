@@ -78,7 +78,8 @@ def test_remote_target_runs_predicted_only(quick_targets, tmp_path, capsys):  # 
     assert "measured" not in schedule.provenance and schedule.predicted["unit"] == "ms"
     assert schedule.merging == "similarity"  # the default: on the profile's similarity-merge compression samples
     run_as = schedule.provenance["search"]  # auto rates on a measured budget: the fixed-budget fractions
-    assert (run_as["rates"], run_as["optimizer"], run_as["accumulate"], run_as["lr"]) == ("fractions", "normalized", 4, 0.05)
+    chosen = (run_as["rates"], run_as["optimizer"], run_as["accumulate"], run_as["lr"])
+    assert chosen == ("fractions", "normalized", 4, 0.05)
     assert "search: fractions rates (auto), normalized lr 0.05, 32 images per update" in printed
     # rank merging searches on the profile's rank-merge compression samples
     assert main(["optimize", "--target", "cpu_remote", *MODEL, "--latency-ms", "10", "--merging", "rank",

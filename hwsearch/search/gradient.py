@@ -273,9 +273,9 @@ def movement(start: Counts, end: Counts) -> dict[str, Any]:
 
 def save_history(path: Path, result: SearchResult, extra: dict[str, Any]) -> None:
     """Per-step loss/cost history beside the schedule (with the config as run)."""
-    write_json(path, {"config": asdict(result.config) if result.config else None, "history": result.history, "logits": result.logits,
-                      "movement": result.movement, "selection": result.selection, "over_budget": result.over_budget,
-                      **extra})
+    write_json(path, {"config": asdict(result.config) if result.config else None, "history": result.history,
+                      "logits": result.logits, "movement": result.movement, "selection": result.selection,
+                      "over_budget": result.over_budget, **extra})
 
 
 __all__ = ["SearchConfig", "SearchResult", "gradient_search"]
