@@ -171,7 +171,7 @@ def gradient_search(model: CompressedViT, budgets: list[Budget], data: ImageSet,
             rates.init_from(start, cfg.init_sharpness)
     if fixed:
         rates.retract(budgets)
-    start_counts = rates.counts(rates())
+    start_counts = start if start is not None else rates.counts(rates())  # moves are counted from the warm start
     learned = [p for p in rates.parameters() if p.requires_grad]
     optim = make_optimizer(cfg, learned)
     per_update = cfg.batch_size * cfg.accumulate
