@@ -27,6 +27,7 @@ def run(argv, capsys):
     (["optimize", "--flops-ratio", "0.6", "--img-size", "500"], "multiple of 14"),
     (["optimize", "--flops-ratio", "0.6", "--img-size", "532"], "multiple of 14"),
     (["optimize", "--flops-ratio", "0.6", "--init-sharpness", "0"] + TINY, "must be positive"),
+    (["optimize", "--flops-ratio", "0.6", "--accumulate", "0"] + TINY, "must be positive"),  # 0 is not "unset"
 ])
 def test_user_errors_exit_2_one_line(argv, needle, capsys, tmp_path):
     code, err = run(argv + ["--out", str(tmp_path)] if argv[0] == "optimize" else argv, capsys)

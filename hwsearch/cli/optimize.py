@@ -57,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     ops = tuple(o.strip() for o in args.ops.split(",") if o.strip())
     if not ops or set(ops) - {"prune", "merge"}:
         raise HwsearchError(f"--ops must be prune, merge or prune,merge (got {args.ops!r})")
-    if min(args.granularity, args.epochs, args.batch_size, args.accumulate or 1) < 1 or not args.init_sharpness > 0:
+    counts = (args.granularity, args.epochs, args.batch_size, 1 if args.accumulate is None else args.accumulate)
+    if min(counts) < 1 or not args.init_sharpness > 0:
         raise HwsearchError("--granularity, --epochs, --batch-size, --accumulate and --init-sharpness must be positive")
     config = SearchConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lam=args.lam,
                           granularity=args.granularity, compress_from=args.compress_from, ops=ops, seed=args.seed,
