@@ -82,9 +82,9 @@ class SearchResult:
     predicted_by: dict[str, float]
     seconds: float
     steps: int
+    config: SearchConfig  # the config as run (resolved: no auto, no None)
     history: list[dict[str, float]] = field(default_factory=list)
     logits: dict[str, list[float]] = field(default_factory=dict)
-    config: SearchConfig | None = None  # the config as run (resolved: no auto, no None)
     movement: dict[str, Any] = field(default_factory=dict)
     selection: dict[str, Any] = field(default_factory=dict)  # searched vs warm start (better_of)
     over_budget: float | None = None  # predicted cost / budget before onto_budget moved it (None: not moved)
@@ -231,7 +231,7 @@ def gradient_search(model: CompressedViT, budgets: list[Budget], data: ImageSet,
                                           bound.cost, bound.target, cfg.batch_size)
     logits = {k: v.tolist() for k, v in rates.state_dict().items() if k.endswith("logits")}
     return SearchResult(counts, cost.cost(counts), target, {b.name: b.cost.cost(counts) for b in budgets},
-                        time.perf_counter() - start_time, step, history, logits, cfg, movement(start_counts, counts),
+                        time.perf_counter() - start_time, step, cfg, history, logits, movement(start_counts, counts),
                         selection, over if over > 1 + TOLERANCE else None)
 
 
@@ -273,7 +273,7 @@ def movement(start: Counts, end: Counts) -> dict[str, Any]:
 
 def save_history(path: Path, result: SearchResult, extra: dict[str, Any]) -> None:
     """Per-step loss/cost history beside the schedule (with the config as run)."""
-    write_json(path, {"config": asdict(result.config) if result.config else None, "history": result.history,
+    write_json(path, {"config": asdict(result.config), "history": result.history,
                       "logits": result.logits, "movement": result.movement, "selection": result.selection,
                       "over_budget": result.over_budget, **extra})
 
