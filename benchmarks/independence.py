@@ -27,7 +27,7 @@ from hwsearch.schedule import as_lists  # noqa: E402
 from hwsearch.search.baselines import solve  # noqa: E402
 from hwsearch.search.gradient import SearchConfig, gradient_search  # noqa: E402
 
-KNOBS = ("epochs", "batch_size", "lr", "lam", "accumulate", "rates", "merging", "seed", "init_sharpness", "optimizer", "anneal")
+KNOBS = ("epochs", "batch_size", "lr", "lam", "accumulate", "rates", "merging", "seed", "init_sharpness", "optimizer")
 
 
 def main() -> int:
@@ -36,7 +36,7 @@ def main() -> int:
     parser.add_argument("--inits", default="flat,tome,uniform,evit")
     for f in fields(SearchConfig):  # the search knobs, at the search's defaults
         if f.name in KNOBS:
-            kind = {"lr": float, "accumulate": int, "anneal": float}.get(f.name, str if f.default is None else type(f.default))
+            kind = {"lr": float, "accumulate": int}.get(f.name, str if f.default is None else type(f.default))
             parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default)
     args = parser.parse_args()
     b = bench.setup(args)

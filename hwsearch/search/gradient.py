@@ -55,9 +55,6 @@ class SearchConfig:
     accumulate: int | None = None  # micro-batches of batch_size per update; None: the rates' default
     optimizer: str | None = None  # adamw, or normalized (see NormalizedDescent); None: the rates' default
     keep_better_start: bool = True  # return the warm start where it beats the search's end (see better_of)
-    # fractions: share of the steps over which the budget tightens from dense to the target (0: on the
-    # target from the first step); see tightened
-    anneal: float = 0.0
 
     def resolved(self, budgets: list[Budget]) -> SearchConfig:
         """This config with ``auto`` and every None replaced by the rates' defaults for these budgets."""
@@ -172,14 +169,14 @@ def gradient_search(model: CompressedViT, budgets: list[Budget], data: ImageSet,
             rates.init_from(start)
         else:
             rates.init_from(start, cfg.init_sharpness)
+    if fixed:
+        rates.retract(budgets)
+    start_counts = start if start is not None else rates.counts(rates())  # moves are counted from the warm start
     learned = [p for p in rates.parameters() if p.requires_grad]
     optim = make_optimizer(cfg, learned)
     per_update = cfg.batch_size * cfg.accumulate
     steps_per_epoch = math.ceil(len(data) / per_update)
     total = cfg.epochs * steps_per_epoch
-    if fixed:
-        rates.retract(tightened(budgets, model.depth, 0, total, cfg.anneal))
-    start_counts = start if start is not None else rates.counts(rates())  # moves are counted from the warm start
     step = _load_state(resume, rates, optim) if resume is not None and resume.is_file() else 0
     gen = torch.Generator().manual_seed(cfg.seed)
     orders = [torch.randperm(len(data), generator=gen) for _ in range(cfg.epochs)]
@@ -204,8 +201,7 @@ def gradient_search(model: CompressedViT, budgets: list[Budget], data: ImageSet,
         expected = [b.cost.expected_cost(keeps) for b in budgets]
         penalty = cfg.lam * (worst_of.ratio(expected) - 1.0) ** 2  # the binding budget at 1, others under
         if fixed:  # the update moves tokens at fixed cost; the retraction puts it back on the budget
-            on = tightened(budgets, model.depth, step + 1, total, cfg.anneal)
-            _project_task_gradient(rates, on, expected, world)
+            _project_task_gradient(rates, budgets, expected, world)
         else:
             (penalty / world).backward()
             if world > 1:
@@ -214,7 +210,7 @@ def gradient_search(model: CompressedViT, budgets: list[Budget], data: ImageSet,
             group["lr"] = cosine_lr(step, total, cfg.lr, cfg.lr / 10)
         optim.step()
         if fixed:
-            rates.retract(on)
+            rates.retract(budgets)
         step += 1
         loss = task_sum + (0.0 if fixed else penalty.item() / world)
         record = {"step": step, "loss": loss, "task": task_sum, "cost": expected[0].item(),  # this rank
@@ -237,18 +233,6 @@ def gradient_search(model: CompressedViT, budgets: list[Budget], data: ImageSet,
     return SearchResult(counts, cost.cost(counts), target, {b.name: b.cost.cost(counts) for b in budgets},
                         time.perf_counter() - start_time, step, cfg, history, logits, movement(start_counts, counts),
                         selection, over if over > 1 + TOLERANCE else None)
-
-
-def tightened(budgets: list[Budget], depth: int, step: int, total: int, anneal: float) -> list[Budget]:
-    """The budgets a fixed-budget search retracts onto after ``step`` updates: with ``anneal`` > 0, every
-    target moves linearly in cost from the dense cost to itself over the first ``anneal * total`` updates
-    (gradual compression: from any warm start the search begins dense and removes tokens where the
-    task gradient says they cost least), then stays there."""
-    ramp = anneal * total
-    if ramp <= 0 or step >= ramp:
-        return budgets
-    loose = 1.0 - step / ramp
-    return [replace(b, target=b.target + loose * (b.cost.dense_cost(depth) - b.target)) for b in budgets]
 
 
 def make_optimizer(cfg: SearchConfig, learned: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
