@@ -58,9 +58,11 @@ def main() -> int:
         runs[init] = {"fidelity": float(fidelity.mean()), "start_fidelity": start,
                       "budget_error": result.predicted / goal - 1, "seconds": result.seconds, "steps": result.steps,
                       "largest_move": result.movement.get("largest_move"), "movement": result.movement,
+                      "start": result.start, "selection": result.selection,
                       "counts": as_lists(result.counts), "per_image": fidelity.tolist()}
         print(f"{init:8s} fidelity {runs[init]['fidelity']:.4f} (start {start if start is None else f'{start:.4f}'})"
-              f"  budget {100 * runs[init]['budget_error']:+.2f}%  largest move {runs[init]['largest_move']}"
+              f"  descended from {result.start['start']}  budget {100 * runs[init]['budget_error']:+.2f}%"
+              f"  largest move {runs[init]['largest_move']}"
               f"  {result.seconds:.0f} s  {as_lists(result.counts)}", flush=True)
         values = [r["fidelity"] for r in runs.values()]
         write_json(Path(args.out) / "benchmarks" / "independence.json",

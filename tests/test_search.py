@@ -7,8 +7,11 @@ from hwsearch.cost import Budget, FlopsCost
 from hwsearch.data import ImageSet
 from hwsearch.model.vit import CompressedViT
 from hwsearch.quality import collect
+from hwsearch.schedule import as_lists
+from hwsearch.search.baselines import solve
 from hwsearch.search.finish import better_of, onto_budget, rescaled
 from hwsearch.search.gradient import SearchConfig, gradient_search
+from hwsearch.search.starts import pick_start
 
 
 def _run(tmp_path=None, epochs=4, stop_after=None, lr_override=None, **kw):
@@ -48,7 +51,7 @@ def test_interrupted_search_resumes_to_the_same_result(tmp_path):
 def test_search_from_flat_logits_moves_the_cost_onto_the_budget():
     """DiffRate's zero logits start far from the budget (1.3 x here, block 0 dense); the search must bring the
     cost to it."""
-    result, target = _run(epochs=8, lr_override=0.5, init="flat", compress_from=1)
+    result, target = _run(epochs=8, lr_override=0.5, init="flat", compress_from=1, pick_start=False)
     start = result.history[0]["cost"] / target
     assert start > 1.2  # far away at the first step
     assert result.predicted == pytest.approx(target, rel=0.05)
@@ -102,6 +105,30 @@ def test_the_search_keeps_its_warm_start_unless_it_beats_it_by_more_than_the_noi
     assert why["kept"] == "warm start" and why["gain"] == 0  # a tie keeps the start
     off, _ = _run(keep_better_start=False)
     assert off.selection == {}
+
+
+def test_the_search_descends_from_the_best_start_on_the_search_images():
+    """``pick_start`` keeps the named (first) start unless another scores better on the search images by
+    more than one standard error; a start equal to an earlier one is scored once; the search records it."""
+    vit = make_vit("deit_tiny")
+    model = CompressedViT(vit)
+    gen = torch.Generator().manual_seed(0)
+    data = ImageSet(torch.randint(0, 256, (32, 3, 64, 64), dtype=torch.uint8, generator=gen), None, "random")
+    ref = collect(model, data)
+    mild = [(17, 17), (17, 15), (15, 15), (15, 15)]
+    harsh = [(17, 3)] + [(3, 3)] * 3
+    name, why = pick_start(model, data, ref, None, {"evit": harsh, "tome": mild, "uniform": list(mild)}, 16)
+    assert name == "tome" and why["named"] == "evit" and set(why["start_loss"]) == {"evit", "tome"}
+    assert why["start_gain"] > why["start_standard_error"] > 0
+    name, why = pick_start(model, data, ref, None, {"tome": mild, "evit": harsh}, 16)
+    assert name == "tome" and why["start_gain"] == 0  # the named start is the best: kept
+    assert pick_start(model, data, ref, None, {"tome": mild, "uniform": list(mild)}, 16) == ("tome", {"start": "tome"})
+    result, target = _run(init="evit")
+    assert result.start["named"] == "evit" and set(result.start["start_loss"]) == {"evit", "tome", "uniform"}
+    chosen = solve(result.start["start"], FlopsCost.from_model(vit), target, model.depth, model.num_prefix, 0)
+    assert result.movement["initial"] == as_lists(chosen)  # moves are counted from the start chosen
+    fixed, _ = _run(init="evit", pick_start=False)
+    assert fixed.start == {"start": "evit"}
 
 
 def test_a_schedule_over_its_budget_is_moved_onto_it():

@@ -47,13 +47,24 @@ def better_of(model: CompressedViT, data: ImageSet, ref: Reference, labels: torc
     cosine, interval -0.0008..+0.0011) and lost 0.002 on held-out photos, by pruning 12 tokens at
     block 3; for 0.6 x dense it won on both (+0.0020, +0.0016)."""
     ratios = {name: cost.cost(c) / target for name, c in candidates.items()}
-    losses = {name: image_losses(ref, collect(apply_schedule(model.vit, c, model.merging), data, batch_size),
-                                 model.vit.num_classes > 0, labels) for name, c in candidates.items()}
+    losses = schedule_losses(model, data, ref, labels, candidates, batch_size)
     searched, start = candidates  # the names, in this order
-    gain = losses[start] - losses[searched]  # per image, > 0 where the searched schedule is better
-    standard_error = float(gain.std() / len(gain) ** 0.5) if len(gain) > 1 else 0.0
+    gain, standard_error = paired_gain(losses[start], losses[searched])
     affordable = ratios[start] <= max(1 + TOLERANCE, ratios[searched])
     kept = start if affordable and float(gain.mean()) <= standard_error else searched
     return candidates[kept], {"kept": kept, "search_loss": {k: float(v.mean()) for k, v in losses.items()},
                               "gain": float(gain.mean()), "standard_error": standard_error,
                               "cost_over_budget": ratios}
+
+
+def schedule_losses(model: CompressedViT, data: ImageSet, ref: Reference, labels: torch.Tensor | None,
+                    candidates: dict[str, Counts], batch_size: int) -> dict[str, torch.Tensor]:
+    """Per candidate schedule, the search's own loss per search image in deploy mode (:func:`image_losses`)."""
+    return {name: image_losses(ref, collect(apply_schedule(model.vit, c, model.merging), data, batch_size),
+                               model.vit.num_classes > 0, labels) for name, c in candidates.items()}
+
+
+def paired_gain(base: torch.Tensor, other: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """Per image ``base - other`` (> 0 where ``other`` is better) and the standard error of its mean."""
+    gain = base - other
+    return gain, float(gain.std() / len(gain) ** 0.5) if len(gain) > 1 else 0.0

@@ -31,6 +31,7 @@ from hwsearch.search.baselines import solve
 from hwsearch.search.finish import TOLERANCE, better_of, onto_budget
 from hwsearch.search.fractions import FractionRates, NormalizedDescent, project_out
 from hwsearch.search.rates import RateSchedule
+from hwsearch.search.starts import hand_starts, pick_start
 
 
 @dataclass
@@ -55,6 +56,7 @@ class SearchConfig:
     accumulate: int | None = None  # micro-batches of batch_size per update; None: the rates' default
     optimizer: str | None = None  # adamw, or normalized (see NormalizedDescent); None: the rates' default
     keep_better_start: bool = True  # return the warm start where it beats the search's end (see better_of)
+    pick_start: bool = True  # descend from the best hand schedule on the search images (see hwsearch.search.starts)
 
     def resolved(self, budgets: list[Budget]) -> SearchConfig:
         """This config with ``auto`` and every None replaced by the rates' defaults for these budgets."""
@@ -88,6 +90,7 @@ class SearchResult:
     movement: dict[str, Any] = field(default_factory=dict)
     selection: dict[str, Any] = field(default_factory=dict)  # searched vs warm start (better_of)
     over_budget: float | None = None  # predicted cost / budget before onto_budget moved it (None: not moved)
+    start: dict[str, Any] = field(default_factory=dict)  # the warm start chosen and why (pick_start)
 
 
 def _save_state(path: Path, rates: RateSchedule, optim: torch.optim.Optimizer, step: int) -> None:
@@ -162,8 +165,15 @@ def gradient_search(model: CompressedViT, budgets: list[Budget], data: ImageSet,
     ref = collect(model, data, cfg.batch_size)
     rates = make_rates(cfg, model)
     fixed = isinstance(rates, FractionRates)
+    named_as = "given" if start is not None else cfg.init
     if start is None and cfg.init != "flat":  # "flat": zero logits (DiffRate's uniform candidates, or half each)
         start = solve(cfg.init, bound.cost, bound.target, model.depth, model.num_prefix, cfg.compress_from)
+    chosen: dict[str, Any] = {"start": named_as}
+    if cfg.pick_start:  # the named start, or the hand schedule that beats it on the search images
+        named = {} if start is None else {named_as: start}
+        candidates = named | hand_starts(bound.cost, bound.target, model.depth, model.num_prefix, cfg.compress_from)
+        name, chosen = pick_start(model, data, ref, labels, candidates, cfg.batch_size)
+        start = candidates[name]
     if start is not None:
         if fixed:
             rates.init_from(start)
@@ -232,7 +242,7 @@ def gradient_search(model: CompressedViT, budgets: list[Budget], data: ImageSet,
     logits = {k: v.tolist() for k, v in rates.state_dict().items() if k.endswith("logits")}
     return SearchResult(counts, cost.cost(counts), target, {b.name: b.cost.cost(counts) for b in budgets},
                         time.perf_counter() - start_time, step, cfg, history, logits, movement(start_counts, counts),
-                        selection, over if over > 1 + TOLERANCE else None)
+                        selection, over if over > 1 + TOLERANCE else None, chosen)
 
 
 def make_optimizer(cfg: SearchConfig, learned: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
@@ -274,7 +284,8 @@ def movement(start: Counts, end: Counts) -> dict[str, Any]:
 def save_history(path: Path, result: SearchResult, extra: dict[str, Any]) -> None:
     """Per-step loss/cost history beside the schedule (with the config as run)."""
     write_json(path, {"config": asdict(result.config), "history": result.history,
-                      "logits": result.logits, "movement": result.movement, "selection": result.selection,
+                      "logits": result.logits, "movement": result.movement, "start": result.start,
+                      "selection": result.selection,
                       "over_budget": result.over_budget, **extra})
 
 

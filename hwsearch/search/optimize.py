@@ -101,6 +101,7 @@ def optimize(out: Path, request: OptimizeRequest, rank: int = 0) -> Path | None:
     if result.over_budget is not None:
         print(f"the search ended at {result.over_budget:.3f} x its budget (predicted): its removed tokens "
               "scaled up together onto the budget")
+    print(describe_start(result.start))
     if result.selection:
         print(describe_selection(result.selection))
     print("\n".join(describe_predicted(budgets, result.counts)))
@@ -168,6 +169,15 @@ def searching_again(model: CompressedViT, budgets: list[Budget], images: ImageSe
         return result.counts
 
     return search_again
+
+
+def describe_start(start: dict[str, Any]) -> str:
+    """One line: the warm start the search descended from, and the search-image losses that chose it."""
+    if "start_loss" not in start:
+        return f"warm start: {start['start']}"
+    loss = ", ".join(f"{k} {v:.4f}" for k, v in start["start_loss"].items())
+    return (f"warm start: {start['start']} (search-image loss {loss}; the best's gain over {start['named']} "
+            f"{start['start_gain']:+.4f}, one standard error {start['start_standard_error']:.4f})")
 
 
 def describe_selection(selection: dict[str, Any]) -> str:

@@ -1,0 +1,47 @@
+"""How a gradient search begins: the warm start it descends from, chosen on the search images.
+
+The gradient rates are local (README, "Independence from the start"): from the EViT-style schedule
+every variant measured kept its three-block shape (best 0.9756 held-out vs 0.99 from the ToMe-style
+start), and from dense the surrogate's own path, tightening the budget step by step, ended front-loaded
+at 0.9587. So the global choice is made on the deploy-mode loss the search is judged by: every hand
+schedule solved for the budget is scored on the search images, and the search descends from the best
+— the named warm start unless another beats it by more than one standard error of the paired
+difference (the rule :func:`hwsearch.search.finish.better_of` ends the search with).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from hwsearch.cost.base import CostModel
+from hwsearch.data import ImageSet
+from hwsearch.model.vit import CompressedViT
+from hwsearch.quality import Reference
+from hwsearch.schedule import Counts
+from hwsearch.search.baselines import BUILDERS, solve
+from hwsearch.search.finish import paired_gain, schedule_losses
+
+
+def hand_starts(cost: CostModel, target: float, depth: int, num_prefix: int, compress_from: int) -> dict[str, Counts]:
+    """Every hand schedule (:data:`hwsearch.search.baselines.BUILDERS`) solved for the budget."""
+    return {kind: solve(kind, cost, target, depth, num_prefix, compress_from) for kind in BUILDERS}
+
+
+def pick_start(model: CompressedViT, data: ImageSet, ref: Reference, labels: torch.Tensor | None,
+               candidates: dict[str, Counts], batch_size: int) -> tuple[str, dict[str, Any]]:
+    """The name of the start to descend from: the first candidate (the named one) unless the one with the
+    lowest mean search loss beats it by more than one standard error; and why (every mean loss)."""
+    unique: dict[str, Counts] = {}
+    for name, counts in candidates.items():  # a start equal to an earlier one is scored once, under its first name
+        if counts not in unique.values():
+            unique[name] = counts
+    preferred = next(iter(unique))
+    if len(unique) == 1:
+        return preferred, {"start": preferred}
+    losses = schedule_losses(model, data, ref, labels, unique, batch_size)
+    best = min(losses, key=lambda name: float(losses[name].mean()))
+    gain, standard_error = paired_gain(losses[preferred], losses[best])
+    chosen = best if float(gain.mean()) > standard_error else preferred
+    return chosen, {"start": chosen, "named": preferred, "start_loss": {k: float(v.mean()) for k, v in losses.items()},
+                    "start_gain": float(gain.mean()), "start_standard_error": standard_error}
