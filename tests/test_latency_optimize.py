@@ -81,6 +81,8 @@ def test_remote_target_runs_predicted_only(quick_targets, tmp_path, capsys):  # 
     chosen = (run_as["rates"], run_as["optimizer"], run_as["accumulate"], run_as["lr"])
     assert chosen == ("fractions", "normalized", 4, 0.05)
     assert "search: fractions rates (auto), normalized lr 0.05, 32 images per update" in printed
+    assert run_as["pick_start"] and schedule.provenance["warm_start"] in ("tome", "uniform", "evit")
+    assert f"warm start: {schedule.provenance['warm_start']} (search-image loss tome " in printed
     # rank merging searches on the profile's rank-merge compression samples
     assert main(["optimize", "--target", "cpu_remote", *MODEL, "--latency-ms", "10", "--merging", "rank",
                  "--name", "rank", *SEARCH, "--out", str(out)]) == 0

@@ -6,7 +6,8 @@ budgets, on one or several targets: the binding one is met, the others kept unde
 logits. ``fractions``: the distillation loss alone, every update projected to fixed cost and back onto
 the budget (see hwsearch.search.fractions). ``auto`` (default) takes fractions when a budget is
 measured, ddp for GMACs. Dense outputs are computed once and cached. The warm start is solved on the
-worst ratio; the first budget is the primary one (reported prediction, history).
+worst ratio, and the search descends from the best hand schedule on the search images
+(hwsearch.search.starts); the first budget is the primary one (reported prediction, history).
 """
 from __future__ import annotations
 

@@ -125,7 +125,7 @@ def optimize(out: Path, request: OptimizeRequest, rank: int = 0) -> Path | None:
         provenance={**provenance(), "model": name, "checkpoint": checkpoint, "data": search_set.source,
                     "num_search_images": len(search_set), "target": target.name,
                     "search_seconds": round(result.seconds, 1), "search_steps": result.steps,
-                    "search": dict(vars(result.config)), "fidelity": agreement,
+                    "search": dict(vars(result.config)), "warm_start": result.start["start"], "fidelity": agreement,
                     **({"measured": measured_record(check)} if check and check.measured else {})})
     path = schedule.save(ws.schedule(name_label))
     save_history(ws.schedules / f"{name_label}.history.json", result, {"schedule": str(path)})
