@@ -173,8 +173,9 @@ def gradient_search(model: CompressedViT, budgets: list[Budget], data: ImageSet,
     if cfg.pick_start:  # the named start, or the hand schedule that beats it on the search images
         named = {} if start is None else {named_as: start}
         candidates = named | hand_starts(bound.cost, bound.target, model.depth, model.num_prefix, cfg.compress_from)
+        began = time.perf_counter()
         name, chosen = pick_start(model, data, ref, labels, candidates, cfg.batch_size)
-        start = candidates[name]
+        start, chosen["start_seconds"] = candidates[name], round(time.perf_counter() - began, 1)
     if start is not None:
         if fixed:
             rates.init_from(start)

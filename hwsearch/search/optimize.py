@@ -177,7 +177,8 @@ def describe_start(start: dict[str, Any]) -> str:
         return f"warm start: {start['start']}"
     loss = ", ".join(f"{k} {v:.4f}" for k, v in start["start_loss"].items())
     return (f"warm start: {start['start']} (search-image loss {loss}; the best's gain over {start['named']} "
-            f"{start['start_gain']:+.4f}, one standard error {start['start_standard_error']:.4f})")
+            f"{start['start_gain']:+.4f}, one standard error {start['start_standard_error']:.4f}; "
+            f"{start['start_seconds']:.0f} s)")
 
 
 def describe_selection(selection: dict[str, Any]) -> str:
