@@ -51,9 +51,10 @@ def test_optimize_and_evaluate_classifier(classifier, capsys):
     out = classifier / "results"
     args = ["--model", "deit_tiny_patch16_224", "--checkpoint", str(classifier / "vit.pth"), "--img-size", "64",
             "--data", str(classifier / "data")]
-    # from DiffRate's flat logits, far from the budget: the search itself must bring the cost onto it
+    # from DiffRate's flat logits (--keep-init: no hand schedule instead), far from the budget: the search
+    # itself must bring the cost onto it
     code = main(["optimize", "--flops-ratio", "0.5", *args, "--epochs", "6", "--batch-size", "8", "--init", "flat",
-                 "--lr", "0.5", "--target", "cpu_torch", "--out", str(out), "--no-progress"])
+                 "--keep-init", "--lr", "0.5", "--target", "cpu_torch", "--out", str(out), "--no-progress"])
     assert code == 0
     path = out / "cpu_torch" / "deit_tiny_patch16_224" / "schedules" / "flops0.5.yaml"
     schedule = load(path)
@@ -61,6 +62,7 @@ def test_optimize_and_evaluate_classifier(classifier, capsys):
     history = json.loads(path.with_name("flops0.5.history.json").read_text())["history"]
     dense = schedule.budget["dense"]
     assert abs(history[0]["cost"] / dense - 0.5) > 0.1  # started far from the budget
+    assert schedule.provenance["warm_start"] == "flat" and not schedule.provenance["search"]["pick_start"]
     assert abs(schedule.predicted["flops_ratio"] - 0.5) < 0.025
     code = main(["evaluate", str(path), "--data", str(classifier / "data"), "--batch", "4"])
     printed = capsys.readouterr().out
