@@ -123,6 +123,13 @@ def test_the_search_descends_from_the_best_start_on_the_search_images():
     name, why = pick_start(model, data, ref, None, {"tome": mild, "evit": harsh}, 16)
     assert name == "tome" and why["start_gain"] == 0  # the named start is the best: kept
     assert pick_start(model, data, ref, None, {"tome": mild, "uniform": list(mild)}, 16) == ("tome", {"start": "tome"})
+    cache = {}  # a start scored when chosen is not scored again when the search ends
+    pick_start(model, data, ref, None, {"evit": harsh, "tome": mild}, 16, cache)
+    assert len(cache) == 2
+    cost, pair = FlopsCost.from_model(vit), {"searched": harsh, "warm start": mild}
+    cached = better_of(model, data, ref, None, pair, cost, cost.cost(mild), 16, cache)
+    assert len(cache) == 2
+    assert cached == better_of(model, data, ref, None, pair, cost, cost.cost(mild), 16)
     result, target = _run(init="evit")
     assert result.start["named"] == "evit" and set(result.start["start_loss"]) == {"evit", "tome", "uniform"}
     chosen = solve(result.start["start"], FlopsCost.from_model(vit), target, model.depth, model.num_prefix, 0)

@@ -37,17 +37,17 @@ def rescaled(counts: Counts, cost: CostModel, target: float, model: CompressedVi
 
 
 def better_of(model: CompressedViT, data: ImageSet, ref: Reference, labels: torch.Tensor | None,
-              candidates: dict[str, Counts], cost: CostModel, target: float, batch_size: int
-              ) -> tuple[Counts, dict[str, Any]]:
+              candidates: dict[str, Counts], cost: CostModel, target: float, batch_size: int,
+              cache: dict[tuple, torch.Tensor] | None = None) -> tuple[Counts, dict[str, Any]]:
     """The searched schedule where it beats the warm start by the search's own loss on the search
     images (deploy mode, per image :func:`image_losses`) by more than one standard error of the paired
     difference, else the warm start — unless the warm start's predicted cost is above the searched
     schedule's and above 1.01 x the budget. The one-standard-error rule again: at batch 1 here the
     search from ToMe's schedule for 0.56 x dense tied it on the search images (+0.0002 feature
     cosine, interval -0.0008..+0.0011) and lost 0.002 on held-out photos, by pruning 12 tokens at
-    block 3; for 0.6 x dense it won on both (+0.0020, +0.0016)."""
+    block 3; for 0.6 x dense it won on both (+0.0020, +0.0016). ``cache``: see :func:`schedule_losses`."""
     ratios = {name: cost.cost(c) / target for name, c in candidates.items()}
-    losses = schedule_losses(model, data, ref, labels, candidates, batch_size)
+    losses = schedule_losses(model, data, ref, labels, candidates, batch_size, cache)
     searched, start = candidates  # the names, in this order
     gain, standard_error = paired_gain(losses[start], losses[searched])
     affordable = ratios[start] <= max(1 + TOLERANCE, ratios[searched])
@@ -58,10 +58,21 @@ def better_of(model: CompressedViT, data: ImageSet, ref: Reference, labels: torc
 
 
 def schedule_losses(model: CompressedViT, data: ImageSet, ref: Reference, labels: torch.Tensor | None,
-                    candidates: dict[str, Counts], batch_size: int) -> dict[str, torch.Tensor]:
-    """Per candidate schedule, the search's own loss per search image in deploy mode (:func:`image_losses`)."""
-    return {name: image_losses(ref, collect(apply_schedule(model.vit, c, model.merging), data, batch_size),
-                               model.vit.num_classes > 0, labels) for name, c in candidates.items()}
+                    candidates: dict[str, Counts], batch_size: int, cache: dict[tuple, torch.Tensor] | None = None
+                    ) -> dict[str, torch.Tensor]:
+    """Per candidate schedule, the search's own loss per search image in deploy mode (:func:`image_losses`).
+    ``cache``: the losses already computed on these images, by schedule; filled with the new ones (a search
+    scores its warm start when choosing it and again when deciding whether to keep it)."""
+    cache = {} if cache is None else cache
+    for counts in candidates.values():
+        if _key(counts) not in cache:
+            out = collect(apply_schedule(model.vit, counts, model.merging), data, batch_size)
+            cache[_key(counts)] = image_losses(ref, out, model.vit.num_classes > 0, labels)
+    return {name: cache[_key(counts)] for name, counts in candidates.items()}
+
+
+def _key(counts: Counts) -> tuple:
+    return tuple(tuple(c) for c in counts)
 
 
 def paired_gain(base: torch.Tensor, other: torch.Tensor) -> tuple[torch.Tensor, float]:

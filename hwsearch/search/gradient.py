@@ -170,11 +170,12 @@ def gradient_search(model: CompressedViT, budgets: list[Budget], data: ImageSet,
     if start is None and cfg.init != "flat":  # "flat": zero logits (DiffRate's uniform candidates, or half each)
         start = solve(cfg.init, bound.cost, bound.target, model.depth, model.num_prefix, cfg.compress_from)
     chosen: dict[str, Any] = {"start": named_as}
+    scored: dict[tuple, torch.Tensor] = {}  # search-image losses by schedule: the start is scored once
     if cfg.pick_start:  # the named start, or the hand schedule that beats it on the search images
         named = {} if start is None else {named_as: start}
         candidates = named | hand_starts(bound.cost, bound.target, model.depth, model.num_prefix, cfg.compress_from)
         began = time.perf_counter()
-        name, chosen = pick_start(model, data, ref, labels, candidates, cfg.batch_size)
+        name, chosen = pick_start(model, data, ref, labels, candidates, cfg.batch_size, scored)
         start, chosen["start_seconds"] = candidates[name], round(time.perf_counter() - began, 1)
     if start is not None:
         if fixed:
@@ -240,7 +241,7 @@ def gradient_search(model: CompressedViT, budgets: list[Budget], data: ImageSet,
         selection: dict[str, Any] = {}
         if start is not None and cfg.keep_better_start and counts != start:
             counts, selection = better_of(model, data, ref, labels, {"searched": counts, "warm start": start},
-                                          bound.cost, bound.target, cfg.batch_size)
+                                          bound.cost, bound.target, cfg.batch_size, scored)
     logits = {k: v.tolist() for k, v in rates.state_dict().items() if k.endswith("logits")}
     return SearchResult(counts, cost.cost(counts), target, {b.name: b.cost.cost(counts) for b in budgets},
                         time.perf_counter() - start_time, step, cfg, history, logits, movement(start_counts, counts),

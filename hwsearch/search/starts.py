@@ -29,9 +29,11 @@ def hand_starts(cost: CostModel, target: float, depth: int, num_prefix: int, com
 
 
 def pick_start(model: CompressedViT, data: ImageSet, ref: Reference, labels: torch.Tensor | None,
-               candidates: dict[str, Counts], batch_size: int) -> tuple[str, dict[str, Any]]:
+               candidates: dict[str, Counts], batch_size: int, cache: dict[tuple, torch.Tensor] | None = None
+               ) -> tuple[str, dict[str, Any]]:
     """The name of the start to descend from: the first candidate (the named one) unless the one with the
-    lowest mean search loss beats it by more than one standard error; and why (every mean loss)."""
+    lowest mean search loss beats it by more than one standard error; and why (every mean loss).
+    ``cache``: see :func:`hwsearch.search.finish.schedule_losses`."""
     unique: dict[str, Counts] = {}
     for name, counts in candidates.items():  # a start equal to an earlier one is scored once, under its first name
         if counts not in unique.values():
@@ -39,7 +41,7 @@ def pick_start(model: CompressedViT, data: ImageSet, ref: Reference, labels: tor
     preferred = next(iter(unique))
     if len(unique) == 1:
         return preferred, {"start": preferred}
-    losses = schedule_losses(model, data, ref, labels, unique, batch_size)
+    losses = schedule_losses(model, data, ref, labels, unique, batch_size, cache)
     best = min(losses, key=lambda name: float(losses[name].mean()))
     gain, standard_error = paired_gain(losses[preferred], losses[best])
     chosen = best if float(gain.mean()) > standard_error else preferred
