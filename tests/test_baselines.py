@@ -3,10 +3,10 @@ from conftest import make_vit
 
 from hwsearch.cost import FlopsCost
 from hwsearch.schedule import Schedule
-from hwsearch.search.baselines import evit, solve, tome, uniform
+from hwsearch.search.baselines import evit, solve, tome, tome_every2, uniform
 
 
-@pytest.mark.parametrize("kind", ["uniform", "evit", "tome"])
+@pytest.mark.parametrize("kind", ["uniform", "evit", "tome", "tome-every2"])
 def test_solved_baselines_hit_budget_and_are_valid(kind):
     vit = make_vit("deit_small", depth=12)  # 37 tokens, 12 blocks
     cost = FlopsCost.from_model(vit)
@@ -21,6 +21,10 @@ def test_builders_shapes():
     assert tome(17, 1, 4, 2.0) == [(17, 17), (17, 15), (15, 13), (13, 11)]
     assert all(p == m for p, m in evit(17, 1, 12, 0.5))
     assert uniform(17, 1, 3, 0.5)[1] == (13, 9)
+    # every second block merges 2r (fractional: the first merging blocks one more); the others keep all
+    assert tome_every2(17, 1, 5, 1.5) == [(17, 17), (17, 14), (14, 14), (14, 11), (11, 11)]
+    assert tome_every2(17, 1, 4, 1.25, 0) == [(17, 14), (14, 14), (14, 12), (12, 12)]
+    assert tome(257, 1, 12, 18.5, 0, every=1) == tome(257, 1, 12, 18.5, 0)
 
 
 def test_tome_caps_r_at_half_the_patches_as_tome_does():

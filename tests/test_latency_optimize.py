@@ -13,6 +13,7 @@ from hwsearch.cli import main
 from hwsearch.cost import MeasuredCost
 from hwsearch.cost.fit import load_costmodel
 from hwsearch.schedule import load
+from hwsearch.search.baselines import BUILDERS
 
 SEARCH = ["--epochs", "1", "--batch-size", "8", "--num-images", "16", "--no-progress"]
 
@@ -81,7 +82,7 @@ def test_remote_target_runs_predicted_only(quick_targets, tmp_path, capsys):  # 
     chosen = (run_as["rates"], run_as["optimizer"], run_as["accumulate"], run_as["lr"])
     assert chosen == ("fractions", "normalized", 4, 0.05)
     assert "search: fractions rates (auto), normalized lr 0.05, 32 images per update" in printed
-    assert run_as["pick_start"] and schedule.provenance["warm_start"] in ("tome", "uniform", "evit")
+    assert run_as["pick_start"] and schedule.provenance["warm_start"] in BUILDERS
     assert f"warm start: {schedule.provenance['warm_start']} (search-image loss tome " in printed
     # rank merging searches on the profile's rank-merge compression samples
     assert main(["optimize", "--target", "cpu_remote", *MODEL, "--latency-ms", "10", "--merging", "rank",

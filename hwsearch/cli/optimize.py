@@ -7,6 +7,7 @@ from pathlib import Path
 from hwsearch.cli.common import add_budget_args, add_merging_arg, add_model_args, budget_specs
 from hwsearch.errors import HwsearchError
 from hwsearch.io import safe_name
+from hwsearch.search.baselines import BUILDERS
 from hwsearch.search.gradient import SearchConfig
 from hwsearch.search.optimize import OptimizeRequest, run_distributed
 
@@ -28,7 +29,7 @@ def add_arguments(opt: argparse.ArgumentParser) -> None:
     opt.add_argument("--compress-from", type=int, default=SearchConfig.compress_from,
                      help="first block that may compress (default 0: every block, as ToMe)")
     opt.add_argument("--ops", default="prune,merge", help="prune, merge or prune,merge")
-    opt.add_argument("--init", default="tome", choices=["tome", "uniform", "evit", "flat"],
+    opt.add_argument("--init", default="tome", choices=[*BUILDERS, "flat"],
                      help="warm start: a hand schedule solved for the budget, or flat (DiffRate's zero logits)")
     opt.add_argument("--init-sharpness", type=float, default=SearchConfig.init_sharpness,
                      help="ddp: logit fall per candidate step away from the warm start (default 0.25: wide, the "

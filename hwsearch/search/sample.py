@@ -17,11 +17,9 @@ from hwsearch.quality import collect, fidelity, quality_key
 from hwsearch.schedule import Counts, as_lists, load_schedule
 from hwsearch.search import sampled
 from hwsearch.search import study as studies
-from hwsearch.search.baselines import solve
+from hwsearch.search.baselines import BUILDERS, solve
 from hwsearch.search.gradient import SearchConfig, gradient_search
 from hwsearch.search.sampled import BudgetSpace, Evaluator, Space
-
-BASELINES = ("uniform", "evit", "tome")
 
 
 @dataclass(frozen=True)
@@ -64,7 +62,7 @@ def enqueue_references(study: optuna.Study, space: Space, cost: CostModel, budge
     if gradient is not None and "gradient" not in have:
         sampled.enqueue_schedule(study, space, gradient[0], "gradient", **gradient[1])
         queued.append("gradient")
-    for kind in BASELINES:
+    for kind in BUILDERS:
         if f"baseline:{kind}" not in have:
             counts = solve(kind, cost, budget, space.depth, space.num_prefix, space.compress_from)
             sampled.enqueue_schedule(study, space, counts, f"baseline:{kind}")
