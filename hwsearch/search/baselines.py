@@ -55,6 +55,7 @@ def tome(n: int, prefix: int, depth: int, r: float, start: int = 1, every: int =
 
 
 def tome_every2(n: int, prefix: int, depth: int, r: float, start: int = 1) -> Counts:
+    """:func:`tome` merging in every second block (``2r`` each)."""
     return tome(n, prefix, depth, r, start, every=2)
 
 
