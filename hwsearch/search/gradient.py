@@ -48,7 +48,7 @@ class SearchConfig:
     ops: tuple[str, ...] = ("prune", "merge")
     seed: int = 0
     use_labels: bool = True
-    init: str = "tome"  # warm start: a hand schedule solved for the budget (tome, uniform, evit) or "flat"
+    init: str = "tome"  # warm start: a hand schedule solved for the budget (baselines.BUILDERS) or "flat"
     init_sharpness: float = 0.25  # ddp: logit fall per candidate step away from the warm start (wide: 0.25; see README)
     merging: str = "similarity"  # the merge operator searched (the model's); see hwsearch.model.matching
     # ddp (DiffRate's proxy, penalty loss), fractions (free rates on the budget), or auto: fractions when
