@@ -14,6 +14,7 @@ ToMe itself (bipartite soft matching, constant r from block 0, no pruning), the 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from hwsearch.cost.base import CostModel
 from hwsearch.schedule import Counts, bisect, min_merge_kept, walk
@@ -59,23 +60,30 @@ def tome_every2(n: int, prefix: int, depth: int, r: float, start: int = 1) -> Co
     return tome(n, prefix, depth, r, start, every=2)
 
 
-BUILDERS: dict[str, Callable[..., Counts]] = {"uniform": uniform, "evit": evit, "tome": tome,
-                                              "tome-every2": tome_every2}
+@dataclass(frozen=True)
+class Shape:
+    """A hand schedule family of one parameter: ``build(n, prefix, depth, x, start)``; ``x`` is r, the tokens
+    merged per block (cost falls as it rises, up to half the patches), where ``by_r``, else a keep rate in [0, 1]."""
+
+    build: Callable[..., Counts]
+    by_r: bool = False
+
+
+BUILDERS: dict[str, Shape] = {"uniform": Shape(uniform), "evit": Shape(evit), "tome": Shape(tome, by_r=True),
+                              "tome-every2": Shape(tome_every2, by_r=True)}
 
 
 def solve(kind: str, cost: CostModel, goal: float, depth: int, num_prefix: int, start: int = 1) -> Counts:
     """The ``kind`` schedule whose cost is closest to ``goal`` (bisection on its one parameter)."""
-    n = cost.num_tokens
+    n, shape = cost.num_tokens, BUILDERS[kind]
 
     def build(x: float) -> Counts:
-        return BUILDERS[kind](n, num_prefix, depth, x, start)
+        return shape.build(n, num_prefix, depth, x, start)
 
-    # uniform/evit: a keep rate in [0, 1] (cost rises with it); tome*: r (cost falls with it) up to half
-    # the patches, where every block merges its cap (r = patches / blocks left ToMe's fastest
+    # r up to half the patches, where every block merges its cap (r = patches / blocks left ToMe's fastest
     # schedules out: at 12 blocks from block 0, r = 21.3 costs 0.571 x dense at batch 1, r = 24 0.528)
-    merges = kind.startswith("tome")
-    hi = (n - num_prefix) / 2 if merges else 1.0
-    lo, hi = bisect(lambda x: cost.cost(build(x)), goal, 0.0, hi, 50, rising=not merges)
+    hi = (n - num_prefix) / 2 if shape.by_r else 1.0
+    lo, hi = bisect(lambda x: cost.cost(build(x)), goal, 0.0, hi, 50, rising=not shape.by_r)
     return min((build(lo), build(hi)), key=lambda c: abs(cost.cost(c) - goal))
 
 
