@@ -89,10 +89,13 @@ def test_normalized_descent_moves_the_largest_coordinate_by_lr_and_keeps_ratios(
 
 
 def test_auto_rates_are_fractions_on_measured_budgets_and_ddp_on_gmacs(vit_s_cost):
+    from conftest import RECORDED
+
     from hwsearch.cost import MeasuredCost
+    from hwsearch.cost.fit import load_costmodel
 
     gmacs = [Budget(vit_s_cost["similarity"], 1.0)]
-    measured = gmacs + [Budget(MeasuredCost.__new__(MeasuredCost), 1.0)]  # only its kind is read
+    measured = gmacs + [Budget(MeasuredCost(load_costmodel(RECORDED / "costmodel.json")), 1.0)]  # a real fit
     assert SearchConfig().resolved(gmacs) == SearchConfig(rates="ddp", lr=0.1, accumulate=1, optimizer="adamw")
     assert SearchConfig().resolved(measured) == SearchConfig(rates="fractions", lr=0.05, accumulate=4,
                                                              optimizer="normalized")

@@ -20,11 +20,13 @@ from hwsearch.targets import Target
 class CostModel(ABC):
     """Cost of a compressed model as a function of its per-block token counts.
 
-    Implementations provide ``unit`` and ``num_tokens`` (tokens entering the first block).
+    Implementations provide ``unit`` and ``num_tokens`` (tokens entering the first block); ``measured``:
+    fitted to a device's measurements (latency, energy), not counted (GMACs).
     """
 
     unit: str
     num_tokens: int
+    measured: bool = False
 
     @abstractmethod
     def expected_cost(self, keeps: Sequence[BlockKeep]) -> Tensor:
@@ -60,6 +62,7 @@ class WorstRatio(CostModel):
     def __init__(self, budgets: Sequence[Budget]) -> None:
         self.budgets = list(budgets)
         self.num_tokens = self.budgets[0].cost.num_tokens
+        self.measured = any(b.cost.measured for b in self.budgets)
 
     def expected_cost(self, keeps: Sequence[BlockKeep]) -> Tensor:
         return self.ratio([b.cost.expected_cost(keeps) for b in self.budgets])

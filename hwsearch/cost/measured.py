@@ -32,6 +32,8 @@ class MeasuredCost(CostModel):
     step costs have a gradient: a block may learn to skip its step, or a prune of one or two tokens.
     """
 
+    measured = True
+
     def __init__(self, data: dict, quantity: str = "latency", merging: str = "rank") -> None:
         if quantity not in data["quantities"]:
             raise HwsearchError(f"no {quantity} measurements for {data['model']} on {data['target']}: its profile "

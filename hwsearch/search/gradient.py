@@ -22,7 +22,6 @@ import torch
 from tqdm import tqdm
 
 from hwsearch.cost.base import Budget, WorstRatio, constraint
-from hwsearch.cost.flops import FlopsCost
 from hwsearch.data import ImageSet, normalize
 from hwsearch.io import atomic_path, write_json
 from hwsearch.model.vit import CompressedViT
@@ -63,7 +62,7 @@ class SearchConfig:
         """This config with ``auto`` and every None replaced by the rates' defaults for these budgets."""
         rates = self.rates
         if rates == "auto":
-            rates = "ddp" if all(isinstance(b.cost, FlopsCost) for b in budgets) else "fractions"
+            rates = "fractions" if any(b.cost.measured for b in budgets) else "ddp"
         if rates not in RATE_DEFAULTS:
             raise ValueError(f"unknown rates {rates!r} (auto, ddp or fractions)")
         lr, accumulate, optimizer = RATE_DEFAULTS[rates]
