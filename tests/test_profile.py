@@ -214,6 +214,18 @@ def test_partial_or_malformed_import_is_one_error(case, quick_targets, tmp_path,
     assert not list(out.rglob("profile.csv"))
 
 
+def test_empty_host_description_imports(quick_targets, tmp_path):
+    """A device run's host description that is an empty JSON object is valid (nothing known), not corrupt."""
+    from conftest import RECORDED
+
+    run = tmp_path / "measurements.csv"
+    shutil.copy(RECORDED / "profile.csv", run)
+    run.with_suffix(".host.json").write_text("{}")
+    out = tmp_path / "results"
+    assert main(["profile", "--target", "cpu_onnxruntime", *MODEL, "--out", str(out), "--import", str(run)]) == 0
+    assert len(list(out.rglob("profile.csv"))) == 1
+
+
 def test_onnxruntime_backend_flushes_denormals(tmp_path):
     """CPU time on denormal floats depends on the data: the profile's sessions flush them to zero."""
     from torch import nn
