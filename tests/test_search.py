@@ -172,3 +172,26 @@ def test_a_schedule_is_rescaled_onto_a_new_budget_either_way_and_searched_from_t
     result = gradient_search(model, [Budget(cost, cost.cost(start))], data, SearchConfig(epochs=1, batch_size=16),
                              progress=False, start=start)
     assert result.movement["initial"] == [list(c) for c in start]
+
+
+def test_every_search_again_is_logged_with_its_budget_time_and_images():
+    """``optimize --latency-ms`` records each search the measured check asks for (the YAML and the history
+    keep them all, not the first search alone): the first on every search image, later ones on a third."""
+    from conftest import RECORDED
+
+    from hwsearch.cost import MeasuredCost
+    from hwsearch.cost.fit import load_costmodel
+    from hwsearch.search.optimize import REFINE_SHARE, searching_again
+
+    model = CompressedViT(make_vit("deit_tiny"))
+    cost = MeasuredCost(load_costmodel(RECORDED / "costmodel.json"), "latency", model.merging)
+    gen = torch.Generator().manual_seed(0)
+    data = ImageSet(torch.randint(0, 256, (12, 3, 64, 64), dtype=torch.uint8, generator=gen), None, "random")
+    budgets = [Budget(cost, 0.8 * cost.dense_cost(model.depth), "latency_ms")]
+    log = []
+    again = searching_again(model, budgets, data, SearchConfig(batch_size=4, pick_start=False), log=log)
+    for ratio in (1.05, 0.97):
+        again(ratio)
+    assert [e["measured_over_budget"] for e in log] == [1.05, 0.97]
+    assert [e["images"] for e in log] == [12, 12 // REFINE_SHARE]
+    assert all(e["seconds"] > 0 and e["steps"] >= 1 and e["kept"] in ("searched", "warm start") for e in log)

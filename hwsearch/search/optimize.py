@@ -108,7 +108,9 @@ def optimize(out: Path, request: OptimizeRequest, rank: int = 0) -> Path | None:
     print(f"search took {result.seconds:.0f} s")
     latency = [b for spec in request.budgets if (b := latency_budget(spec.target, spec.kind, spec.value))]
     alone = rank_and_world()[1] == 1
-    again = searching_again(model, searched, search_set, cfg, request.progress, result.counts) if alone else None
+    again_log: list[dict[str, Any]] = []  # every search again: its budget and time (YAML, history)
+    again = (searching_again(model, searched, search_set, cfg, request.progress, result.counts, again_log)
+             if alone else None)
     check = check_latency(latency, model, result.counts, request.refine, cfg.compress_from,
                           search_again=again) if latency else None  # under torchrun rank 0 cannot search alone
     if check is not None and check.counts != result.counts:  # searched again / moved by the local search
@@ -124,11 +126,13 @@ def optimize(out: Path, request: OptimizeRequest, rank: int = 0) -> Path | None:
         predicted=predicted_record(budgets, result.counts), merging=cfg.merging,
         provenance={**provenance(), "model": name, "checkpoint": checkpoint, "data": search_set.source,
                     "num_search_images": len(search_set), "target": target.name,
-                    "search_seconds": round(result.seconds, 1), "search_steps": result.steps,
+                    "search_seconds": round(result.seconds + sum(a["seconds"] for a in again_log), 1),
+                    "search_steps": result.steps, **({"searched_again": again_log} if again_log else {}),
                     "search": dict(vars(result.config)), "warm_start": result.start["start"], "fidelity": agreement,
                     **({"measured": measured_record(check)} if check and check.measured else {})})
     path = schedule.save(ws.schedule(name_label))
-    save_history(ws.schedules / f"{name_label}.history.json", result, {"schedule": str(path)})
+    save_history(ws.schedules / f"{name_label}.history.json", result,
+                 {"schedule": str(path), **({"searched_again": again_log} if again_log else {})})
     if resume is not None and resume.exists():
         resume.unlink()
     page = write_page(path, model, {r["on"]: b.cost.data for b, r in budgets if isinstance(b.cost, MeasuredCost)})
@@ -140,7 +144,8 @@ REFINE_SHARE = 3  # the search again runs on every REFINE_SHARE-th search image 
 
 
 def searching_again(model: CompressedViT, budgets: list[Budget], images: ImageSet, cfg: SearchConfig,
-                    progress: bool = False, after: Counts | None = None) -> SearchAgain:
+                    progress: bool = False, after: Counts | None = None,
+                    log: list[dict[str, Any]] | None = None) -> SearchAgain:
     """The measured check's ``search_again(ratio)``: the gradient search with every budget on a measured
     latency model divided by ``ratio`` (measured / budget), the others as they are.
 
@@ -149,23 +154,28 @@ def searching_again(model: CompressedViT, budgets: list[Budget], images: ImageSe
     found, the budget the measurement allows) are the warm start of a search on a third of the
     images (a third of the steps, of the dense reference and of the final comparison with the warm
     start). On a slow host (546 s per default search, session 27) two full searches alone took
-    18 of ``optimize --latency-ms``'s 23 minutes."""
+    18 of ``optimize --latency-ms``'s 23 minutes. ``log``: gets one record per search (the measured ratio
+    it corrects, seconds, steps, images, and which of it and its warm start was kept)."""
     latest: list[Counts] = [after] if after is not None else []
 
     def search_again(ratio: float) -> Counts:
         again = [Budget(b.cost, b.target / ratio, b.name) if measures_latency(b) else b for b in budgets]
+        used = images
         if latest:
             bound = constraint(again)
             start = rescaled(latest[-1], bound.cost, bound.target, model, cfg.compress_from)
-            share = images.take(slice(0, None, REFINE_SHARE))
-            result = gradient_search(model, again, share, cfg, progress=progress, start=start)
+            used = images.take(slice(0, None, REFINE_SHARE))
+            result = gradient_search(model, again, used, cfg, progress=progress, start=start)
             print(f"refined the schedule rescaled onto the new budget in {result.seconds:.0f} s "
-                  f"({result.steps} steps on {len(share)} images)", flush=True)
+                  f"({result.steps} steps on {len(used)} images)", flush=True)
         else:
             result = gradient_search(model, again, images, cfg, progress=progress)
         if result.selection:
             print(describe_selection(result.selection), flush=True)
         latest.append(result.counts)
+        if log is not None:
+            log.append({"measured_over_budget": round(ratio, 4), "seconds": round(result.seconds, 1),
+                        "steps": result.steps, "images": len(used), "kept": result.selection.get("kept", "searched")})
         return result.counts
 
     return search_again
