@@ -3,7 +3,7 @@ from conftest import make_vit
 
 from hwsearch.cost import FlopsCost
 from hwsearch.schedule import Schedule
-from hwsearch.search.baselines import evit, solve, tome, tome_every2, uniform
+from hwsearch.search.baselines import METHODS, evit, solve, solve_method, tome, tome_every2, uniform
 
 
 @pytest.mark.parametrize("kind", ["uniform", "evit", "tome", "tome-every2"])
@@ -15,6 +15,17 @@ def test_solved_baselines_hit_budget_and_are_valid(kind):
     assert counts[0] == (37, 37)
     assert cost.cost(counts) == pytest.approx(goal, rel=0.03)
     Schedule.from_counts("m", 96, 37, 1, counts)  # validates monotone counts
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_every_method_is_solved_on_its_own_merge_operators_cost(method):
+    """schedules_vs_uniform's hand rows: each method's shape, on the GMACs of its merge operator."""
+    vit = make_vit("deit_small", depth=12)
+    costs = {m: FlopsCost.from_model(vit, m) for m in ("rank", "similarity")}
+    goal = 0.7 * costs["rank"].dense_cost(12)
+    counts, merging = solve_method(method, costs.__getitem__, goal, 12, 1)
+    assert merging == METHODS[method][1] and costs[merging].cost(counts) == pytest.approx(goal, rel=0.03)
+    Schedule.from_counts("m", 96, 37, 1, counts, merging=merging)
 
 
 def test_builders_shapes():

@@ -91,6 +91,7 @@ def solve(kind: str, cost: CostModel, goal: float, depth: int, num_prefix: int, 
 METHODS: dict[str, tuple[str, str, int | None]] = {
     "uniform": ("uniform", "rank", None), "evit": ("evit", "rank", None), "tome-style": ("tome", "rank", None),
     "tome-style-similarity": ("tome", "similarity", None), "tome-paper": ("tome", "similarity", 0),
+    "tome-every2-similarity": ("tome-every2", "similarity", None),
 }
 
 
