@@ -260,3 +260,15 @@ def test_sample_in_budget_space_single_objective(tmp_path):
     sampled_costs = [t.user_attrs["cost"] for t in complete if t.user_attrs["origin"] == "sampler:tpe"]
     limit = complete[0].user_attrs["cost"] - complete[0].constraints["budget"]  # constraint = cost - limit
     assert sampled_costs and all(c <= limit for c in sampled_costs)
+
+
+def test_importances_of_trials_that_all_scored_the_same_are_none_not_a_crash(capsys):
+    """fANOVA raises on zero variance (e.g. every trial of a random-weight model at one fidelity)."""
+    from hwsearch.search.study import print_importances
+
+    study = optuna.create_study(directions=["maximize"])
+    for x in range(6):
+        study.add_trial(optuna.trial.create_trial(params={"x": float(x)}, values=[1.0],
+                                                  distributions={"x": optuna.distributions.FloatDistribution(0, 10)}))
+    assert print_importances(study) == {}
+    assert "parameter importances for quality: none" in capsys.readouterr().out

@@ -136,8 +136,12 @@ def print_importances(study: optuna.Study, top: int = 5) -> dict[str, float]:
                 continue
     if len(view.trials) < 5:
         return {}
-    importances = optuna.importance.get_param_importances(
-        view, target=lambda t: t.values[0], evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
+    try:
+        importances = optuna.importance.get_param_importances(
+            view, target=lambda t: t.values[0], evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
+    except RuntimeError as exc:  # fANOVA: "zero total variance" when every trial scored the same
+        print(f"parameter importances for quality: none ({exc})")
+        return {}
     print("parameter importances for quality: "
           + ", ".join(f"{k} {v:.2f}" for k, v in list(importances.items())[:top]))
     return dict(importances)
