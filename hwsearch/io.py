@@ -68,13 +68,18 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def read_json_object(path: Path) -> dict[str, Any]:
-    """A JSON object from ``path``, or {} when missing or unreadable (callers decide what that means)."""
+def json_object_or_none(path: Path) -> dict[str, Any] | None:
+    """A JSON object from ``path`` (possibly empty), or None when missing, unreadable or not an object."""
     try:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-        return {}
-    return data if isinstance(data, dict) else {}
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``, or {} when missing or unreadable (callers decide what that means)."""
+    return json_object_or_none(path) or {}
 
 
 def write_json(path: str | Path, data: Any) -> None:

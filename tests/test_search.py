@@ -14,11 +14,16 @@ from hwsearch.search.gradient import SearchConfig, gradient_search
 from hwsearch.search.starts import pick_start
 
 
+def _random_images(count):
+    """``count`` deterministic random 64-px images (seed 0)."""
+    gen = torch.Generator().manual_seed(0)
+    return ImageSet(torch.randint(0, 256, (count, 3, 64, 64), dtype=torch.uint8, generator=gen), None, "random")
+
+
 def _run(tmp_path=None, epochs=4, stop_after=None, lr_override=None, **kw):
     vit = make_vit("deit_tiny")
     model = CompressedViT(vit)
-    gen = torch.Generator().manual_seed(0)
-    data = ImageSet(torch.randint(0, 256, (48, 3, 64, 64), dtype=torch.uint8, generator=gen), None, "random")
+    data = _random_images(48)
     cost = FlopsCost.from_model(vit)
     target = 0.6 * cost.dense_cost(model.depth)
     cfg = SearchConfig(epochs=epochs, batch_size=16, lr=lr_override or 0.2, lam=20.0, **kw)
@@ -85,8 +90,7 @@ def test_the_search_keeps_its_warm_start_unless_it_beats_it_by_more_than_the_noi
     than the searched schedule and more than 1.01 x the budget is never taken."""
     vit = make_vit("deit_tiny")
     model = CompressedViT(vit)
-    gen = torch.Generator().manual_seed(0)
-    data = ImageSet(torch.randint(0, 256, (32, 3, 64, 64), dtype=torch.uint8, generator=gen), None, "random")
+    data = _random_images(32)
     ref = collect(model, data)
     cost = FlopsCost.from_model(vit)
     mild = [(17, 17), (17, 15), (15, 15), (15, 15)]  # the test ViT: 4 blocks, 17 tokens
@@ -112,8 +116,7 @@ def test_the_search_descends_from_the_best_start_on_the_search_images():
     more than one standard error; a start equal to an earlier one is scored once; the search records it."""
     vit = make_vit("deit_tiny")
     model = CompressedViT(vit)
-    gen = torch.Generator().manual_seed(0)
-    data = ImageSet(torch.randint(0, 256, (32, 3, 64, 64), dtype=torch.uint8, generator=gen), None, "random")
+    data = _random_images(32)
     ref = collect(model, data)
     mild = [(17, 17), (17, 15), (15, 15), (15, 15)]
     harsh = [(17, 3)] + [(3, 3)] * 3
@@ -167,8 +170,7 @@ def test_a_schedule_is_rescaled_onto_a_new_budget_either_way_and_searched_from_t
         tighter = factor < 1
         assert all((a[1] <= b[1]) if tighter else (a[1] >= b[1]) for a, b in zip(moved, mild, strict=True))
     start = rescaled(mild, cost, 0.9 * cost.cost(mild), model, 0)
-    gen = torch.Generator().manual_seed(0)
-    data = ImageSet(torch.randint(0, 256, (16, 3, 64, 64), dtype=torch.uint8, generator=gen), None, "random")
+    data = _random_images(16)
     result = gradient_search(model, [Budget(cost, cost.cost(start))], data, SearchConfig(epochs=1, batch_size=16),
                              progress=False, start=start)
     assert result.movement["initial"] == [list(c) for c in start]
@@ -185,8 +187,7 @@ def test_every_search_again_is_logged_with_its_budget_time_and_images():
 
     model = CompressedViT(make_vit("deit_tiny"))
     cost = MeasuredCost(load_costmodel(RECORDED / "costmodel.json"), "latency", model.merging)
-    gen = torch.Generator().manual_seed(0)
-    data = ImageSet(torch.randint(0, 256, (12, 3, 64, 64), dtype=torch.uint8, generator=gen), None, "random")
+    data = _random_images(12)
     budgets = [Budget(cost, 0.8 * cost.dense_cost(model.depth), "latency_ms")]
     log = []
     again = searching_again(model, budgets, data, SearchConfig(batch_size=4, pick_start=False), log=log)

@@ -12,7 +12,7 @@ from typing import Any
 from torch import nn
 
 from hwsearch.errors import HwsearchError
-from hwsearch.io import atomic_path, provenance, write_json
+from hwsearch.io import atomic_path, json_object_or_none, provenance, write_json
 from hwsearch.model.build import model_hash
 from hwsearch.profiling.additivity import additivity
 from hwsearch.targets import GRID_RULES, Target
@@ -143,24 +143,15 @@ def check_rows(rows: list[dict[str, Any]], meta: dict[str, Any], where: str) -> 
                             f"{meta['target']} is profiled at batch {', '.join(map(str, meta['batches']))} (--batch)")
 
 
-def read_host(path: Path) -> dict[str, Any]:
-    """A device run's host description (a JSON object, possibly empty); one clear error when corrupt."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError):
-        data = None
-    if not isinstance(data, dict):
-        raise HwsearchError(f"{path}: not a readable JSON object (a corrupt copy of the device run's host "
-                            "description?); copy it again, or remove it to import without it")
-    return data
-
-
 def import_profile(csv_path: str | Path, folder: Path, meta: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
     """Ingest a device run's measurements.csv as this target's profile (checked first)."""
     rows = read_profile(csv_path)
     check_rows(rows, meta, str(csv_path))
     check_complete(rows, meta, str(csv_path))
     host = Path(csv_path).with_suffix(".host.json")  # where and how it was measured (profilers writes it)
-    device = read_host(host) if host.is_file() else None
+    device = json_object_or_none(host) if host.is_file() else {}
+    if device is None:
+        raise HwsearchError(f"{host}: not a readable JSON object (a corrupt copy of the device run's host "
+                            "description?); copy it again, or remove it to import without it")
     return write_profile(Path(csv_path), folder, {**meta, "imported_from": str(csv_path),
                                                    **({"device": device} if device else {})})

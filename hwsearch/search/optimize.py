@@ -116,6 +116,7 @@ def optimize(out: Path, request: OptimizeRequest, rank: int = 0) -> Path | None:
     if check is not None and check.counts != result.counts:  # searched again / moved by the local search
         result.counts = check.counts
         print("\n".join(describe_predicted(budgets, result.counts)))
+    searched_again = {"searched_again": again_log} if again_log else {}  # in the YAML and the history
     agreement = fidelity(collect(model, held_out), collect(apply_schedule(vit, result.counts, cfg.merging), held_out),
                          vit.num_classes > 0, held_out.labels)
     print(f"agreement with the dense model on {len(held_out)} held-out images: "
@@ -127,12 +128,12 @@ def optimize(out: Path, request: OptimizeRequest, rank: int = 0) -> Path | None:
         provenance={**provenance(), "model": name, "checkpoint": checkpoint, "data": search_set.source,
                     "num_search_images": len(search_set), "target": target.name,
                     "search_seconds": round(result.seconds + sum(a["seconds"] for a in again_log), 1),
-                    "search_steps": result.steps, **({"searched_again": again_log} if again_log else {}),
+                    "search_steps": result.steps, **searched_again,
                     "search": dict(vars(result.config)), "warm_start": result.start["start"], "fidelity": agreement,
                     **({"measured": measured_record(check)} if check and check.measured else {})})
     path = schedule.save(ws.schedule(name_label))
     save_history(ws.schedules / f"{name_label}.history.json", result,
-                 {"schedule": str(path), **({"searched_again": again_log} if again_log else {})})
+                 {"schedule": str(path), **searched_again})
     if resume is not None and resume.exists():
         resume.unlink()
     page = write_page(path, model, {r["on"]: b.cost.data for b, r in budgets if isinstance(b.cost, MeasuredCost)})
@@ -169,7 +170,7 @@ def searching_again(model: CompressedViT, budgets: list[Budget], images: ImageSe
             print(f"refined the schedule rescaled onto the new budget in {result.seconds:.0f} s "
                   f"({result.steps} steps on {len(used)} images)", flush=True)
         else:
-            result = gradient_search(model, again, images, cfg, progress=progress)
+            result = gradient_search(model, again, used, cfg, progress=progress)
         if result.selection:
             print(describe_selection(result.selection), flush=True)
         latest.append(result.counts)
