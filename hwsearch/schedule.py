@@ -71,11 +71,12 @@ def bisect(value: Callable[[float], float], goal: float, lo: float, hi: float, s
 
 
 def random_schedules(num_tokens: int, num_prefix: int, depth: int, count: int, seed: int = 0,
-                     start: int = 1, grid: Sequence[int] | None = None) -> list[Counts]:
-    """Random valid schedules from mild (first) to heavy (last) compression.
+                     start: int = 1, grid: Sequence[int] | None = None, merging: str = "rank") -> list[Counts]:
+    """Random valid schedules for ``merging`` from mild (first) to heavy (last) compression.
 
     Per block the kept fraction is drawn around a level that falls from 0.99 to 0.65 over the list;
-    with ``grid`` every count is snapped down onto it (profiled counts only).
+    with ``grid`` every count is snapped down onto it (profiled counts only; a similarity merge's
+    cap, :func:`min_merge_kept`, may then lift a merge count off the grid).
     """
     rng = random.Random(seed)
     low = num_prefix + 1
@@ -90,7 +91,8 @@ def random_schedules(num_tokens: int, num_prefix: int, depth: int, count: int, s
         def step(_: int, entering: int) -> tuple[int, int]:
             rate = min(1.0, max(0.3, rng.gauss(level, 0.08)))  # noqa: B023 - used within this iteration
             m = snap(max(low, round(num_prefix + (entering - num_prefix) * rate)))
-            return snap(rng.randint(m, entering)), m
+            p = snap(rng.randint(m, entering))
+            return p, max(m, min_merge_kept(p, num_prefix, merging))
 
         out.append(walk(num_tokens, depth, start, step, low))
     return out

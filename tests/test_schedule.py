@@ -40,3 +40,16 @@ def test_schedule_for_other_model_refused():
     vit = make_vit("deit_small")  # 37 tokens, 3 blocks
     with pytest.raises(HwsearchError, match="does not fit"):
         apply_schedule(vit, make())
+
+
+@pytest.mark.parametrize("grid", [None, list(range(257, 1, -4))])
+def test_random_schedules_respect_the_similarity_merge_cap(grid):
+    """``fit --measure`` draws whole models with the search's merge operator; similarity merging removes at
+    most a block's A half, and a draw past it (block 3: 37 of 74) stopped ``hwsearch fit`` on DINOv2."""
+    from hwsearch.schedule import min_merge_kept, random_schedules
+
+    schedules = random_schedules(257, 1, 12, 60, seed=0, start=0, grid=grid, merging="similarity")
+    heavy = [m for s in schedules for p, m in s if m == min_merge_kept(p, 1, "similarity")]
+    assert heavy  # the heavy end of the list reaches the cap, so the test would see a draw past it
+    for counts in schedules:
+        assert all(p >= m >= min_merge_kept(p, 1, "similarity") for p, m in counts)

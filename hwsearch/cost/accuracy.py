@@ -71,7 +71,8 @@ def evaluate_costmodel(cost: MeasuredCost, target: Target, model: CompressedViT,
                        seed: int = 0) -> dict[str, Any]:
     """Measure ``count`` schedules and dense here (``count`` + 1 models, one run) and compare with
     the cost model's predictions."""
-    schedules = random_schedules(model.num_tokens, model.num_prefix, model.depth, count, seed, start=0)
+    schedules = random_schedules(model.num_tokens, model.num_prefix, model.depth, count, seed, start=0,
+                                 merging=cost.merging)
     schedules.append([(model.num_tokens, model.num_tokens)] * model.depth)  # dense: budgets are fractions of it
     models = {f"s{i}": apply_schedule(model.vit, s, cost.merging) for i, s in enumerate(schedules)}
     stats = measure_models(target, models, target.batch)
