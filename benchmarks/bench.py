@@ -22,6 +22,7 @@ from hwsearch.quality import group_indices  # noqa: E402
 from hwsearch.schedule import Counts, bisect  # noqa: E402
 from hwsearch.search.latency_check import check_latency  # noqa: E402
 from hwsearch.search.optimize import searching_again  # noqa: E402
+from hwsearch.search.pricing import measured_pricer  # noqa: E402
 from hwsearch.targets import Target, load_target  # noqa: E402
 from hwsearch.workspace import Workspace  # noqa: E402
 from profilers.timing import paired_ratio  # noqa: E402
@@ -62,9 +63,11 @@ def paired_by_photo(a: Any, b: Any, groups: list[str] | None) -> dict[str, tuple
 
 
 def latency_search(model: CompressedViT, cost: MeasuredCost, goal_ms: float, images: ImageSet,
-                   config: Any) -> Callable[[float], Counts]:
-    """``search(r)``: the gradient search's schedule on the latency budget ``goal_ms`` / r (optimize's)."""
-    return searching_again(model, [Budget(cost, goal_ms, name="latency_ms")], images, config)
+                   config: Any, target: Target) -> Callable[[float], Counts]:
+    """``search(r)``: the gradient search's schedule on the latency budget ``goal_ms`` / r (optimize's: the
+    first search's hand starts measured on ``target`` unless ``config.price_starts`` is off)."""
+    price = measured_pricer(target, model, cost) if config.price_starts else None
+    return searching_again(model, [Budget(cost, goal_ms, name="latency_ms")], images, config, price=price)
 
 
 def on_measured_budget(target: Target, model: CompressedViT, search: Callable[[float], Counts], fraction: float,

@@ -52,7 +52,8 @@ def main() -> int:
         latency = MeasuredCost(Workspace(Path(args.out), target, b.name).ensure_costmodel(model), "latency",
                                "similarity")
         for fraction in (float(f) for f in args.fractions.split(",")):
-            search = bench.latency_search(model, latency, fraction * latency.dense_cost(depth), b.search_set, config)
+            search = bench.latency_search(model, latency, fraction * latency.dense_cost(depth), b.search_set, config,
+                                           target)
             hw = bench.on_measured_budget(target, model, search, fraction, args.refine, config)
             fl = gradient_search(model, [Budget(flops, flops.cost(hw), name="gmacs")], b.search_set, config,
                                  progress=False).counts

@@ -60,7 +60,7 @@ def main() -> int:
         for fraction in (float(f) for f in args.fractions.split(",")):
             goal = fraction * cost.dense_cost(depth)
             config = SearchConfig(epochs=args.epochs, merging="similarity", ops=tuple(args.ops.split(",")))
-            search = bench.latency_search(searched_model, cost, goal, b.search_set, config)
+            search = bench.latency_search(searched_model, cost, goal, b.search_set, config, target)
             searched = bench.on_measured_budget(target, searched_model, search, fraction, args.refine, config)
             r, final, runs = match_tome(target, vit, searched, cost, depth, prefix, args.repeats)
             tome_counts = tome(b.model.num_tokens, prefix, depth, r, 0)

@@ -37,6 +37,9 @@ def add_arguments(opt: argparse.ArgumentParser) -> None:
     opt.add_argument("--keep-init", action="store_true",
                      help="descend from --init's schedule as it is (default: from the best hand schedule on the "
                           "search images, --init's unless another beats it by more than one standard error)")
+    opt.add_argument("--no-price-starts", action="store_true",
+                     help="one latency budget on this host: solve the hand starts at their predicted latency only "
+                          "(default: each measured beside dense and solved on the budget its measured error allows)")
     add_merging_arg(opt)
     opt.add_argument("--rates", default="auto", choices=["auto", "ddp", "fractions"],
                      help="ddp: DiffRate's proxy with the budget as a penalty; fractions: free per-block kept "
@@ -67,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
     config = SearchConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lam=args.lam,
                           granularity=args.granularity, compress_from=args.compress_from, ops=ops, seed=args.seed,
                           init=args.init, init_sharpness=args.init_sharpness, merging=args.merging, rates=args.rates,
-                          accumulate=args.accumulate, optimizer=args.optimizer, pick_start=not args.keep_init)
+                          accumulate=args.accumulate, optimizer=args.optimizer, pick_start=not args.keep_init,
+                          price_starts=not args.no_price_starts)
     request = OptimizeRequest(specs, args.model, args.checkpoint, args.img_size, args.data, args.num_images, config,
                               args.name, args.resume, args.refine, not args.no_progress)
     return run_distributed(Path(args.out), request)

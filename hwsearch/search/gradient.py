@@ -30,8 +30,9 @@ from hwsearch.schedule import Counts, as_lists
 from hwsearch.search.baselines import solve
 from hwsearch.search.finish import TOLERANCE, better_of, onto_budget
 from hwsearch.search.fractions import FractionRates, NormalizedDescent, project_out
+from hwsearch.search.pricing import Pricer
 from hwsearch.search.rates import RateSchedule
-from hwsearch.search.starts import hand_starts, pick_start
+from hwsearch.search.starts import choose_start
 
 
 @dataclass
@@ -57,6 +58,7 @@ class SearchConfig:
     optimizer: str | None = None  # adamw, or normalized (see NormalizedDescent); None: the rates' default
     keep_better_start: bool = True  # return the warm start where it beats the search's end (see better_of)
     pick_start: bool = True  # descend from the best hand schedule on the search images (see hwsearch.search.starts)
+    price_starts: bool = True  # one latency budget on this host: hand starts priced by measurement (search.pricing)
 
     def resolved(self, budgets: list[Budget]) -> SearchConfig:
         """This config with ``auto`` and every None replaced by the rates' defaults for these budgets."""
@@ -140,7 +142,8 @@ def _all_reduce_grads(rates: RateSchedule) -> None:
 
 def gradient_search(model: CompressedViT, budgets: list[Budget], data: ImageSet,
                     cfg: SearchConfig, resume: Path | None = None, progress: bool = True,
-                    stop_after: int | None = None, start: Counts | None = None) -> SearchResult:
+                    stop_after: int | None = None, start: Counts | None = None,
+                    price: Pricer | None = None) -> SearchResult:
     """Run the DiffRate loop; returns the rounded schedule and its predicted cost(s).
 
     Under torchrun each rank takes its shard of every batch; the loss is weighted so that the
@@ -149,7 +152,9 @@ def gradient_search(model: CompressedViT, budgets: list[Budget], data: ImageSet,
 
     With ``resume``, the state is saved after every step and a rerun continues from it;
     ``stop_after`` ends the run early after that many steps (as an interruption would). ``start``: the
-    warm start's counts (default: ``cfg.init`` solved for the budget; none for "flat").
+    warm start's counts (default: ``cfg.init`` solved for the budget; none for "flat"). ``price`` (one
+    budget, no ``start`` given): the hand starts priced by measurement (:mod:`hwsearch.search.pricing`);
+    the search then runs on the chosen start's corrected budget.
     """
     cfg = cfg.resolved(budgets)
     torch.manual_seed(cfg.seed)
@@ -172,10 +177,9 @@ def gradient_search(model: CompressedViT, budgets: list[Budget], data: ImageSet,
     scored: dict[tuple, torch.Tensor] = {}  # search-image losses by schedule: the start is scored once
     if cfg.pick_start:  # the named start, or the hand schedule that beats it on the search images
         named = {} if start is None else {named_as: start}
-        candidates = named | hand_starts(bound.cost, bound.target, model.depth, model.num_prefix, cfg.compress_from)
-        began = time.perf_counter()
-        name, chosen = pick_start(model, data, ref, labels, candidates, cfg.batch_size, scored)
-        start, chosen["start_seconds"] = candidates[name], round(time.perf_counter() - began, 1)
+        start, chosen, budgets = choose_start(model, data, ref, labels, budgets, named, cfg.compress_from,
+                                              cfg.batch_size, scored, price if named_as != "given" else None)
+        bound, worst_of, target = constraint(budgets), WorstRatio(budgets), budgets[0].target
     if start is not None:
         if fixed:
             rates.init_from(start)

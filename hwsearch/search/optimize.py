@@ -23,6 +23,7 @@ from hwsearch.search.budgets import NO_BUDGET, BudgetSpec, describe_predicted, l
 from hwsearch.search.finish import rescaled
 from hwsearch.search.gradient import SearchConfig, gradient_search, rank_and_world, save_history
 from hwsearch.search.latency_check import SearchAgain, check_latency, measured_record
+from hwsearch.search.pricing import Pricer, measured_pricer
 from hwsearch.workspace import Workspace
 
 
@@ -90,8 +91,12 @@ def optimize(out: Path, request: OptimizeRequest, rank: int = 0) -> Path | None:
     run_as = cfg.resolved(searched)
     print(f"search: {run_as.rates} rates{' (auto)' if cfg.rates == 'auto' else ''}, {run_as.optimizer} lr "
           f"{run_as.lr:g}, {run_as.batch_size * run_as.accumulate} images per update", flush=True)
+    price = None
+    if cfg.price_starts and len(searched) == 1 and measures_latency(searched[0]) and target.is_local \
+            and rank_and_world()[1] == 1:  # the hand starts measured here, beside dense (search.pricing)
+        price = measured_pricer(target, model, searched[0].cost)
     result = gradient_search(model, searched, search_set, cfg, resume=resume,
-                             progress=request.progress)
+                             progress=request.progress, price=price)
     if rank != 0:
         return None  # rank 0 measures, evaluates and writes
     print(f"schedule: {as_lists(result.counts)}")
@@ -146,17 +151,18 @@ REFINE_SHARE = 3  # the search again runs on every REFINE_SHARE-th search image 
 
 def searching_again(model: CompressedViT, budgets: list[Budget], images: ImageSet, cfg: SearchConfig,
                     progress: bool = False, after: Counts | None = None,
-                    log: list[dict[str, Any]] | None = None) -> SearchAgain:
+                    log: list[dict[str, Any]] | None = None, price: Pricer | None = None) -> SearchAgain:
     """The measured check's ``search_again(ratio)``: the gradient search with every budget on a measured
     latency model divided by ``ratio`` (measured / budget), the others as they are.
 
-    The first search (none given in ``after``) is the full default search. Every later one refines
+    The first search (none given in ``after``) is the full default search (``price``: its hand starts
+    priced by measurement, :mod:`hwsearch.search.pricing`). Every later one refines
     the latest schedule: its removed tokens scaled together onto the new budget (the shape the search
     found, the budget the measurement allows) are the warm start of a search on a third of the
     images (a third of the steps, of the dense reference and of the final comparison with the warm
-    start). On a slow host (546 s per default search, session 27) two full searches alone took
-    18 of ``optimize --latency-ms``'s 23 minutes. ``log``: gets one record per search (the measured ratio
-    it corrects, seconds, steps, images, and which of it and its warm start was kept)."""
+    start). On a slow host (546 s per default search, session 27) two full searches alone took 18 of
+    ``optimize --latency-ms``'s 23 minutes. ``log``: gets one record per search (the measured ratio it
+    corrects, seconds, steps, images, and which of it and its warm start was kept)."""
     latest: list[Counts] = [after] if after is not None else []
 
     def search_again(ratio: float) -> Counts:
@@ -170,7 +176,7 @@ def searching_again(model: CompressedViT, budgets: list[Budget], images: ImageSe
             print(f"refined the schedule rescaled onto the new budget in {result.seconds:.0f} s "
                   f"({result.steps} steps on {len(used)} images)", flush=True)
         else:
-            result = gradient_search(model, again, used, cfg, progress=progress)
+            result = gradient_search(model, again, used, cfg, progress=progress, price=price)
         if result.selection:
             print(describe_selection(result.selection), flush=True)
         latest.append(result.counts)
@@ -189,7 +195,11 @@ def describe_start(start: dict[str, Any]) -> str:
     loss = ", ".join(f"{k} {v:.4f}" for k, v in start["start_loss"].items())
     return (f"warm start: {start['start']} (search-image loss {loss}; the best's gain over {start['named']} "
             f"{start['start_gain']:+.4f}, one standard error {start['start_standard_error']:.4f}; "
-            f"{start['start_seconds']:.0f} s)")
+            f"{start['start_seconds']:.0f} s)") + (
+        "\nhand starts measured beside dense, measured / predicted (relative to dense): "
+        + ", ".join(f"{k} {v:.3f}" for k, v in start["measured_errors"].items())
+        + f"; each solved on the budget / its own; searched on {start['budget']:.3f}"
+        if "measured_errors" in start else "")
 
 
 def describe_selection(selection: dict[str, Any]) -> str:

@@ -10,17 +10,19 @@ difference (the rule :func:`hwsearch.search.finish.better_of` ends the search wi
 """
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import torch
 
-from hwsearch.cost.base import CostModel
+from hwsearch.cost.base import Budget, CostModel, constraint
 from hwsearch.data import ImageSet
 from hwsearch.model.vit import CompressedViT
 from hwsearch.quality import Reference
 from hwsearch.schedule import Counts
 from hwsearch.search.baselines import BUILDERS, solve
 from hwsearch.search.finish import paired_gain, schedule_losses
+from hwsearch.search.pricing import Pricer, priced_starts
 
 
 def hand_starts(cost: CostModel, target: float, depth: int, num_prefix: int, compress_from: int) -> dict[str, Counts]:
@@ -47,3 +49,28 @@ def pick_start(model: CompressedViT, data: ImageSet, ref: Reference, labels: tor
     chosen = best if float(gain.mean()) > standard_error else preferred
     return chosen, {"start": chosen, "named": preferred, "start_loss": {k: float(v.mean()) for k, v in losses.items()},
                     "start_gain": float(gain.mean()), "start_standard_error": standard_error}
+
+
+def choose_start(model: CompressedViT, data: ImageSet, ref: Reference, labels: torch.Tensor | None,
+                 budgets: list[Budget], named: dict[str, Counts], compress_from: int, batch_size: int,
+                 cache: dict[tuple, torch.Tensor] | None = None, price: Pricer | None = None
+                 ) -> tuple[Counts, dict[str, Any], list[Budget]]:
+    """(the warm start: :func:`pick_start` among ``named`` and the hand starts, why, the budgets to search on).
+
+    ``price`` (one budget): the hand starts priced by measurement (:mod:`hwsearch.search.pricing`) first;
+    the search then runs on the chosen shape's budget corrected by its measured error."""
+    bound = constraint(budgets)
+    candidates = named | hand_starts(bound.cost, bound.target, model.depth, model.num_prefix, compress_from)
+    began = time.perf_counter()
+    errors = None
+    if price is not None:
+        if len(budgets) > 1:
+            raise ValueError("hand starts are priced by measurement for one budget only")
+        candidates, errors = priced_starts(candidates, price, bound.cost, bound.target, model.depth,
+                                           model.num_prefix, compress_from)
+    name, chosen = pick_start(model, data, ref, labels, candidates, batch_size, cache)
+    chosen["start_seconds"] = round(time.perf_counter() - began, 1)
+    if errors is not None:  # the search keeps the start's shape priced as measured
+        budgets = [Budget(bound.cost, bound.target / errors[name], bound.name)]
+        chosen |= {"measured_errors": {k: round(v, 4) for k, v in errors.items()}, "budget": budgets[0].target}
+    return candidates[name], chosen, budgets
