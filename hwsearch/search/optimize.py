@@ -177,6 +177,8 @@ def searching_again(model: CompressedViT, budgets: list[Budget], images: ImageSe
                   f"({result.steps} steps on {len(used)} images)", flush=True)
         else:
             result = gradient_search(model, again, used, cfg, progress=progress, price=price)
+        if result.start.get("start") != "given":  # the first search: the start chosen, and why
+            print(describe_start(result.start), flush=True)
         if result.selection:
             print(describe_selection(result.selection), flush=True)
         latest.append(result.counts)
