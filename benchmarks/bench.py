@@ -5,20 +5,22 @@ import argparse
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import torch  # noqa: E402
+
 from hwsearch.cost.base import Budget, LatencyBudget  # noqa: E402
 from hwsearch.cost.fit import load_costmodel  # noqa: E402
 from hwsearch.cost.measured import MeasuredCost  # noqa: E402
 from hwsearch.data import ImageSet, default_sets  # noqa: E402
-from hwsearch.model.vit import CompressedViT  # noqa: E402
+from hwsearch.model.vit import CompressedViT, apply_schedule  # noqa: E402
 from hwsearch.model.zoo import load_model  # noqa: E402
 from hwsearch.profiling.measure import Measurement, measure_models, measure_pair  # noqa: E402
-from hwsearch.quality import group_indices  # noqa: E402
+from hwsearch.quality import Reference, collect, feature_cosines, group_indices  # noqa: E402
 from hwsearch.schedule import Counts, bisect  # noqa: E402
 from hwsearch.search.latency_check import check_latency  # noqa: E402
 from hwsearch.search.optimize import searching_again  # noqa: E402
@@ -38,6 +40,13 @@ class Bench:
     workspace: Workspace
     search_set: ImageSet
     held_out: ImageSet
+    held_out_ref: Reference | None = field(default=None, repr=False)  # dense on the held-out images, once
+
+    def held_out_cosines(self, counts: Counts, merging: str = "similarity") -> torch.Tensor:
+        """Per held-out image, the feature cosine of ``counts`` (deploy mode, ``merging``) with dense."""
+        if self.held_out_ref is None:
+            self.held_out_ref = collect(self.model, self.held_out)
+        return feature_cosines(self.held_out_ref, collect(apply_schedule(self.vit, counts, merging), self.held_out))
 
     def latency_cost(self, merging: str = "similarity") -> MeasuredCost:
         """The target's fitted latency model (hwsearch profile + hwsearch fit first) for ``merging``."""

@@ -110,8 +110,7 @@ def main() -> int:
                 print(f"  {evaluated} scored, {time.perf_counter() - started:.0f} s: {value:.4f} "
                       f"{as_lists(best)}", flush=True)
                 break
-    ref = collect(b.model, b.held_out)
-    held = {name: feature_cosines(ref, collect(apply_schedule(vit, counts, "similarity"), b.held_out))
+    held = {name: b.held_out_cosines(counts)
             for name, counts in (("learned", learned.counts), ("coordinate", best))}
     diff = bench.paired_interval(held["coordinate"], held["learned"])
     result = {"fraction": args.fraction, "budget_gmacs": goal, "minutes": (time.perf_counter() - started) / 60,

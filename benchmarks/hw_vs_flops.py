@@ -25,7 +25,6 @@ import bench  # noqa: E402 - benchmarks/bench.py: the shared set-up (sets HF_HUB
 from hwsearch.cost import Budget, FlopsCost, MeasuredCost  # noqa: E402
 from hwsearch.io import provenance, write_json  # noqa: E402
 from hwsearch.model.vit import CompressedViT, apply_schedule  # noqa: E402
-from hwsearch.quality import collect, feature_cosines  # noqa: E402
 from hwsearch.schedule import as_lists  # noqa: E402
 from hwsearch.search.gradient import SearchConfig, gradient_search  # noqa: E402
 from hwsearch.search.local import shift  # noqa: E402
@@ -45,7 +44,6 @@ def main() -> int:
     config = SearchConfig(merging="similarity")
     model = CompressedViT(vit, merging="similarity")
     flops = FlopsCost.from_model(vit, "similarity")
-    ref = collect(b.model, b.held_out)
     rows = []
     for target_name in args.targets.split(","):
         target = load_target(target_name)
@@ -58,8 +56,7 @@ def main() -> int:
             fl = gradient_search(model, [Budget(flops, flops.cost(hw), name="gmacs")], b.search_set, config,
                                  progress=False).counts
             final, matched, runs = match_flops(target, vit, hw, fl, model, config.compress_from, args.repeats)
-            ours = feature_cosines(ref, collect(apply_schedule(vit, hw, "similarity"), b.held_out))
-            theirs = feature_cosines(ref, collect(apply_schedule(vit, matched, "similarity"), b.held_out))
+            ours, theirs = b.held_out_cosines(hw), b.held_out_cosines(matched)
             rows.append({"target": target.name, "batch": target.batch, "fraction": fraction,
                          "dense_ms": final["dense"], "hw_ms": final["hw"], "flops_ms": final["flops"],
                          "flops_over_hw": [final["ratio"], *final["ratio_95"]], "matching_runs": runs,

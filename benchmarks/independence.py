@@ -21,8 +21,7 @@ import bench  # noqa: E402 - benchmarks/bench.py: the shared set-up (sets HF_HUB
 
 from hwsearch.cost import Budget, FlopsCost  # noqa: E402
 from hwsearch.io import provenance, write_json  # noqa: E402
-from hwsearch.model.vit import CompressedViT, apply_schedule  # noqa: E402
-from hwsearch.quality import collect, feature_cosines  # noqa: E402
+from hwsearch.model.vit import CompressedViT  # noqa: E402
 from hwsearch.schedule import as_lists  # noqa: E402
 from hwsearch.search.baselines import solve  # noqa: E402
 from hwsearch.search.gradient import SearchConfig, gradient_search  # noqa: E402
@@ -41,7 +40,6 @@ def main() -> int:
     args = parser.parse_args()
     b = bench.setup(args)
     vit, depth = b.vit, b.model.depth
-    ref = collect(b.model, b.held_out)
     cost = FlopsCost.from_model(vit, args.merging)
     goal = args.fraction * cost.dense_cost(depth)
     runs: dict[str, dict] = {}
@@ -49,12 +47,11 @@ def main() -> int:
         config = SearchConfig(init=init, **{k: getattr(args, k) for k in KNOBS})
         result = gradient_search(CompressedViT(vit, merging=args.merging), [Budget(cost, goal, name="gmacs")],
                                  b.search_set, config, progress=False)
-        fidelity = feature_cosines(ref, collect(apply_schedule(vit, result.counts, args.merging), b.held_out))
+        fidelity = b.held_out_cosines(result.counts, args.merging)
         start = None
         if init != "flat":
             start_counts = solve(init, cost, goal, depth, b.model.num_prefix, config.compress_from)
-            start = float(feature_cosines(ref, collect(apply_schedule(vit, start_counts, args.merging),
-                                                       b.held_out)).mean())
+            start = float(b.held_out_cosines(start_counts, args.merging).mean())
         runs[init] = {"fidelity": float(fidelity.mean()), "start_fidelity": start,
                       "budget_error": result.predicted / goal - 1, "seconds": result.seconds, "steps": result.steps,
                       "largest_move": result.movement.get("largest_move"), "movement": result.movement,

@@ -16,8 +16,6 @@ import bench  # noqa: E402 - benchmarks/bench.py: the shared set-up (sets HF_HUB
 
 from hwsearch.errors import HwsearchError  # noqa: E402
 from hwsearch.io import provenance, write_json  # noqa: E402
-from hwsearch.model.vit import CompressedViT, apply_schedule  # noqa: E402
-from hwsearch.quality import collect, feature_cosines  # noqa: E402
 from hwsearch.schedule import load_schedule  # noqa: E402
 
 
@@ -33,9 +31,7 @@ def main() -> int:
     args.model = None if a.provenance.get("checkpoint", "").startswith("embedded:") else a.model
     args.img_size = a.img_size
     setup = bench.setup(args)
-    ref = collect(CompressedViT(setup.vit), setup.held_out)
-    first, second = (feature_cosines(ref, collect(apply_schedule(setup.vit, s.counts(), s.merging),
-                                                  setup.held_out)).numpy() for s in (a, b))
+    first, second = (setup.held_out_cosines(s.counts(), s.merging).numpy() for s in (a, b))
     names = [Path(args.first).stem, Path(args.second).stem]
     diff = bench.paired_interval(first, second)
     per_photo = bench.paired_by_photo(first, second, setup.held_out.groups)

@@ -25,8 +25,8 @@ import torch
 
 from hwsearch.cost import Budget, FlopsCost  # noqa: E402
 from hwsearch.io import provenance, write_json  # noqa: E402
-from hwsearch.model.vit import CompressedViT, apply_schedule  # noqa: E402
-from hwsearch.quality import by_group, collect, feature_cosines  # noqa: E402
+from hwsearch.model.vit import CompressedViT  # noqa: E402
+from hwsearch.quality import by_group, collect  # noqa: E402
 from hwsearch.schedule import Counts, as_lists  # noqa: E402
 from hwsearch.search.finish import rescaled, schedule_losses  # noqa: E402
 from hwsearch.search.gradient import SearchConfig, gradient_search  # noqa: E402
@@ -62,11 +62,10 @@ def main() -> int:
                              progress=False).counts
         schedules["FLOPs-aware, rescaled onto the budget"] = rescaled(fl, cost, goal, model, config.compress_from)
 
-    ref_search, ref_held = collect(b.model, b.search_set), collect(b.model, b.held_out)
-    losses = schedule_losses(model, b.search_set, ref_search, None, schedules, 32)
+    losses = schedule_losses(model, b.search_set, collect(b.model, b.search_set), None, schedules, 32)
     rows = {}
     for name, counts in schedules.items():
-        held = feature_cosines(ref_held, collect(apply_schedule(b.vit, counts, "similarity"), b.held_out))
+        held = b.held_out_cosines(counts)
         rows[name] = {"schedule": as_lists(counts), "predicted_over_budget": cost.cost(counts) / goal,
                       "gmacs": flops.cost(counts), "search_loss": float(losses[name].mean()),
                       "search_loss_by_photo": by_group(losses[name], b.search_set.groups),

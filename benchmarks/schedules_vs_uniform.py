@@ -21,8 +21,7 @@ import bench  # noqa: E402 - benchmarks/bench.py: the shared set-up (sets HF_HUB
 
 from hwsearch.cost import Budget, FlopsCost  # noqa: E402
 from hwsearch.io import provenance, write_json  # noqa: E402
-from hwsearch.model.vit import CompressedViT, apply_schedule  # noqa: E402
-from hwsearch.quality import collect, feature_cosines  # noqa: E402
+from hwsearch.model.vit import CompressedViT  # noqa: E402
 from hwsearch.schedule import as_lists  # noqa: E402
 from hwsearch.search.baselines import METHODS, solve_method  # noqa: E402
 from hwsearch.search.gradient import SearchConfig, gradient_search  # noqa: E402
@@ -38,13 +37,12 @@ def main() -> int:
     args = parser.parse_args()
     b = bench.setup(args)
     vit, depth, prefix = b.vit, b.model.depth, b.model.num_prefix
-    ref = collect(b.model, b.held_out)
 
     def cost_of(merging: str) -> FlopsCost:
         return FlopsCost.from_model(vit, merging)
 
     def quality(counts, merging):  # type: ignore[no-untyped-def]
-        return feature_cosines(ref, collect(apply_schedule(vit, counts, merging), b.held_out))
+        return b.held_out_cosines(counts, merging)
 
     results = []
     for fraction in (float(f) for f in args.fractions.split(",")):

@@ -30,7 +30,6 @@ import bench  # noqa: E402 - benchmarks/bench.py: the shared set-up (sets HF_HUB
 from hwsearch.cost import MeasuredCost  # noqa: E402
 from hwsearch.io import provenance, write_json  # noqa: E402
 from hwsearch.model.vit import CompressedViT, apply_schedule  # noqa: E402
-from hwsearch.quality import collect, feature_cosines  # noqa: E402
 from hwsearch.schedule import as_lists  # noqa: E402
 from hwsearch.search.baselines import tome  # noqa: E402
 from hwsearch.search.gradient import SearchConfig  # noqa: E402
@@ -50,7 +49,6 @@ def main() -> int:
     args = parser.parse_args()
     b = bench.setup(args)
     vit, depth, prefix = b.vit, b.model.depth, b.model.num_prefix
-    ref = collect(b.model, b.held_out)
     rows = []
     for target_name in args.targets.split(","):
         target = load_target(target_name)
@@ -64,15 +62,15 @@ def main() -> int:
             searched = bench.on_measured_budget(target, searched_model, search, fraction, args.refine, config)
             r, final, runs = match_tome(target, vit, searched, cost, depth, prefix, args.repeats)
             tome_counts = tome(b.model.num_tokens, prefix, depth, r, 0)
-            theirs = feature_cosines(ref, collect(apply_schedule(vit, tome_counts, "similarity"), b.held_out))
+            theirs = b.held_out_cosines(tome_counts)
             row = {"target": target.name, "batch": target.batch, "fraction": fraction, "r": r, "ops": args.ops,
-                   **compared(b, ref, searched, theirs, final, runs)}
+                   **compared(b, searched, theirs, final, runs)}
             fastest = (b.model.num_tokens - prefix) / 2  # block 0 merges its cap, and every block after it
             if final["ratio"] > 1 + bench.TOLERANCE and r >= fastest - 1 / 12:  # ToMe cannot get as fast
                 print(f"  ToMe at its fastest (r={fastest:.2f}) is slower than the searched schedule: the searched "
                       "schedule shifted to ToMe's latency as well", flush=True)
                 shifted, final, runs = match_to_tome(target, vit, searched, tome_counts, b.model, args.repeats)
-                row["at_tome_fastest"] = compared(b, ref, shifted, theirs, final, runs)
+                row["at_tome_fastest"] = compared(b, shifted, theirs, final, runs)
             rows.append(row)
             print_row(row)
             write_json(Path(args.out) / "benchmarks" / f"vs_tome_{target.name}.json",  # after every row
@@ -81,10 +79,10 @@ def main() -> int:
     return 0
 
 
-def compared(b, ref, ours_counts, theirs, final, runs):  # type: ignore[no-untyped-def]
+def compared(b, ours_counts, theirs, final, runs):  # type: ignore[no-untyped-def]
     """Latencies of the pooled match and held-out fidelity of ``ours_counts`` vs ToMe's per-image
     feature cosines ``theirs``, paired."""
-    ours = feature_cosines(ref, collect(apply_schedule(b.vit, ours_counts, "similarity"), b.held_out))
+    ours = b.held_out_cosines(ours_counts)
     return {"dense_ms": final["dense"], "hwsearch_ms": final["hwsearch"], "tome_ms": final["tome"],
             "tome_over_hwsearch": [final["ratio"], *final["ratio_95"]], "matched_rounds": final["rounds"],
             "run_ratios": final["run_ratios"], "matching_runs": runs,

@@ -35,16 +35,17 @@ def removed_tokens(counts: Counts, num_tokens: int) -> list[tuple[int, int]]:
 
 
 def walk(num_tokens: int, depth: int, start: int, step: Callable[[int, int], tuple[int, int]],
-         low: int = 2) -> Counts:
+         low: int = 2, merging: str = "rank") -> Counts:
     """Build a valid schedule block by block: blocks before ``start`` stay dense; from ``start`` on,
     ``step(block, entering)`` proposes ``(prune_kept, merge_kept)``, clamped to
-    ``low <= merge_kept <= prune_kept <= entering``."""
+    ``low <= merge_kept <= prune_kept <= entering`` and to what ``merging`` can keep (:func:`min_merge_kept`;
+    ``low`` is the prefix tokens + 1)."""
     counts: Counts = [(num_tokens, num_tokens)] * start
     entering = num_tokens
     for i in range(start, depth):
         p, m = step(i, entering)
         p = max(low, min(int(p), entering))
-        m = max(low, min(int(m), p))
+        m = max(low, min(int(m), p), min_merge_kept(p, low - 1, merging))
         counts.append((p, m))
         entering = m
     return counts
@@ -92,9 +93,9 @@ def random_schedules(num_tokens: int, num_prefix: int, depth: int, count: int, s
             rate = min(1.0, max(0.3, rng.gauss(level, 0.08)))  # noqa: B023 - used within this iteration
             m = snap(max(low, round(num_prefix + (entering - num_prefix) * rate)))
             p = snap(rng.randint(m, entering))
-            return p, max(m, min_merge_kept(p, num_prefix, merging))
+            return p, m
 
-        out.append(walk(num_tokens, depth, start, step, low))
+        out.append(walk(num_tokens, depth, start, step, low, merging))
     return out
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from hwsearch.cost.base import CostModel
-from hwsearch.schedule import Counts, bisect, min_merge_kept, walk
+from hwsearch.schedule import Counts, bisect, walk
 
 
 def uniform(n: int, prefix: int, depth: int, rate: float, start: int = 1) -> Counts:
@@ -50,9 +50,9 @@ def tome(n: int, prefix: int, depth: int, r: float, start: int = 1, every: int =
         if i not in merging:
             return entering, entering
         wanted = entering - base - (1 if merging.index(i) < extra else 0)
-        return entering, max(wanted, min_merge_kept(entering, prefix, "similarity"))
+        return entering, wanted
 
-    return walk(n, depth, start, step, prefix + 1)
+    return walk(n, depth, start, step, prefix + 1, "similarity")
 
 
 def tome_every2(n: int, prefix: int, depth: int, r: float, start: int = 1) -> Counts:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from hwsearch.schedule import Counts, bisect, min_merge_kept, removed_tokens, walk
+from hwsearch.schedule import Counts, bisect, removed_tokens, walk
 
 BAND = (0.90, 1.03)  # measured / budget accepted as meeting a latency budget
 SETTLED = (0.95, 1.03)  # where the check stops moving a schedule: in the band, leaving under 5% unused
@@ -36,9 +36,9 @@ def shift(counts: Counts, t: float, num_tokens: int, low: int, start: int = 1, m
 
     def step(i: int, entering: int) -> tuple[int, int]:
         p = max(low, entering - round(drops[i][0] * factor))
-        return p, max(min_merge_kept(p, low - 1, merging), p - round(drops[i][1] * factor))
+        return p, p - round(drops[i][1] * factor)
 
-    return walk(num_tokens, len(counts), start, step, low)
+    return walk(num_tokens, len(counts), start, step, low, merging)
 
 
 def measured_search(counts: Counts, measure: Callable[[Counts], float], budget: float, num_tokens: int, low: int,

@@ -23,7 +23,7 @@ import optuna
 
 from hwsearch.cost.base import CostModel
 from hwsearch.errors import HwsearchError
-from hwsearch.schedule import Counts, as_lists, bisect, min_merge_kept, walk
+from hwsearch.schedule import Counts, as_lists, bisect, walk
 
 MAX_DROP = 0.5  # per block and op; enqueued schedules beyond it are evaluated exactly as given
 SAMPLERS = ("tpe", "nsga2", "gp", "random", "cmaes")
@@ -86,9 +86,9 @@ class BudgetSpace(Space):
             j = i - self.compress_from
             drop = round(min(1.0, scale * weights[j]) * (entering - self.num_prefix - 1))
             p = entering - round(splits[j] * drop)
-            return p, max(entering - drop, min_merge_kept(p, self.num_prefix, self.merging))
+            return p, entering - drop
 
-        return walk(self.num_tokens, self.depth, self.compress_from, step, self.num_prefix + 1)
+        return walk(self.num_tokens, self.depth, self.compress_from, step, self.num_prefix + 1, self.merging)
 
     def suggest(self, trial: optuna.Trial) -> Counts:
         blocks = range(self.compress_from, self.depth)
