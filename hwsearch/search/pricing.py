@@ -2,7 +2,7 @@
 
 The cost model adds profiled parts; its error depends on a schedule's shape, not only on its size.
 At batch 1 on this CPU (session 35, one run, dense and the shapes interleaved) it priced ToMe-style
-merging in every block 2.2-6.3% dearer, relative to dense, than the same merging in every second
+merging in every block 1.6-6.3% dearer (r = 8-20), relative to dense, than the same merging in every second
 block (the standalone merge step costs more than it adds inside a whole model): solved for one
 predicted budget, the every-block shape got r ~16.5 where its measured latency allowed ~15.75, and
 lost the start choice (search loss 0.01291 vs 0.01232) that it wins at its measured latency
