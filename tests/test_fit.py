@@ -123,7 +123,8 @@ def test_fit_measures_whole_models_for_accuracy(costmodel, capsys):
 
 def test_compression_steps_get_a_scale_of_their_own_only_when_it_beats_the_noise():
     """Whole models whose steps cost 3x their profiled time (as measured at batch 1 here) get a step
-    scale, recovered; where steps and blocks scale alike, one scale stays (the one-standard-error rule)."""
+    scale, recovered; where steps and blocks scale alike, one scale stays (the one-standard-error rule);
+    where the steps add nothing, they are free."""
     rng = np.random.default_rng(0)
     blocks = rng.uniform(20.0, 60.0, 30)
     steps = rng.uniform(0.5, 6.0, 30)
@@ -134,6 +135,12 @@ def test_compression_steps_get_a_scale_of_their_own_only_when_it_beats_the_noise
     assert mae["step scale"] < mae["one scale"] and len(predicted) == 30
     correction, _, mae = choose_correction(blocks, steps, 2.0 + 0.9 * (blocks + steps) + noise)
     assert "step_scale" not in correction and correction["scale"] == pytest.approx(0.9, abs=0.02)
+    # steps that add nothing (or less than nothing) inside whole models, as at batch 8 here: free (scale 0),
+    # never a negative scale
+    for extra in (0.0, -0.3):
+        correction, _, mae = choose_correction(blocks, steps, 2.0 + 0.9 * blocks + extra * steps + noise)
+        assert correction["step_scale"] == 0 and correction["scale"] == pytest.approx(0.9, abs=0.03)
+        assert mae["steps free"] < mae["one scale"]
     data = load_costmodel(RECORDED / "costmodel.json")
     data["quantities"]["latency"]["correction"] = {"overhead": 2.0, "scale": 0.9, "step_scale": 2.7}
     cost = MeasuredCost(data)

@@ -8,7 +8,8 @@ Spearman rank correlation, and a scatter PNG.
 
 The correction is ``overhead + scale * blocks``, or ``overhead + scale * blocks + step_scale *
 steps`` when the compression steps cost a different multiple of their profiled time in whole
-models than the blocks do (measured at batch 1 here: 3x in one run, 1x in another) — chosen by
+models than the blocks do (measured at batch 1 here: 3x in one run, 1x in another; at batch 8 on the
+session-34 VM nothing measurable: step_scale 0, "steps free") — chosen by
 leave-one-out absolute error with the one-standard-error rule, as :func:`hwsearch.cost.fit.choose_regressor`.
 """
 from __future__ import annotations
@@ -47,23 +48,34 @@ def _split(features: np.ndarray, measured: np.ndarray) -> np.ndarray:
     return np.linalg.lstsq(features, measured, rcond=None)[0]
 
 
+def _steps_free(features: np.ndarray, measured: np.ndarray) -> np.ndarray:
+    """[overhead, scale, 0]: the blocks alone (the steps' own scale at its bound, 0)."""
+    overhead, scale = affine_fit(features[:, 1], measured)
+    return np.array([overhead, scale, 0.0])
+
+
+FORMS = {"one scale": _affine, "step scale": _split, "steps free": _steps_free}
+
+
 def choose_correction(blocks: np.ndarray, steps: np.ndarray, measured: np.ndarray
                       ) -> tuple[dict[str, float], np.ndarray, dict[str, float]]:
     """(correction, its leave-one-out predictions, leave-one-out mean absolute error per form).
 
-    One scale for blocks and steps, unless a scale of their own for the steps lowers the
-    leave-one-out absolute error by more than one standard error (and stays positive)."""
+    One scale for blocks and steps, unless the steps scaled on their own lower the leave-one-out
+    absolute error by more than one standard error: with a positive scale of their own, or free (scale 0,
+    the bound of a non-negative scale: at batch 8 here the standalone steps cost far more than they add
+    inside whole models, where the unbounded fit gave them a negative scale)."""
     features = np.stack([np.ones_like(blocks), blocks, steps], 1)
-    held = {"one scale": leave_one_out(_affine, features, measured), "step scale": leave_one_out(_split, features,
-                                                                                                 measured)}
+    held = {name: leave_one_out(form, features, measured) for name, form in FORMS.items()}
     errors = {k: np.abs(v - measured) for k, v in held.items()}
     mae = {k: float(e.mean()) for k, e in errors.items()}
-    overhead, scale, step_scale = _split(features, measured)
-    standard_error = float(errors["step scale"].std(ddof=1) / np.sqrt(len(measured)))
-    if step_scale > 0 and scale > 0 and mae["step scale"] + standard_error < mae["one scale"]:
-        return {"overhead": float(overhead), "scale": float(scale), "step_scale": float(step_scale)}, \
-            held["step scale"], mae
-    overhead, scale, _ = _affine(features, measured)
+    fitted = {name: form(features, measured) for name, form in FORMS.items()}
+    valid = [name for name in ("step scale", "steps free") if fitted[name][1] > 0 and fitted[name][2] >= 0]
+    best = min(valid, key=lambda name: mae[name], default=None)
+    if best is not None and mae[best] + float(errors[best].std(ddof=1) / np.sqrt(len(measured))) < mae["one scale"]:
+        overhead, scale, step_scale = fitted[best]
+        return {"overhead": float(overhead), "scale": float(scale), "step_scale": float(step_scale)}, held[best], mae
+    overhead, scale, _ = fitted["one scale"]
     return {"overhead": float(overhead), "scale": float(scale)}, held["one scale"], mae
 
 
@@ -118,6 +130,7 @@ def keep_accuracy(data: dict[str, Any], report: dict[str, Any]) -> str:
     c = report["correction"]
     form = (f"steps scaled on their own ({c['step_scale']:.3f} x vs {c['scale']:.3f} x the blocks)"
             if "step_scale" in c else f"one scale ({c['scale']:.3f} x)")
+    form = f"steps free (0 x; blocks {c['scale']:.3f} x)" if c.get("step_scale") == 0 else form
     errors = ", ".join(f"{k} {v:.3f} ms" for k, v in report["loo_mae_ms"].items())
     return (f"whole-model correction: {form}; leave-one-out mean absolute error {errors}\n"
             f"accuracy on {report['models']} whole models measured here (leave-one-out correction): MAPE "
