@@ -74,12 +74,19 @@ def measure_models(target: Target, models: dict[str, CompressedViT], batch: int,
         shutil.rmtree(root, ignore_errors=True)
 
 
+def measure_with_dense(target: Target, model: CompressedViT, schedules: dict[str, Counts], batch: int | None = None,
+                       here: bool = False) -> dict[str, Measurement]:
+    """Dense (``"dense"``) and each named schedule's deploy-mode model measured here in one run (repeats
+    interleaved: measured alone, a small model runs with warmer caches and reads up to ~25% faster on this CPU)."""
+    models = {"dense": CompressedViT(model.vit)}
+    models |= {name: apply_schedule(model.vit, counts, model.merging) for name, counts in schedules.items()}
+    return measure_models(target, models, batch or target.batch, here=here)
+
+
 def measure_pair(target: Target, model: CompressedViT, counts: Counts, batch: int | None = None,
                  here: bool = False) -> dict[str, Measurement]:
-    """Dense and compressed deploy-mode models measured here in one run (repeats interleaved: measured
-    alone, the small model runs with warmer caches and reads up to ~25% faster on this CPU)."""
-    models = {"dense": CompressedViT(model.vit), "compressed": apply_schedule(model.vit, counts, model.merging)}
-    return measure_models(target, models, batch or target.batch, here=here)
+    """Dense and ``counts`` (``"compressed"``) measured here in one run (:func:`measure_with_dense`)."""
+    return measure_with_dense(target, model, {"compressed": counts}, batch, here)
 
 
 def describe_measurement(target: Target, stats: dict[str, Measurement], batch: int, budget_ms: float | None) -> str:

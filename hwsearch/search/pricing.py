@@ -19,8 +19,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from hwsearch.cost.base import CostModel
-from hwsearch.model.vit import CompressedViT, apply_schedule
-from hwsearch.profiling.measure import measure_models
+from hwsearch.model.vit import CompressedViT
+from hwsearch.profiling.measure import measure_with_dense
 from hwsearch.schedule import Counts
 from hwsearch.search.baselines import BUILDERS, solve
 from hwsearch.targets import Target
@@ -34,9 +34,7 @@ def measured_pricer(target: Target, model: CompressedViT, cost: CostModel) -> Pr
     """Dense and every schedule measured in one run on ``target`` (this host); per schedule its paired
     ratio to dense over its predicted ratio to dense."""
     def price(candidates: dict[str, Counts]) -> dict[str, float]:
-        models = {"dense": CompressedViT(model.vit)}
-        models |= {name: apply_schedule(model.vit, counts, model.merging) for name, counts in candidates.items()}
-        stats = measure_models(target, models, target.batch)
+        stats = measure_with_dense(target, model, candidates)
         dense = cost.dense_cost(model.depth)
         return {name: paired_ratio(stats[name], stats["dense"])[0] / (cost.cost(counts) / dense)
                 for name, counts in candidates.items()}
