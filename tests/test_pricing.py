@@ -65,3 +65,15 @@ def test_the_search_runs_on_the_chosen_shapes_measured_budget():
     given = gradient_search(model, [Budget(cost, target)], data, cfg, progress=False, start=result.counts,
                             price=_pricer(errors))  # a given start (a refinement) is not priced
     assert "measured_errors" not in given.start
+
+
+def test_hand_starts_keep_what_the_priced_operator_can_keep():
+    """A measured error can ask a shape for a tight budget: solved on a similarity-merging cost model, the
+    uniform shape (half its removed tokens merged) stays within similarity merging's cap in every block
+    (it once asked block 0 for 10 -> 2 tokens, which the deploy-mode model refuses)."""
+    from hwsearch.schedule import min_merge_kept
+
+    model, cost, _ = _setup()
+    for name, counts in hand_starts(cost, 0.3 * cost.dense_cost(model.depth), model.depth, model.num_prefix,
+                                    0).items():
+        assert all(m >= min_merge_kept(p, model.num_prefix, "similarity") for p, m in counts), name

@@ -21,12 +21,14 @@ class CostModel(ABC):
     """Cost of a compressed model as a function of its per-block token counts.
 
     Implementations provide ``unit`` and ``num_tokens`` (tokens entering the first block); ``measured``:
-    fitted to a device's measurements (latency, energy), not counted (GMACs).
+    fitted to a device's measurements (latency, energy), not counted (GMACs); ``merging``: the merge
+    operator it prices (schedules solved on it keep what that operator can keep).
     """
 
     unit: str
     num_tokens: int
     measured: bool = False
+    merging: str = "rank"
 
     @abstractmethod
     def expected_cost(self, keeps: Sequence[BlockKeep]) -> Tensor:
@@ -63,6 +65,7 @@ class WorstRatio(CostModel):
         self.budgets = list(budgets)
         self.num_tokens = self.budgets[0].cost.num_tokens
         self.measured = any(b.cost.measured for b in self.budgets)
+        self.merging = self.budgets[0].cost.merging
 
     def expected_cost(self, keeps: Sequence[BlockKeep]) -> Tensor:
         return self.ratio([b.cost.expected_cost(keeps) for b in self.budgets])

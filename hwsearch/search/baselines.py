@@ -20,28 +20,30 @@ from hwsearch.cost.base import CostModel
 from hwsearch.schedule import Counts, bisect, walk
 
 
-def uniform(n: int, prefix: int, depth: int, rate: float, start: int = 1) -> Counts:
+def uniform(n: int, prefix: int, depth: int, rate: float, start: int = 1, merging: str = "rank") -> Counts:
     def step(_: int, entering: int) -> tuple[int, int]:
         out = max(prefix + 1, prefix + round((entering - prefix) * rate))
         return entering - (entering - out) // 2, out
 
-    return walk(n, depth, start, step, prefix + 1)
+    return walk(n, depth, start, step, prefix + 1, merging)
 
 
-def evit(n: int, prefix: int, depth: int, rate: float, start: int = 1) -> Counts:
+def evit(n: int, prefix: int, depth: int, rate: float, start: int = 1, merging: str = "rank") -> Counts:
     layers = {max(start, round(depth * f)) for f in (1 / 3, 7 / 12, 5 / 6)}
 
     def step(i: int, entering: int) -> tuple[int, int]:
         kept = max(prefix + 1, prefix + round((entering - prefix) * rate)) if i in layers else entering
         return kept, kept
 
-    return walk(n, depth, start, step, prefix + 1)
+    return walk(n, depth, start, step, prefix + 1, merging)
 
 
-def tome(n: int, prefix: int, depth: int, r: float, start: int = 1, every: int = 1) -> Counts:
+def tome(n: int, prefix: int, depth: int, r: float, start: int = 1, every: int = 1, merging: str = "rank"
+         ) -> Counts:
     """Constant r per block, capped as ToMe caps it (``r = min(r, (t - protected) // 2)``: a block
-    merges at most its A half). ``every`` > 1: only blocks ``start``, ``start + every``, ... merge,
-    ``every * r`` each."""
+    merges at most its A half, the similarity cap, whatever ``merging``). ``every`` > 1: only blocks
+    ``start``, ``start + every``, ... merge, ``every * r`` each."""
+    del merging  # ToMe's own cap is the tighter one for either operator
     merging = range(start, depth, every)
     per_step = r * every
     base, extra = int(per_step), round((per_step - int(per_step)) * len(merging))
@@ -55,14 +57,14 @@ def tome(n: int, prefix: int, depth: int, r: float, start: int = 1, every: int =
     return walk(n, depth, start, step, prefix + 1, "similarity")
 
 
-def tome_every2(n: int, prefix: int, depth: int, r: float, start: int = 1) -> Counts:
+def tome_every2(n: int, prefix: int, depth: int, r: float, start: int = 1, merging: str = "rank") -> Counts:
     """:func:`tome` merging in every second block (``2r`` each)."""
-    return tome(n, prefix, depth, r, start, every=2)
+    return tome(n, prefix, depth, r, start, every=2, merging=merging)
 
 
 @dataclass(frozen=True)
 class Shape:
-    """A hand schedule family of one parameter: ``build(n, prefix, depth, x, start)``; ``x`` is r, the tokens
+    """A hand schedule family of one parameter: ``build(n, prefix, depth, x, start, merging=)``; ``x`` is r, the tokens
     merged per block (cost falls as it rises, up to half the patches), where ``by_r``, else a keep rate in [0, 1]."""
 
     build: Callable[..., Counts]
@@ -74,11 +76,12 @@ BUILDERS: dict[str, Shape] = {"uniform": Shape(uniform), "evit": Shape(evit), "t
 
 
 def solve(kind: str, cost: CostModel, goal: float, depth: int, num_prefix: int, start: int = 1) -> Counts:
-    """The ``kind`` schedule whose cost is closest to ``goal`` (bisection on its one parameter)."""
+    """The ``kind`` schedule whose cost is closest to ``goal`` (bisection on its one parameter), valid for
+    the merge operator ``cost`` prices."""
     n, shape = cost.num_tokens, BUILDERS[kind]
 
     def build(x: float) -> Counts:
-        return shape.build(n, num_prefix, depth, x, start)
+        return shape.build(n, num_prefix, depth, x, start, merging=cost.merging)
 
     # r up to half the patches, where every block merges its cap (r = patches / blocks left ToMe's fastest
     # schedules out: at 12 blocks from block 0, r = 21.3 costs 0.571 x dense at batch 1, r = 24 0.528)
