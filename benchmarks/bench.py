@@ -5,7 +5,8 @@ import argparse
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +41,14 @@ class Bench:
     workspace: Workspace
     search_set: ImageSet
     held_out: ImageSet
-    held_out_ref: Reference | None = field(default=None, repr=False)  # dense on the held-out images, once
+
+    @cached_property
+    def held_out_ref(self) -> Reference:
+        """Dense on the held-out images (computed once)."""
+        return collect(self.model, self.held_out)
 
     def held_out_cosines(self, counts: Counts, merging: str = "similarity") -> torch.Tensor:
         """Per held-out image, the feature cosine of ``counts`` (deploy mode, ``merging``) with dense."""
-        if self.held_out_ref is None:
-            self.held_out_ref = collect(self.model, self.held_out)
         return feature_cosines(self.held_out_ref, collect(apply_schedule(self.vit, counts, merging), self.held_out))
 
     def latency_cost(self, merging: str = "similarity") -> MeasuredCost:

@@ -34,7 +34,7 @@ def test_latency_budget_searched_then_measured(profiled, capsys):
                  "--refine", "0", *SEARCH, "--out", str(profiled)]) == 0
     printed = capsys.readouterr().out
     assert "measured on cpu_onnxruntime (onnxruntime, batch 8, same run)" in printed
-    assert "hand starts measured beside dense" in printed  # one latency budget here: the starts priced
+    assert "starts measured beside dense" in printed  # one latency budget here: the starts priced
     history = json.loads(next((folder / "schedules").glob("latency*.history.json")).read_text())
     assert set(history["start"]["measured_errors"]) == set(BUILDERS)
     assert all(v > 0 for v in history["start"]["measured_errors"].values())

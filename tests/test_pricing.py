@@ -9,8 +9,9 @@ from hwsearch.cost import Budget, MeasuredCost
 from hwsearch.cost.fit import load_costmodel
 from hwsearch.data import ImageSet
 from hwsearch.model.vit import CompressedViT
+from hwsearch.profiling.measure import Measurement
 from hwsearch.search.gradient import SearchConfig, gradient_search
-from hwsearch.search.pricing import priced_starts
+from hwsearch.search.pricing import priced_starts, shape_errors
 from hwsearch.search.starts import hand_starts
 
 
@@ -65,6 +66,11 @@ def test_the_search_runs_on_the_chosen_shapes_measured_budget():
     given = gradient_search(model, [Budget(cost, target)], data, cfg, progress=False, start=result.counts,
                             price=_pricer(errors))  # a given start (a refinement) is not priced
     assert "measured_errors" not in given.start
+    seen = []
+    kept = gradient_search(model, [Budget(cost, target)], data, SearchConfig(epochs=1, batch_size=4, pick_start=False),
+                           progress=False, price=_pricer({"tome": 0.92}, seen))  # --keep-init: its start priced
+    assert [list(run) for run in seen] == [["tome"]] and kept.start["measured_errors"] == {"tome": 0.92}
+    assert kept.target == pytest.approx(target / 0.92)
 
 
 def test_hand_starts_keep_what_the_priced_operator_can_keep():
@@ -77,3 +83,19 @@ def test_hand_starts_keep_what_the_priced_operator_can_keep():
     for name, counts in hand_starts(cost, 0.3 * cost.dense_cost(model.depth), model.depth, model.num_prefix,
                                     0).items():
         assert all(m >= min_merge_kept(p, model.num_prefix, "similarity") for p, m in counts), name
+
+
+def _measured(samples):
+    return Measurement(median_ms=sorted(samples)[len(samples) // 2], p10_ms=min(samples), p90_ms=max(samples),
+                       mean_ms=sum(samples) / len(samples), cv=0.0, iterations=1, repeats=len(samples), attempts=1,
+                       cv_ok=True, samples_ms=list(samples))
+
+
+def test_errors_are_relative_to_dense_for_a_share_of_dense_and_in_ms_for_a_budget_in_ms():
+    """A host 10% slower than at profiling, a shape the model prices 5% too dear relative to dense: relative to
+    dense the error is the shape's own (0.95, the drift cancels round by round); in ms it is the host's too."""
+    dense = [110.0, 121.0, 99.0]  # the host drifts between rounds; the shape's rounds drift with it
+    stats = {"dense": _measured(dense), "tome": _measured([0.95 * 0.5 * d for d in dense])}
+    predicted, dense_predicted = {"tome": 50.0}, 100.0
+    assert shape_errors(stats, predicted, dense_predicted) == {"tome": pytest.approx(0.95)}
+    assert shape_errors(stats, predicted, dense_predicted, in_ms=True) == {"tome": pytest.approx(0.95 * 110 / 100)}

@@ -128,9 +128,12 @@ def keep_accuracy(data: dict[str, Any], report: dict[str, Any]) -> str:
                              f"({report['merging']} merging, and dense)"}
     latency["accuracy"] = {k: v for k, v in report.items() if k != "correction"}
     c = report["correction"]
-    form = (f"steps scaled on their own ({c['step_scale']:.3f} x vs {c['scale']:.3f} x the blocks)"
-            if "step_scale" in c else f"one scale ({c['scale']:.3f} x)")
-    form = f"steps free (0 x; blocks {c['scale']:.3f} x)" if c.get("step_scale") == 0 else form
+    if "step_scale" not in c:
+        form = f"one scale ({c['scale']:.3f} x)"
+    elif c["step_scale"] == 0:
+        form = f"steps free (0 x; blocks {c['scale']:.3f} x)"
+    else:
+        form = f"steps scaled on their own ({c['step_scale']:.3f} x vs {c['scale']:.3f} x the blocks)"
     errors = ", ".join(f"{k} {v:.3f} ms" for k, v in report["loo_mae_ms"].items())
     return (f"whole-model correction: {form}; leave-one-out mean absolute error {errors}\n"
             f"accuracy on {report['models']} whole models measured here (leave-one-out correction): MAPE "

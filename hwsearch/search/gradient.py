@@ -175,10 +175,11 @@ def gradient_search(model: CompressedViT, budgets: list[Budget], data: ImageSet,
         start = solve(cfg.init, bound.cost, bound.target, model.depth, model.num_prefix, cfg.compress_from)
     chosen: dict[str, Any] = {"start": named_as}
     scored: dict[tuple, torch.Tensor] = {}  # search-image losses by schedule: the start is scored once
-    if cfg.pick_start:  # the named start, or the hand schedule that beats it on the search images
+    price = price if named_as != "given" else None
+    if cfg.pick_start or (price is not None and start is not None):  # --keep-init: the named start, priced
         named = {} if start is None else {named_as: start}
         start, chosen, budgets = choose_start(model, data, ref, labels, budgets, named, cfg.compress_from,
-                                              cfg.batch_size, scored, price if named_as != "given" else None)
+                                              cfg.batch_size, scored, price, hands=cfg.pick_start)
         bound, worst_of, target = constraint(budgets), WorstRatio(budgets), budgets[0].target
     if start is not None:
         if fixed:

@@ -91,10 +91,11 @@ def optimize(out: Path, request: OptimizeRequest, rank: int = 0) -> Path | None:
     run_as = cfg.resolved(searched)
     print(f"search: {run_as.rates} rates{' (auto)' if cfg.rates == 'auto' else ''}, {run_as.optimizer} lr "
           f"{run_as.lr:g}, {run_as.batch_size * run_as.accumulate} images per update", flush=True)
+    alone = rank_and_world()[1] == 1
     price = None
-    if cfg.price_starts and len(searched) == 1 and measures_latency(searched[0]) and target.is_local \
-            and rank_and_world()[1] == 1:  # the hand starts measured here, beside dense (search.pricing)
-        price = measured_pricer(target, model, searched[0].cost)
+    if cfg.price_starts and len(searched) == 1 and measures_latency(searched[0]) and target.is_local and alone:
+        in_ms = request.budgets[0].kind == "latency_ms"  # --latency-ms: priced in ms; --speedup: relative to dense
+        price = measured_pricer(target, model, searched[0].cost, in_ms)  # the hand starts measured here
     result = gradient_search(model, searched, search_set, cfg, resume=resume,
                              progress=request.progress, price=price)
     if rank != 0:
@@ -112,7 +113,6 @@ def optimize(out: Path, request: OptimizeRequest, rank: int = 0) -> Path | None:
     print("\n".join(describe_predicted(budgets, result.counts)))
     print(f"search took {result.seconds:.0f} s")
     latency = [b for spec in request.budgets if (b := latency_budget(spec.target, spec.kind, spec.value))]
-    alone = rank_and_world()[1] == 1
     again_log: list[dict[str, Any]] = []  # every search again: its budget and time (YAML, history)
     again = (searching_again(model, searched, search_set, cfg, request.progress, result.counts, again_log)
              if alone else None)
@@ -191,17 +191,18 @@ def searching_again(model: CompressedViT, budgets: list[Budget], images: ImageSe
 
 
 def describe_start(start: dict[str, Any]) -> str:
-    """One line: the warm start the search descended from, and the search-image losses that chose it."""
-    if "start_loss" not in start:
-        return f"warm start: {start['start']}"
-    loss = ", ".join(f"{k} {v:.4f}" for k, v in start["start_loss"].items())
-    return (f"warm start: {start['start']} (search-image loss {loss}; the best's gain over {start['named']} "
-            f"{start['start_gain']:+.4f}, one standard error {start['start_standard_error']:.4f}; "
-            f"{start['start_seconds']:.0f} s)") + (
-        "\nhand starts measured beside dense, measured / predicted (relative to dense): "
-        + ", ".join(f"{k} {v:.3f}" for k, v in start["measured_errors"].items())
-        + f"; each solved on the budget / its own; searched on {start['budget']:.3f}"
-        if "measured_errors" in start else "")
+    """The warm start the search descended from, the search-image losses that chose it and, where the
+    starts were priced by measurement, their measured errors."""
+    line = f"warm start: {start['start']}"
+    if "start_loss" in start:
+        loss = ", ".join(f"{k} {v:.4f}" for k, v in start["start_loss"].items())
+        line += (f" (search-image loss {loss}; the best's gain over {start['named']} {start['start_gain']:+.4f}, "
+                 f"one standard error {start['start_standard_error']:.4f}; {start['start_seconds']:.0f} s)")
+    if "measured_errors" in start:
+        errors = ", ".join(f"{k} {v:.3f}" for k, v in start["measured_errors"].items())
+        line += (f"\nstarts measured beside dense, measured / predicted: {errors}; "
+                 f"each solved on the budget / its own; searched on {start['budget']:.3f}")
+    return line
 
 
 def describe_selection(selection: dict[str, Any]) -> str:

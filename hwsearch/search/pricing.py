@@ -9,10 +9,14 @@ lost the start choice (search loss 0.01291 vs 0.01232) that it wins at its measu
 (0.01086; held-out 0.9909 vs 0.9886).
 
 So where the budget is one latency budget on this host, every hand start is measured beside dense
-in one run (its paired ratio to dense: host drift cancels), and re-solved on ``budget / error``,
-``error`` = (measured / dense measured) / (predicted / dense predicted): the shape's own relative
-error, measured. The error of the dense prediction itself is left to the measured check after the
-search, as before. The search then descends from the chosen start on its shape's corrected budget.
+in one run and re-solved on ``budget / error``. For a budget that is a share of dense (``--speedup``,
+the benchmarks' fraction of dense measured) ``error`` = (measured / dense measured) / (predicted /
+dense predicted), the shape's own relative error (host drift cancels); for a budget in ms
+(``--latency-ms``) ``error`` = measured / predicted ms, which also carries the dense prediction's error
+at the host's speed now — left to the measured check after the search, it cost a second search
+whenever the profile's host speed was off by more than the band (session 36: predicted dense 433 ms,
+measured 464 ms; the first schedule read 1.089 x budget). The search descends from the chosen start on
+its shape's corrected budget.
 """
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ from collections.abc import Callable
 
 from hwsearch.cost.base import CostModel
 from hwsearch.model.vit import CompressedViT
-from hwsearch.profiling.measure import measure_with_dense
+from hwsearch.profiling.measure import Measurement, measure_with_dense
 from hwsearch.schedule import Counts
 from hwsearch.search.baselines import BUILDERS, solve
 from hwsearch.targets import Target
@@ -30,16 +34,26 @@ from profilers.timing import paired_ratio
 Pricer = Callable[[dict[str, Counts]], dict[str, float]]
 
 
-def measured_pricer(target: Target, model: CompressedViT, cost: CostModel) -> Pricer:
-    """Dense and every schedule measured in one run on ``target`` (this host); per schedule its paired
-    ratio to dense over its predicted ratio to dense."""
+def measured_pricer(target: Target, model: CompressedViT, cost: CostModel, in_ms: bool = False) -> Pricer:
+    """Dense and every schedule measured in one run on ``target`` (this host), priced by :func:`shape_errors`."""
     def price(candidates: dict[str, Counts]) -> dict[str, float]:
         stats = measure_with_dense(target, model, candidates)
-        dense = cost.dense_cost(model.depth)
-        return {name: paired_ratio(stats[name], stats["dense"])[0] / (cost.cost(counts) / dense)
-                for name, counts in candidates.items()}
+        predicted = {name: cost.cost(counts) for name, counts in candidates.items()}
+        return shape_errors(stats, predicted, cost.dense_cost(model.depth), in_ms)
 
     return price
+
+
+def shape_errors(stats: dict[str, Measurement], predicted: dict[str, float], dense_predicted: float,
+                 in_ms: bool = False) -> dict[str, float]:
+    """Per schedule in ``predicted``, measured over predicted cost: both relative to dense (``stats["dense"]``,
+    paired round by round; a budget that is a share of dense measured: ``--speedup``, the benchmarks), or
+    ``in_ms`` (a budget in ms, ``--latency-ms``), so the error of the dense prediction at the host's speed
+    now is corrected too (the measured check compares ms with ms)."""
+    if in_ms:
+        return {name: stats[name].median_ms / ms for name, ms in predicted.items()}
+    return {name: paired_ratio(stats[name], stats["dense"])[0] / (ms / dense_predicted)
+            for name, ms in predicted.items()}
 
 
 def priced_starts(candidates: dict[str, Counts], price: Pricer, cost: CostModel, target: float, depth: int,

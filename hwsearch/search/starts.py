@@ -53,14 +53,17 @@ def pick_start(model: CompressedViT, data: ImageSet, ref: Reference, labels: tor
 
 def choose_start(model: CompressedViT, data: ImageSet, ref: Reference, labels: torch.Tensor | None,
                  budgets: list[Budget], named: dict[str, Counts], compress_from: int, batch_size: int,
-                 cache: dict[tuple, torch.Tensor] | None = None, price: Pricer | None = None
+                 cache: dict[tuple, torch.Tensor] | None = None, price: Pricer | None = None, hands: bool = True
                  ) -> tuple[Counts, dict[str, Any], list[Budget]]:
-    """(the warm start: :func:`pick_start` among ``named`` and the hand starts, why, the budgets to search on).
+    """(the warm start: :func:`pick_start` among ``named`` and, with ``hands``, the hand starts; why; the
+    budgets to search on).
 
-    ``price`` (one budget): the hand starts priced by measurement (:mod:`hwsearch.search.pricing`) first;
+    ``price`` (one budget): the starts priced by measurement (:mod:`hwsearch.search.pricing`) first;
     the search then runs on the chosen shape's budget corrected by its measured error."""
     bound = constraint(budgets)
-    candidates = named | hand_starts(bound.cost, bound.target, model.depth, model.num_prefix, compress_from)
+    candidates = dict(named)
+    if hands:
+        candidates |= hand_starts(bound.cost, bound.target, model.depth, model.num_prefix, compress_from)
     began = time.perf_counter()
     errors = None
     if price is not None:
