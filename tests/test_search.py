@@ -196,3 +196,28 @@ def test_every_search_again_is_logged_with_its_budget_time_and_images():
     assert [e["measured_over_budget"] for e in log] == [1.05, 0.97]
     assert [e["images"] for e in log] == [12, 12 // REFINE_SHARE]
     assert all(e["seconds"] > 0 and e["steps"] >= 1 and e["kept"] in ("searched", "warm start") for e in log)
+
+
+def test_a_warm_start_that_missed_near_its_budget_is_rescaled_not_searched_again(capsys):
+    """A schedule that is its search's warm start (a hand schedule) measured 1.06 x budget: its removed tokens
+    are scaled onto budget / 1.06 (predicted), no search runs; measured 1.2 x (far), it is searched again."""
+    from conftest import RECORDED
+
+    from hwsearch.cost import MeasuredCost
+    from hwsearch.cost.fit import load_costmodel
+    from hwsearch.search.baselines import solve
+    from hwsearch.search.optimize import searching_again
+
+    model = CompressedViT(make_vit("deit_tiny"), merging="similarity")
+    cost = MeasuredCost(load_costmodel(RECORDED / "costmodel.json"), "latency", model.merging)
+    target = 0.8 * cost.dense_cost(model.depth)
+    start = solve("tome", cost, target, model.depth, model.num_prefix, 0)
+    log = []
+    again = searching_again(model, [Budget(cost, target, "latency_ms")], _random_images(12),
+                            SearchConfig(batch_size=4, pick_start=False), after=start, log=log, after_is_start=True)
+    rescaled = again(1.06)
+    assert 0.9 <= cost.cost(rescaled) * 1.06 / target <= 1.03 and cost.cost(rescaled) < cost.cost(start)  # 17 tokens
+    assert log == [{"measured_over_budget": 1.06, "seconds": 0.0, "steps": 0, "images": 0, "kept": "rescaled"}]
+    assert "not searched again" in capsys.readouterr().out
+    again(1.2)
+    assert log[-1]["steps"] >= 1 and log[-1]["seconds"] > 0

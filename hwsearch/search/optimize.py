@@ -114,8 +114,8 @@ def optimize(out: Path, request: OptimizeRequest, rank: int = 0) -> Path | None:
     print(f"search took {result.seconds:.0f} s")
     latency = [b for spec in request.budgets if (b := latency_budget(spec.target, spec.kind, spec.value))]
     again_log: list[dict[str, Any]] = []  # every search again: its budget and time (YAML, history)
-    again = (searching_again(model, searched, search_set, cfg, request.progress, result.counts, again_log)
-             if alone else None)
+    again = (searching_again(model, searched, search_set, cfg, request.progress, result.counts, again_log,
+                             after_is_start=result.selection.get("kept") == "warm start") if alone else None)
     check = check_latency(latency, model, result.counts, request.refine, cfg.compress_from,
                           search_again=again) if latency else None  # under torchrun rank 0 cannot search alone
     if check is not None and check.counts != result.counts:  # searched again / moved by the local search
@@ -147,11 +147,13 @@ def optimize(out: Path, request: OptimizeRequest, rank: int = 0) -> Path | None:
 
 
 REFINE_SHARE = 3  # the search again runs on every REFINE_SHARE-th search image (a third of the steps)
+NEAR = (0.90, 1.10)  # a hand schedule measured within it is rescaled, not searched again
 
 
 def searching_again(model: CompressedViT, budgets: list[Budget], images: ImageSet, cfg: SearchConfig,
                     progress: bool = False, after: Counts | None = None,
-                    log: list[dict[str, Any]] | None = None, price: Pricer | None = None) -> SearchAgain:
+                    log: list[dict[str, Any]] | None = None, price: Pricer | None = None,
+                    after_is_start: bool = False) -> SearchAgain:
     """The measured check's ``search_again(ratio)``: the gradient search with every budget on a measured
     latency model divided by ``ratio`` (measured / budget), the others as they are.
 
@@ -161,16 +163,27 @@ def searching_again(model: CompressedViT, budgets: list[Budget], images: ImageSe
     found, the budget the measurement allows) are the warm start of a search on a third of the
     images (a third of the steps, of the dense reference and of the final comparison with the warm
     start). On a slow host (546 s per default search, session 27) two full searches alone took 18 of
-    ``optimize --latency-ms``'s 23 minutes. ``log``: gets one record per search (the measured ratio it
-    corrects, seconds, steps, images, and which of it and its warm start was kept)."""
-    latest: list[Counts] = [after] if after is not None else []
+    ``optimize --latency-ms``'s 23 minutes. Where the latest schedule is its search's warm start (a hand
+    schedule: ``after_is_start`` for ``after``) and the miss is near (NEAR), it is rescaled and not searched
+    again: the searches again of sessions 29, 30 and 36 from such a schedule (1.055-1.129 x budget) all kept
+    it, and one took ~4 of a batch-8 ``optimize``'s 14 minutes. ``log``: gets one record per search (the
+    measured ratio it corrects, seconds, steps, images, and which of it and its warm start was kept)."""
+    latest: list[tuple[Counts, bool]] = [(after, after_is_start)] if after is not None else []
 
     def search_again(ratio: float) -> Counts:
         again = [Budget(b.cost, b.target / ratio, b.name) if measures_latency(b) else b for b in budgets]
         used = images
         if latest:
             bound = constraint(again)
-            start = rescaled(latest[-1], bound.cost, bound.target, model, cfg.compress_from)
+            start = rescaled(latest[-1][0], bound.cost, bound.target, model, cfg.compress_from)
+            if latest[-1][1] and NEAR[0] <= ratio <= NEAR[1]:
+                print(f"the schedule is its search's warm start and missed by {ratio:.3f} x: its removed tokens "
+                      "scaled onto the new budget, not searched again", flush=True)
+                latest.append((start, True))
+                if log is not None:
+                    log.append({"measured_over_budget": round(ratio, 4), "seconds": 0.0, "steps": 0, "images": 0,
+                                "kept": "rescaled"})
+                return start
             used = images.take(slice(0, None, REFINE_SHARE))
             result = gradient_search(model, again, used, cfg, progress=progress, start=start)
             print(f"refined the schedule rescaled onto the new budget in {result.seconds:.0f} s "
@@ -181,7 +194,7 @@ def searching_again(model: CompressedViT, budgets: list[Budget], images: ImageSe
             print(describe_start(result.start), flush=True)
         if result.selection:
             print(describe_selection(result.selection), flush=True)
-        latest.append(result.counts)
+        latest.append((result.counts, result.selection.get("kept") == "warm start"))
         if log is not None:
             log.append({"measured_over_budget": round(ratio, 4), "seconds": round(result.seconds, 1),
                         "steps": result.steps, "images": len(used), "kept": result.selection.get("kept", "searched")})
