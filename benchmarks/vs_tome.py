@@ -46,6 +46,8 @@ def main() -> int:
     parser.add_argument("--refine", type=int, default=6, help="measured local-search steps (as optimize --refine)")
     parser.add_argument("--repeats", type=int, default=15, help="interleaved rounds of each matching run")
     parser.add_argument("--ops", default="prune,merge", help="what the search may do (as optimize --ops)")
+    parser.add_argument("--rates", default="auto", choices=("auto", "ddp", "fractions"),
+                        help="the search's rates (as optimize --rates)")
     args = parser.parse_args()
     b = bench.setup(args)
     vit, depth, prefix = b.vit, b.model.depth, b.model.num_prefix
@@ -57,13 +59,15 @@ def main() -> int:
         cost = MeasuredCost(data, "latency", "similarity")
         for fraction in (float(f) for f in args.fractions.split(",")):
             goal = fraction * cost.dense_cost(depth)
-            config = SearchConfig(epochs=args.epochs, merging="similarity", ops=tuple(args.ops.split(",")))
+            config = SearchConfig(epochs=args.epochs, merging="similarity", ops=tuple(args.ops.split(",")),
+                                  rates=args.rates)
             search = bench.latency_search(searched_model, cost, goal, b.search_set, config, target)
             searched = bench.on_measured_budget(target, searched_model, search, fraction, args.refine, config)
             r, final, runs = match_tome(target, vit, searched, cost, depth, prefix, args.repeats)
             tome_counts = tome(b.model.num_tokens, prefix, depth, r, 0)
             theirs = b.held_out_cosines(tome_counts)
             row = {"target": target.name, "batch": target.batch, "fraction": fraction, "r": r, "ops": args.ops,
+                   "rates": args.rates,
                    **compared(b, searched, theirs, final, runs)}
             fastest = (b.model.num_tokens - prefix) / 2  # block 0 merges its cap, and every block after it
             if final["ratio"] > 1 + bench.TOLERANCE and r >= fastest - 1 / 12:  # ToMe cannot get as fast
