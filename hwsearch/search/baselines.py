@@ -44,14 +44,14 @@ def tome(n: int, prefix: int, depth: int, r: float, start: int = 1, every: int =
     merges at most its A half, the similarity cap, whatever ``merging``). ``every`` > 1: only blocks
     ``start``, ``start + every``, ... merge, ``every * r`` each."""
     del merging  # ToMe's own cap is the tighter one for either operator
-    merging = range(start, depth, every)
+    blocks = range(start, depth, every)  # the blocks that merge
     per_step = r * every
-    base, extra = int(per_step), round((per_step - int(per_step)) * len(merging))
+    base, extra = int(per_step), round((per_step - int(per_step)) * len(blocks))
 
     def step(i: int, entering: int) -> tuple[int, int]:
-        if i not in merging:
+        if i not in blocks:
             return entering, entering
-        wanted = entering - base - (1 if merging.index(i) < extra else 0)
+        wanted = entering - base - (1 if blocks.index(i) < extra else 0)
         return entering, wanted
 
     return walk(n, depth, start, step, prefix + 1, "similarity")

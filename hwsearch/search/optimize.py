@@ -23,6 +23,7 @@ from hwsearch.search.budgets import NO_BUDGET, BudgetSpec, describe_predicted, l
 from hwsearch.search.finish import rescaled
 from hwsearch.search.gradient import SearchConfig, gradient_search, rank_and_world, save_history
 from hwsearch.search.latency_check import SearchAgain, check_latency, measured_record
+from hwsearch.search.local import in_band
 from hwsearch.search.pricing import Pricer, measured_pricer
 from hwsearch.workspace import Workspace
 
@@ -176,7 +177,7 @@ def searching_again(model: CompressedViT, budgets: list[Budget], images: ImageSe
         if latest:
             bound = constraint(again)
             start = rescaled(latest[-1][0], bound.cost, bound.target, model, cfg.compress_from)
-            if latest[-1][1] and NEAR[0] <= ratio <= NEAR[1]:
+            if latest[-1][1] and in_band(ratio, NEAR):
                 print(f"the schedule is its search's warm start and missed by {ratio:.3f} x: its removed tokens "
                       "scaled onto the new budget, not searched again", flush=True)
                 latest.append((start, True))
