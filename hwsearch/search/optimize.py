@@ -171,6 +171,11 @@ def searching_again(model: CompressedViT, budgets: list[Budget], images: ImageSe
     measured ratio it corrects, seconds, steps, images, and which of it and its warm start was kept)."""
     latest: list[tuple[Counts, bool]] = [(after, after_is_start)] if after is not None else []
 
+    def record(ratio: float, seconds: float, steps: int, num_images: int, kept: str) -> None:
+        if log is not None:
+            log.append({"measured_over_budget": round(ratio, 4), "seconds": round(seconds, 1), "steps": steps,
+                        "images": num_images, "kept": kept})
+
     def search_again(ratio: float) -> Counts:
         again = [Budget(b.cost, b.target / ratio, b.name) if measures_latency(b) else b for b in budgets]
         used = images
@@ -181,9 +186,7 @@ def searching_again(model: CompressedViT, budgets: list[Budget], images: ImageSe
                 print(f"the schedule is its search's warm start and missed by {ratio:.3f} x: its removed tokens "
                       "scaled onto the new budget, not searched again", flush=True)
                 latest.append((start, True))
-                if log is not None:
-                    log.append({"measured_over_budget": round(ratio, 4), "seconds": 0.0, "steps": 0, "images": 0,
-                                "kept": "rescaled"})
+                record(ratio, 0.0, 0, 0, "rescaled")
                 return start
             used = images.take(slice(0, None, REFINE_SHARE))
             result = gradient_search(model, again, used, cfg, progress=progress, start=start)
@@ -196,9 +199,7 @@ def searching_again(model: CompressedViT, budgets: list[Budget], images: ImageSe
         if result.selection:
             print(describe_selection(result.selection), flush=True)
         latest.append((result.counts, result.selection.get("kept") == "warm start"))
-        if log is not None:
-            log.append({"measured_over_budget": round(ratio, 4), "seconds": round(result.seconds, 1),
-                        "steps": result.steps, "images": len(used), "kept": result.selection.get("kept", "searched")})
+        record(ratio, result.seconds, result.steps, len(used), result.selection.get("kept", "searched"))
         return result.counts
 
     return search_again
