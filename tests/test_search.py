@@ -134,7 +134,11 @@ def test_the_search_descends_from_the_best_start_on_the_search_images():
     assert len(cache) == 2
     assert cached == better_of(model, data, ref, None, pair, cost, cost.cost(mild), 16)
     result, target = _run(init="evit")
-    assert result.start["named"] == "evit" and set(result.start["start_loss"]) == set(BUILDERS)  # all distinct here
+    starts = {kind for kind, shape in BUILDERS.items() if shape.start}
+    assert starts == {"tome", "uniform", "evit"}  # tome-every2 only where named (README, session 37)
+    assert result.start["named"] == "evit" and set(result.start["start_loss"]) == starts  # all distinct here
+    every2, _ = _run(init="tome-every2")
+    assert every2.start["named"] == "tome-every2" and set(every2.start["start_loss"]) == starts | {"tome-every2"}
     chosen = solve(result.start["start"], FlopsCost.from_model(vit), target, model.depth, model.num_prefix, 0)
     assert result.movement["initial"] == as_lists(chosen)  # moves are counted from the start chosen
     fixed, _ = _run(init="evit", pick_start=False)

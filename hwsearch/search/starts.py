@@ -26,8 +26,10 @@ from hwsearch.search.pricing import Pricer, priced_starts
 
 
 def hand_starts(cost: CostModel, target: float, depth: int, num_prefix: int, compress_from: int) -> dict[str, Counts]:
-    """Every hand schedule (:data:`hwsearch.search.baselines.BUILDERS`) solved for the budget."""
-    return {kind: solve(kind, cost, target, depth, num_prefix, compress_from) for kind in BUILDERS}
+    """Every start candidate among the hand schedules (:data:`hwsearch.search.baselines.BUILDERS`), solved for
+    the budget."""
+    return {kind: solve(kind, cost, target, depth, num_prefix, compress_from)
+            for kind, shape in BUILDERS.items() if shape.start}
 
 
 def pick_start(model: CompressedViT, data: ImageSet, ref: Reference, labels: torch.Tensor | None,
