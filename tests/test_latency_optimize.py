@@ -13,7 +13,7 @@ from hwsearch.cli import main
 from hwsearch.cost import MeasuredCost
 from hwsearch.cost.fit import load_costmodel
 from hwsearch.schedule import load
-from hwsearch.search.baselines import BUILDERS
+from hwsearch.search.baselines import BUILDERS, STARTS
 
 SEARCH = ["--epochs", "1", "--batch-size", "8", "--num-images", "16", "--no-progress"]
 
@@ -36,7 +36,7 @@ def test_latency_budget_searched_then_measured(profiled, capsys):
     assert "measured on cpu_onnxruntime (onnxruntime, batch 8, same run)" in printed
     assert "starts measured beside dense" in printed  # one latency budget here: the starts priced
     history = json.loads(next((folder / "schedules").glob("latency*.history.json")).read_text())
-    assert set(history["start"]["measured_errors"]) == set(BUILDERS)
+    assert set(history["start"]["measured_errors"]) == set(STARTS)
     assert all(v > 0 for v in history["start"]["measured_errors"].values())
     schedule = load(next((folder / "schedules").glob("latency*.yaml")))
     assert schedule.budget["kind"] == "latency_ms" and schedule.predicted["unit"] == "ms"

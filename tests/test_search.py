@@ -8,7 +8,7 @@ from hwsearch.data import ImageSet
 from hwsearch.model.vit import CompressedViT
 from hwsearch.quality import collect
 from hwsearch.schedule import as_lists
-from hwsearch.search.baselines import BUILDERS, solve
+from hwsearch.search.baselines import STARTS, solve
 from hwsearch.search.finish import better_of, onto_budget, rescaled
 from hwsearch.search.gradient import SearchConfig, gradient_search
 from hwsearch.search.starts import pick_start
@@ -134,7 +134,7 @@ def test_the_search_descends_from_the_best_start_on_the_search_images():
     assert len(cache) == 2
     assert cached == better_of(model, data, ref, None, pair, cost, cost.cost(mild), 16)
     result, target = _run(init="evit")
-    starts = {kind for kind, shape in BUILDERS.items() if shape.start}
+    starts = set(STARTS)
     assert starts == {"tome", "uniform", "evit"}  # tome-every2 only where named (README, session 37)
     assert result.start["named"] == "evit" and set(result.start["start_loss"]) == starts  # all distinct here
     every2, _ = _run(init="tome-every2")

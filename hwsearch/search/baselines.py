@@ -76,6 +76,7 @@ class Shape:
 # the every-block schedule compared (ToMe's, the FLOPs-aware) on the held-out photos in 4 and won in none (README)
 BUILDERS: dict[str, Shape] = {"uniform": Shape(uniform), "evit": Shape(evit), "tome": Shape(tome, by_r=True),
                               "tome-every2": Shape(tome_every2, by_r=True, start=False)}
+STARTS = tuple(kind for kind, shape in BUILDERS.items() if shape.start)  # the hand shapes every search tries
 
 
 def solve(kind: str, cost: CostModel, goal: float, depth: int, num_prefix: int, start: int = 1) -> Counts:

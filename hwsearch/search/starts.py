@@ -20,16 +20,15 @@ from hwsearch.data import ImageSet
 from hwsearch.model.vit import CompressedViT
 from hwsearch.quality import Reference
 from hwsearch.schedule import Counts
-from hwsearch.search.baselines import BUILDERS, solve
+from hwsearch.search.baselines import STARTS, solve
 from hwsearch.search.finish import paired_gain, schedule_losses
 from hwsearch.search.pricing import Pricer, priced_starts
 
 
 def hand_starts(cost: CostModel, target: float, depth: int, num_prefix: int, compress_from: int) -> dict[str, Counts]:
-    """Every start candidate among the hand schedules (:data:`hwsearch.search.baselines.BUILDERS`), solved for
+    """Every start candidate among the hand schedules (:data:`hwsearch.search.baselines.STARTS`), solved for
     the budget."""
-    return {kind: solve(kind, cost, target, depth, num_prefix, compress_from)
-            for kind, shape in BUILDERS.items() if shape.start}
+    return {kind: solve(kind, cost, target, depth, num_prefix, compress_from) for kind in STARTS}
 
 
 def pick_start(model: CompressedViT, data: ImageSet, ref: Reference, labels: torch.Tensor | None,
