@@ -35,8 +35,9 @@ def add_arguments(opt: argparse.ArgumentParser) -> None:
                      help="ddp: logit fall per candidate step away from the warm start (default 0.25: wide, the "
                           "search moves far from it; 2: peaked, it stays within ~5 tokens)")
     opt.add_argument("--keep-init", action="store_true",
-                     help="descend from --init's schedule as it is (default: from the best hand schedule on the "
-                          "search images, --init's unless another beats it by more than one standard error)")
+                     help="descend from --init's schedule as it is (default: from the best on the search images of "
+                          "--init's and the hand start candidates tome, uniform, evit: --init's unless another beats "
+                          "it by more than one standard error)")
     opt.add_argument("--no-price-starts", action="store_true",
                      help="one latency budget on this host: solve the hand starts at their predicted latency only "
                           "(default: each measured beside dense and solved on the budget its measured error allows)")

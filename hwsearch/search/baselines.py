@@ -69,14 +69,14 @@ class Shape:
 
     build: Callable[..., Counts]
     by_r: bool = False
-    start: bool = True  # a warm-start candidate of every search (hwsearch.search.starts.hand_starts)
+    warm_start: bool = True  # a warm-start candidate of every search (hwsearch.search.starts.hand_starts)
 
 
 # tome-every2 is a start only where asked for (--init): returned in 14 benchmark runs (sessions 31-37), it lost to
 # the every-block schedule compared (ToMe's, the FLOPs-aware) on the held-out photos in 4 and won in none (README)
 BUILDERS: dict[str, Shape] = {"uniform": Shape(uniform), "evit": Shape(evit), "tome": Shape(tome, by_r=True),
-                              "tome-every2": Shape(tome_every2, by_r=True, start=False)}
-STARTS = tuple(kind for kind, shape in BUILDERS.items() if shape.start)  # the hand shapes every search tries
+                              "tome-every2": Shape(tome_every2, by_r=True, warm_start=False)}
+STARTS = tuple(kind for kind, shape in BUILDERS.items() if shape.warm_start)  # the hand shapes every search tries
 
 
 def solve(kind: str, cost: CostModel, goal: float, depth: int, num_prefix: int, start: int = 1) -> Counts:
