@@ -28,9 +28,10 @@ from hwsearch.io import provenance, write_json  # noqa: E402
 from hwsearch.model.vit import CompressedViT  # noqa: E402
 from hwsearch.quality import by_group, collect  # noqa: E402
 from hwsearch.schedule import Counts, as_lists  # noqa: E402
-from hwsearch.search.baselines import BUILDERS, solve  # noqa: E402
+from hwsearch.search.baselines import BUILDERS  # noqa: E402
 from hwsearch.search.finish import rescaled, schedule_losses  # noqa: E402
 from hwsearch.search.gradient import SearchConfig, gradient_search  # noqa: E402
+from hwsearch.search.starts import hand_starts  # noqa: E402
 
 
 def main() -> int:
@@ -50,8 +51,8 @@ def main() -> int:
     config = SearchConfig(merging="similarity")
     print(f"{label}: budget {goal:.3f} {cost.unit} = {args.fraction} x predicted dense", flush=True)
 
-    schedules: dict[str, Counts] = {kind: solve(kind, cost, goal, depth, prefix, config.compress_from)
-                                    for kind in BUILDERS}  # every hand shape, start candidate or not
+    schedules: dict[str, Counts] = hand_starts(cost, goal, depth, prefix, config.compress_from,
+                                               BUILDERS)  # every hand shape, start candidate or not
     found = gradient_search(model, [budget], b.search_set, config, progress=False)
     schedules["default search"] = found.counts
     print(f"  default search: {found.start}, {found.selection}", flush=True)

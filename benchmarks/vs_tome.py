@@ -32,7 +32,7 @@ from hwsearch.io import provenance, write_json  # noqa: E402
 from hwsearch.model.vit import CompressedViT, apply_schedule  # noqa: E402
 from hwsearch.schedule import as_lists  # noqa: E402
 from hwsearch.search.baselines import tome  # noqa: E402
-from hwsearch.search.gradient import SearchConfig  # noqa: E402
+from hwsearch.search.gradient import RATES, SearchConfig  # noqa: E402
 from hwsearch.search.local import shift  # noqa: E402
 from hwsearch.targets import load_target  # noqa: E402
 from hwsearch.workspace import Workspace  # noqa: E402
@@ -46,7 +46,7 @@ def main() -> int:
     parser.add_argument("--refine", type=int, default=6, help="measured local-search steps (as optimize --refine)")
     parser.add_argument("--repeats", type=int, default=15, help="interleaved rounds of each matching run")
     parser.add_argument("--ops", default="prune,merge", help="what the search may do (as optimize --ops)")
-    parser.add_argument("--rates", default="auto", choices=("auto", "ddp", "fractions"),
+    parser.add_argument("--rates", default="auto", choices=RATES,
                         help="the search's rates (as optimize --rates)")
     args = parser.parse_args()
     b = bench.setup(args)

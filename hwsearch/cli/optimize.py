@@ -7,8 +7,8 @@ from pathlib import Path
 from hwsearch.cli.common import add_budget_args, add_merging_arg, add_model_args, budget_specs
 from hwsearch.errors import HwsearchError
 from hwsearch.io import safe_name
-from hwsearch.search.baselines import BUILDERS
-from hwsearch.search.gradient import SearchConfig
+from hwsearch.search.baselines import BUILDERS, STARTS
+from hwsearch.search.gradient import RATES, SearchConfig
 from hwsearch.search.optimize import OptimizeRequest, run_distributed
 
 
@@ -36,13 +36,13 @@ def add_arguments(opt: argparse.ArgumentParser) -> None:
                           "search moves far from it; 2: peaked, it stays within ~5 tokens)")
     opt.add_argument("--keep-init", action="store_true",
                      help="descend from --init's schedule as it is (default: from the best on the search images of "
-                          "--init's and the hand start candidates tome, uniform, evit: --init's unless another beats "
-                          "it by more than one standard error)")
+                          f"--init's and the hand start candidates {', '.join(STARTS)}: --init's unless another "
+                          "beats it by more than one standard error)")
     opt.add_argument("--no-price-starts", action="store_true",
                      help="one latency budget on this host: solve the hand starts at their predicted latency only "
                           "(default: each measured beside dense and solved on the budget its measured error allows)")
     add_merging_arg(opt)
-    opt.add_argument("--rates", default="auto", choices=["auto", "ddp", "fractions"],
+    opt.add_argument("--rates", default="auto", choices=RATES,
                      help="ddp: DiffRate's proxy with the budget as a penalty; fractions: free per-block kept "
                           "fractions, every update projected back onto the budget; auto (default): fractions "
                           "when a budget is measured (latency, energy), ddp for --flops-ratio")

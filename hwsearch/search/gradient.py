@@ -76,6 +76,7 @@ class SearchConfig:
 # (first lr, micro-batches per update, optimizer). ddp: logits (a step moves a peaked distribution by
 # about one candidate); fractions: the largest move 5% of a decision's tokens at first, 64 images per update
 RATE_DEFAULTS = {"ddp": (0.1, 1, "adamw"), "fractions": (0.05, 4, "normalized")}
+RATES = ("auto", *RATE_DEFAULTS)  # what --rates accepts
 
 
 @dataclass

@@ -11,6 +11,7 @@ difference (the rule :func:`hwsearch.search.finish.better_of` ends the search wi
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -25,10 +26,11 @@ from hwsearch.search.finish import paired_gain, schedule_losses
 from hwsearch.search.pricing import Pricer, priced_starts
 
 
-def hand_starts(cost: CostModel, target: float, depth: int, num_prefix: int, compress_from: int) -> dict[str, Counts]:
-    """Every start candidate among the hand schedules (:data:`hwsearch.search.baselines.STARTS`), solved for
-    the budget."""
-    return {kind: solve(kind, cost, target, depth, num_prefix, compress_from) for kind in STARTS}
+def hand_starts(cost: CostModel, target: float, depth: int, num_prefix: int, compress_from: int,
+                kinds: Iterable[str] = STARTS) -> dict[str, Counts]:
+    """The hand schedules ``kinds`` (default: the start candidates, :data:`hwsearch.search.baselines.STARTS`),
+    each solved for the budget."""
+    return {kind: solve(kind, cost, target, depth, num_prefix, compress_from) for kind in kinds}
 
 
 def pick_start(model: CompressedViT, data: ImageSet, ref: Reference, labels: torch.Tensor | None,
