@@ -2,7 +2,7 @@
 held-out photo, at one predicted latency.
 
 At 0.7 x dense on batch 1 the every-second-block shape wins on the search photos as a whole and loses
-on one held-out photo (the cat, README "Session 32"). This prints, for the hand schedules solved for
+on one held-out photo (the cat, docs/benchmark-log.md, session 32). This prints, for the hand schedules solved for
 the budget, the default latency search, DDP on latency from the every-block start and the FLOPs-aware
 DDP schedule rescaled onto the latency budget: predicted cost, GMACs, the search's own loss per search
 photo (2 - class-token cosine - patch-mean cosine, lower is better) and on its worst 50/20/5% of search

@@ -135,7 +135,7 @@ def test_the_search_descends_from_the_best_start_on_the_search_images():
     assert cached == better_of(model, data, ref, None, pair, cost, cost.cost(mild), 16)
     result, target = _run(init="evit")
     starts = set(STARTS)
-    assert starts == {"tome", "uniform", "evit"}  # tome-every2 only where named (README, session 37)
+    assert starts == {"tome", "uniform", "evit"}  # tome-every2 only where named (docs/benchmark-log.md, session 37)
     assert result.start["named"] == "evit" and set(result.start["start_loss"]) == starts  # all distinct here
     every2, _ = _run(init="tome-every2")
     assert every2.start["named"] == "tome-every2" and set(every2.start["start_loss"]) == starts | {"tome-every2"}

@@ -73,7 +73,8 @@ class Shape:
 
 
 # tome-every2 is a start only where asked for (--init): returned in 14 benchmark runs (sessions 31-37), it lost to
-# the every-block schedule compared (ToMe's, the FLOPs-aware) on the held-out photos in 4 and won in none (README)
+# the every-block schedule compared (ToMe's, the FLOPs-aware) on the held-out photos in 4 and won in none
+# (docs/benchmark-log.md, session 37)
 BUILDERS: dict[str, Shape] = {"uniform": Shape(uniform), "evit": Shape(evit), "tome": Shape(tome, by_r=True),
                               "tome-every2": Shape(tome_every2, by_r=True, warm_start=False)}
 STARTS = tuple(kind for kind, shape in BUILDERS.items() if shape.warm_start)  # the hand shapes every search tries

@@ -49,10 +49,10 @@ class SearchConfig:
     seed: int = 0
     use_labels: bool = True
     init: str = "tome"  # warm start: a hand schedule solved for the budget (baselines.BUILDERS) or "flat"
-    init_sharpness: float = 0.25  # ddp: logit fall per candidate step away from the warm start (wide: 0.25; see README)
+    init_sharpness: float = 0.25  # ddp: logit fall per candidate step from the warm start (README "A wide warm start")
     merging: str = "similarity"  # the merge operator searched (the model's); see hwsearch.model.matching
     # ddp (DiffRate's proxy, penalty loss), fractions (free rates on the budget), or auto: fractions when
-    # a budget is measured (latency, energy), ddp for GMACs alone (measured; see README "Why")
+    # a budget is measured (latency, energy), ddp for GMACs alone (measured; README "Why DDP for GMACs")
     rates: str = "auto"
     accumulate: int | None = None  # micro-batches of batch_size per update; None: the rates' default
     optimizer: str | None = None  # adamw, or normalized (see NormalizedDescent); None: the rates' default

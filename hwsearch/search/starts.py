@@ -1,6 +1,6 @@
 """How a gradient search begins: the warm start it descends from, chosen on the search images.
 
-The gradient rates are local (README, "Independence from the start"): from the EViT-style schedule
+The gradient rates are local (docs/benchmark-log.md, "Independence from the start"): from the EViT-style schedule
 every variant measured kept its three-block shape (best 0.9756 held-out vs 0.99 from the ToMe-style
 start), and from dense the surrogate's own path, tightening the budget step by step, ended front-loaded
 at 0.9587. So the global choice is made on the deploy-mode loss the search is judged by: every hand
