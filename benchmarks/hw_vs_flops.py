@@ -7,8 +7,9 @@ FLOPs-aware schedule), moved by the measured local search's one axis (``local.sh
 decision's removed tokens scaled together, the shape kept) until its measured latency matches the
 hardware-aware one's within 2%. Every matching step measures dense and both schedules in one run
 and compares them by their paired ratio (per round, so host drift cancels); the reported match pools
-three runs at the chosen shift (bench.match_latency). Fidelity (feature cosine) on held-out photos
-with a paired bootstrap 95% interval, also per photo, and both schedules' shapes.
+three runs at the chosen shift, refitted while their interval excludes 1 (bench.match_latency).
+Fidelity (feature cosine) on held-out photos with a paired bootstrap 95% interval, also per photo,
+and both schedules' shapes.
 
     python benchmarks/hw_vs_flops.py [--targets cpu_onnxruntime,cpu_onnxruntime_b1] [--fractions 0.7]
 

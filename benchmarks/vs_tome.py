@@ -8,7 +8,8 @@ chosen on real measurements so that ToMe's measured latency matches the searched
 2%. Every run measures dense, the searched schedule and ToMe together (repeats interleaved) and
 compares ToMe with the searched schedule by their paired ratio (per round, so host drift cancels);
 r comes from a bisection, then a fit over every run near the match, and the reported match pools
-three runs at that r (one run's ratio moves ~4% between runs at batch 1: bench.match_latency).
+three runs at that r, refitted while their interval excludes 1 (one run's ratio moves ~4% between
+runs at batch 1: bench.match_latency).
 Where ToMe at its fastest r (every block merging up to its cap) is still slower than the searched
 schedule, ToMe cannot meet that budget; the row then also compares at ToMe's fastest latency, with
 the searched schedule shifted towards dense (local.shift) until it matches.
