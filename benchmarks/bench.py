@@ -144,34 +144,48 @@ def match_latency(run_at: Callable[[float], tuple[dict[str, Any], dict[str, Meas
     """
     runs: list[dict[str, Any]] = []
 
-    def measured(x: float, phase: str) -> tuple[float, dict[str, Measurement]]:
-        found, stats = run_at(x)
-        runs.append({"x": x, "phase": phase, **found})
-        print(f"  {label}={x:.4g}: paired {theirs}/{ours} {found['ratio']:.3f} [{found['ratio_95'][0]:.3f}, "
-              f"{found['ratio_95'][1]:.3f}], dense {found['dense']:.2f} ms", flush=True)
-        return found["ratio"], stats
+    def coarse_ratio(x: float) -> float:
+        logged_run(run_at, x, "coarse", runs, ours, theirs, label)
+        return runs[-1]["ratio"]
 
-    bisect(lambda x: measured(x, "coarse")[0], 1.0, lo, hi, coarse, rising=rising)  # no early stop: both sides
+    bisect(coarse_ratio, 1.0, lo, hi, coarse, rising=rising)  # no early stop: runs on both sides
     tried: list[Match] = []
     for _ in range(REFITS):
         x = snap(fitted_match(runs, rising, lo, hi))
         if tried and x == tried[-1].x:  # the refit stays (e.g. at a bound the other side cannot pass)
             break
-        pooled: dict[str, Measurement] | None = None
-        per_run = []
-        for _ in range(confirm):
-            value, stats = measured(x, "confirm")
-            per_run.append(value)
-            pooled = stats if pooled is None else {k: m.pooled(stats[k]) for k, m in pooled.items()}
-        assert pooled is not None
-        final = {**summary(pooled, ours, theirs), "rounds": pooled[ours].repeats, "run_ratios": per_run}
-        print(f"  {label}={x:.4g}, {confirm} runs pooled ({final['rounds']} rounds): paired {theirs}/{ours} "
-              f"{final['ratio']:.3f} [{final['ratio_95'][0]:.3f}, {final['ratio_95'][1]:.3f}]", flush=True)
-        tried.append(Match(x, final, runs))
-        low, high = final["ratio_95"]
-        if abs(final["ratio"] - 1) <= TOLERANCE and low <= 1 <= high:
+        tried.append(pooled_match(run_at, x, ours, theirs, label, confirm, runs))
+        low, high = tried[-1].final["ratio_95"]
+        if abs(tried[-1].final["ratio"] - 1) <= TOLERANCE and low <= 1 <= high:
             break
     return min(tried, key=lambda m: abs(math.log(m.final["ratio"])))
+
+
+def pooled_match(run_at: Callable[[float], tuple[dict[str, Any], dict[str, Measurement]]], x: float, ours: str,
+                 theirs: str, label: str, confirm: int = CONFIRM, runs: list[dict[str, Any]] | None = None) -> Match:
+    """``confirm`` runs at ``x`` pooled round by round (appended to ``runs``, phase "confirm")."""
+    runs = [] if runs is None else runs
+    pooled: dict[str, Measurement] | None = None
+    per_run = []
+    for _ in range(confirm):
+        stats = logged_run(run_at, x, "confirm", runs, ours, theirs, label)
+        per_run.append(runs[-1]["ratio"])
+        pooled = stats if pooled is None else {k: m.pooled(stats[k]) for k, m in pooled.items()}
+    assert pooled is not None
+    final = {**summary(pooled, ours, theirs), "rounds": pooled[ours].repeats, "run_ratios": per_run}
+    print(f"  {label}={x:.4g}, {confirm} runs pooled ({final['rounds']} rounds): paired {theirs}/{ours} "
+          f"{final['ratio']:.3f} [{final['ratio_95'][0]:.3f}, {final['ratio_95'][1]:.3f}]", flush=True)
+    return Match(x, final, runs)
+
+
+def logged_run(run_at: Callable[[float], tuple[dict[str, Any], dict[str, Measurement]]], x: float, phase: str,
+               runs: list[dict[str, Any]], ours: str, theirs: str, label: str) -> dict[str, Measurement]:
+    """One matching run at ``x``: its summary appended to ``runs`` and printed; its measurements returned."""
+    found, stats = run_at(x)
+    runs.append({"x": x, "phase": phase, **found})
+    print(f"  {label}={x:.4g}: paired {theirs}/{ours} {found['ratio']:.3f} [{found['ratio_95'][0]:.3f}, "
+          f"{found['ratio_95'][1]:.3f}], dense {found['dense']:.2f} ms", flush=True)
+    return stats
 
 
 def fitted_match(runs: list[dict[str, Any]], rising: bool, lo: float, hi: float) -> float:

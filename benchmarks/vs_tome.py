@@ -32,7 +32,7 @@ from hwsearch.cost import MeasuredCost  # noqa: E402
 from hwsearch.io import provenance, write_json  # noqa: E402
 from hwsearch.model.vit import CompressedViT, apply_schedule  # noqa: E402
 from hwsearch.schedule import as_lists  # noqa: E402
-from hwsearch.search.baselines import tome  # noqa: E402
+from hwsearch.search.baselines import tome, tome_r  # noqa: E402
 from hwsearch.search.gradient import RATES, SearchConfig  # noqa: E402
 from hwsearch.search.local import shift  # noqa: E402
 from hwsearch.targets import load_target  # noqa: E402
@@ -117,7 +117,10 @@ def match_tome(target, vit, searched, cost, depth, prefix, repeats):  # type: ig
     """ToMe's r (to a twelfth of a token per block) whose measured latency matches the searched
     schedule's within 2% (:func:`bench.match_latency`: every run measures dense, the searched
     schedule and ToMe(r) together and compares them by their paired ratio; the reported match pools
-    the confirming runs). Returns (r, the pooled match, all runs)."""
+    the confirming runs). Where the searched schedule is ToMe's own at some r, that r is the match (the
+    same model: equal latency by identity; a measured match would pick an r a token or two away,
+    below what latency resolves, and the fidelity difference would only be those tokens'); its
+    confirming runs are kept for the record. Returns (r, the pooled match, all runs)."""
     n = cost.num_tokens
     ours = apply_schedule(vit, searched, "similarity")
 
@@ -126,6 +129,11 @@ def match_tome(target, vit, searched, cost, depth, prefix, repeats):  # type: ig
                   "tome": apply_schedule(vit, tome(n, prefix, depth, r, 0), "similarity")}
         return bench.matching_run(target, models, "hwsearch", "tome", repeats)
 
+    own = tome_r(searched, n, prefix, depth)
+    if own is not None:
+        print(f"  the searched schedule is ToMe r={own:.4g}: matched by identity", flush=True)
+        match = bench.pooled_match(run_at, own, "hwsearch", "tome", "ToMe r")
+        return match.x, match.final, match.runs
     # r up to half the patches: above patches / blocks later blocks merge their cap, still faster
     match = bench.match_latency(run_at, 0.0, (n - prefix) / 2, rising=False, snap=lambda r: round(r * 12) / 12,
                                 ours="hwsearch", theirs="tome", label="ToMe r", coarse=6)

@@ -60,3 +60,18 @@ def test_solved_tome_reaches_its_fastest_schedules():
     goal = cost.cost(tome(37, 1, 12, 5.0, 0))
     assert goal < cost.cost(tome(37, 1, 12, 3.0, 0))
     assert cost.cost(solve("tome", cost, goal, 12, 1, start=0)) == pytest.approx(goal, rel=0.01)
+
+
+def test_tome_r_finds_the_r_of_a_tome_schedule_and_nothing_else():
+    """vs_tome matches a searched schedule that is ToMe's own by identity: tome_r inverts tome."""
+    from hwsearch.search.baselines import tome_r
+
+    for r in (10.75, 15.25, 16 + 9 / 12, 21.0):  # at 21 the cap makes 20 11/12 build the same schedule
+        found = tome_r(tome(257, 1, 12, r, 0), 257, 1, 12)
+        assert found is not None and found <= r and tome(257, 1, 12, found, 0) == tome(257, 1, 12, r, 0)
+    assert tome_r(tome(257, 1, 12, 15.25, 0), 257, 1, 12) == pytest.approx(15.25)
+    assert tome_r([list(c) for c in tome(257, 1, 12, 11.25, 0)], 257, 1, 12) == pytest.approx(11.25)  # YAML lists
+    not_tome = [(257, 221), (221, 196), (196, 174), (174, 162)] + tome(162, 1, 8, 15.0, 0)
+    assert tome_r(not_tome, 257, 1, 12) is None
+    pruned = [(p - 2, m - 2) if i == 3 else (p, m) for i, (p, m) in enumerate(tome(257, 1, 12, 11.0, 0))]
+    assert tome_r(pruned, 257, 1, 12) is None

@@ -57,6 +57,16 @@ def tome(n: int, prefix: int, depth: int, r: float, start: int = 1, every: int =
     return walk(n, depth, start, step, prefix + 1, "similarity")
 
 
+def tome_r(counts: Counts, n: int, prefix: int, depth: int, start: int = 0) -> float | None:
+    """The r (in steps of 1 / merging blocks, the steps :func:`tome` resolves) for which ``tome`` builds
+    exactly ``counts`` from block ``start``; None when ``counts`` is no ToMe schedule."""
+    steps = depth - start
+    for k in range(int((n - prefix) / 2 * steps) + 1):
+        if tome(n, prefix, depth, k / steps, start) == [tuple(c) for c in counts]:
+            return k / steps
+    return None
+
+
 def tome_every2(n: int, prefix: int, depth: int, r: float, start: int = 1, merging: str = "rank") -> Counts:
     """:func:`tome` merging in every second block (``2r`` each)."""
     return tome(n, prefix, depth, r, start, every=2, merging=merging)
