@@ -92,7 +92,7 @@ def test_a_match_within_two_percent_whose_interval_excludes_one_is_refitted():
         ours = 60.0 * np.exp(rng.normal(0, 0.003, 15))
         log_ratio = -SLOPE * (x - TRUE_MATCH) - 0.002 * (x - TRUE_MATCH) ** 2
         theirs = ours * np.exp(log_ratio + rng.normal(0, 0.003, 15))
-        stats = {"dense": _measurement(100.0 + 0 * ours), "ours": _measurement(ours), "theirs": _measurement(theirs)}
+        stats = {"dense": _measurement(np.full(15, 100.0)), "ours": _measurement(ours), "theirs": _measurement(theirs)}
         return bench.summary(stats, "ours", "theirs"), stats
 
     match = bench.match_latency(run_at, 0.0, 21.0, rising=False, snap=lambda r: round(r * 12) / 12,

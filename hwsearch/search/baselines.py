@@ -60,9 +60,9 @@ def tome(n: int, prefix: int, depth: int, r: float, start: int = 1, every: int =
 def tome_r(counts: Counts, n: int, prefix: int, depth: int, start: int = 0) -> float | None:
     """The r (in steps of 1 / merging blocks, the steps :func:`tome` resolves) for which ``tome`` builds
     exactly ``counts`` from block ``start``; None when ``counts`` is no ToMe schedule."""
-    steps = depth - start
+    steps, wanted = depth - start, [tuple(c) for c in counts]  # rows as tuples: YAML gives lists
     for k in range(int((n - prefix) / 2 * steps) + 1):
-        if tome(n, prefix, depth, k / steps, start) == [tuple(c) for c in counts]:
+        if tome(n, prefix, depth, k / steps, start) == wanted:
             return k / steps
     return None
 
