@@ -225,3 +225,24 @@ def test_a_warm_start_that_missed_near_its_budget_is_rescaled_not_searched_again
     assert "not searched again" in capsys.readouterr().out
     again(1.2)
     assert log[-1]["steps"] >= 1 and log[-1]["seconds"] > 0
+
+
+def test_a_search_again_aims_at_the_measured_schedules_own_prediction():
+    """A schedule searched on measurement-priced starts predicts well below its budget when the host is slower
+    than its profile: measured 0.93 x budget, it is moved to its own predicted cost / 0.93, not to budget / 0.93
+    (which is near dense there; session 40's ``optimize --latency-ms`` measured 1.33 x budget after it)."""
+    from conftest import RECORDED
+
+    from hwsearch.cost import MeasuredCost
+    from hwsearch.cost.fit import load_costmodel
+    from hwsearch.search.baselines import solve
+    from hwsearch.search.optimize import searching_again
+
+    model = CompressedViT(make_vit("deit_tiny"), merging="similarity")
+    cost = MeasuredCost(load_costmodel(RECORDED / "costmodel.json"), "latency", model.merging)
+    target = 0.8 * cost.dense_cost(model.depth)
+    start = solve("tome", cost, 0.75 * target, model.depth, model.num_prefix, 0)  # priced: searched on 0.75 x
+    again = searching_again(model, [Budget(cost, target, "latency_ms")], _random_images(12),
+                            SearchConfig(batch_size=4, pick_start=False), after=start, after_is_start=True)
+    moved = again(0.93)
+    assert cost.cost(start) < cost.cost(moved) <= cost.cost(start) / 0.93 * 1.001 < 0.97 * target / 0.93
