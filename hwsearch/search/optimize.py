@@ -156,7 +156,10 @@ def searching_again(model: CompressedViT, budgets: list[Budget], images: ImageSe
                     log: list[dict[str, Any]] | None = None, price: Pricer | None = None,
                     after_is_start: bool = False) -> SearchAgain:
     """The measured check's ``search_again(ratio)``: the gradient search with every budget on a measured
-    latency model divided by ``ratio`` (measured / budget), the others as they are.
+    latency model aimed at the latest schedule's own predicted cost / ``ratio`` (measured / budget; the
+    budget / ``ratio`` before any schedule), the others as they are. The first search's starts may be
+    priced by measurement, so that on a host slower than its profile its schedule predicts well below the
+    budget: budget / ratio there asked for a near-dense schedule (1.33 x budget measured, session 40).
 
     The first search (none given in ``after``) is the full default search (``price``: its hand starts
     priced by measurement, :mod:`hwsearch.search.pricing`). Every later one refines
@@ -203,10 +206,7 @@ def searching_again(model: CompressedViT, budgets: list[Budget], images: ImageSe
         return result.counts
 
     def aimed(budget: Budget, ratio: float) -> float:
-        """The predicted cost to search for: the measured schedule's own predicted cost / ``ratio`` (the
-        first search's starts may have been priced by measurement, so that its schedule predicts well below
-        the budget on a host slower than its profile: budget / ratio there gave a near-dense schedule,
-        1.33 x budget measured, session 40); the budget / ``ratio`` before any schedule."""
+        """The predicted cost to search for after measuring ``ratio`` x budget (see above)."""
         return (budget.cost.cost(latest[-1][0]) if latest else budget.target) / ratio
 
     return search_again
