@@ -75,11 +75,31 @@ def _repeat(fn: Callable[[], object], seconds: float, min_iters: int,
     return (time.perf_counter() - start) * 1e3 / count, count
 
 
+def balanced_orders(count: int) -> list[list[int]]:
+    """Round orders of ``count`` functions in which each one runs in every slot, and right after every
+    other one, equally often (a Williams design, as crossover trials use; ``2 * count`` rounds when
+    ``count`` is odd, else ``count``). Cycling them cancels what one function leaves to the next."""
+    first, low, high = [0], 1, count - 1
+    while len(first) < count:
+        first.append(low)
+        low += 1
+        if len(first) < count:
+            first.append(high)
+            high -= 1
+    orders = [[(slot + shift) % count for slot in first] for shift in range(count)]
+    return orders + [order[::-1] for order in orders] if count % 2 else orders
+
+
 def measure_interleaved(fns: Mapping[str, Callable[[], object]], warmup_s: float = 1.0, repeat_s: float = 0.5,
                         repeats: int = 7, max_cv: float = 0.02, max_attempts: int = 3,
                         min_iters: int = 1, syncs: Mapping[str, Callable[[], object]] | None = None,
                         together: bool = False) -> dict[str, TimingStats]:
-    """Measure several functions in one process, alternating repeats (ABAB) to cancel drift.
+    """Measure several functions in one process, alternating repeats to cancel drift.
+
+    Each round runs every function once, in the orders of :func:`balanced_orders`: with one fixed
+    order, an identical copy of a schedule timed right after another read ~1.5% faster than the
+    copy timed right after dense (results/benchmarks/slot_order_b8_s40.log), a bias for whichever
+    model a comparison listed last. Use a multiple of ``len(balanced_orders(n))`` repeats to balance fully.
 
     Before each timed repeat the function runs once untimed: after the others ran, its first call is
     cold (caches, the runtime's buffers), and a large graph that fits one or two calls in a repeat
@@ -100,8 +120,9 @@ def measure_interleaved(fns: Mapping[str, Callable[[], object]], warmup_s: float
             break
         samples: dict[str, list[float]] = {name: [] for name in pending}
         iters = dict.fromkeys(pending, 0)
-        for _ in range(repeats):
-            for name in pending:
+        orders = balanced_orders(len(pending))
+        for round_ in range(repeats):
+            for name in (pending[i] for i in orders[round_ % len(orders)]):
                 _repeat(fns[name], 0.0, 1, syncs.get(name))  # warm again after the switch, untimed
                 ms, n = _repeat(fns[name], repeat_s, min_iters, syncs.get(name))
                 samples[name].append(ms)

@@ -1,8 +1,10 @@
 import time
+from collections import Counter
+from itertools import pairwise
 
 import pytest
 
-from profilers.timing import measure_interleaved, summarize
+from profilers.timing import balanced_orders, measure_interleaved, summarize
 
 
 def test_summarize_statistics():
@@ -14,6 +16,33 @@ def test_summarize_statistics():
 
 def test_high_cv_is_flagged():
     assert not summarize([1.0, 2.0, 1.0, 2.0], 4, 1, max_cv=0.02).cv_ok
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 4, 5, 6])
+def test_balanced_orders_put_each_function_in_every_slot_and_after_every_other_equally(count):
+    orders = balanced_orders(count)
+    assert len(orders) == (2 * count if count % 2 else count)
+    assert all(sorted(order) == list(range(count)) for order in orders)
+    slots = Counter((slot, f) for order in orders for slot, f in enumerate(order))
+    assert set(slots.values()) == {len(orders) // count} and len(slots) == count * count
+    follows = Counter(pair for order in orders for pair in pairwise(order))
+    assert len(follows) == count * (count - 1) and len(set(follows.values())) <= 1
+
+
+@pytest.mark.timing
+def test_interleaved_rounds_follow_the_balanced_orders():
+    """Who ran when (timed calls only: the untimed warm call precedes each): dense, a, b rotate."""
+    calls = []
+
+    def make(name):
+        return lambda: calls.append(name)
+
+    measure_interleaved({k: make(k) for k in ("dense", "a", "b")}, warmup_s=0.0, repeat_s=0.0, repeats=6,
+                        max_cv=1.0, max_attempts=1)
+    timed = calls[3:][1::2]  # after the warm-up calls: (untimed, timed) pairs
+    rounds = [tuple(timed[i:i + 3]) for i in range(0, 18, 3)]
+    names = ("dense", "a", "b")
+    assert rounds == [tuple(names[i] for i in order) for order in balanced_orders(3)]
 
 
 @pytest.mark.timing
