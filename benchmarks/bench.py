@@ -28,7 +28,7 @@ from hwsearch.search.optimize import searching_again  # noqa: E402
 from hwsearch.search.pricing import measured_pricer  # noqa: E402
 from hwsearch.targets import Target, load_target  # noqa: E402
 from hwsearch.workspace import Workspace  # noqa: E402
-from profilers.timing import paired_ratio  # noqa: E402
+from profilers.timing import balanced_orders, paired_ratio  # noqa: E402
 
 
 @dataclass
@@ -124,6 +124,7 @@ class Match:
 TOLERANCE = 0.02  # |theirs / ours - 1| accepted as equal latency
 CONFIRM = 3  # runs pooled at the chosen parameter
 REFITS = 3  # pooled matches at most, each at a refitted parameter
+ROUNDS = 2 * len(balanced_orders(3))  # of each matching run: two full balanced cycles of dense, ours, theirs
 
 
 def match_latency(run_at: Callable[[float], tuple[dict[str, Any], dict[str, Measurement]]], lo: float, hi: float,

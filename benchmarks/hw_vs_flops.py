@@ -38,8 +38,7 @@ def main() -> int:
     parser.add_argument("--targets", default="cpu_onnxruntime,cpu_onnxruntime_b1")
     parser.add_argument("--fractions", default="0.7", help="latency budgets as fractions of dense")
     parser.add_argument("--refine", type=int, default=6, help="measured local-search steps (as optimize --refine)")
-    parser.add_argument("--repeats", type=int, default=12,
-                        help="interleaved rounds of each matching run (12: two full balanced cycles of 3 models)")
+    parser.add_argument("--repeats", type=int, default=bench.ROUNDS, help="interleaved rounds of each matching run")
     args = parser.parse_args()
     b = bench.setup(args)
     vit, depth = b.vit, b.model.depth

@@ -45,8 +45,7 @@ def main() -> int:
     parser.add_argument("--fractions", default="0.6,0.7", help="latency budgets as fractions of dense")
     parser.add_argument("--epochs", type=int, default=SearchConfig.epochs)
     parser.add_argument("--refine", type=int, default=6, help="measured local-search steps (as optimize --refine)")
-    parser.add_argument("--repeats", type=int, default=12,
-                        help="interleaved rounds of each matching run (12: two full balanced cycles of 3 models)")
+    parser.add_argument("--repeats", type=int, default=bench.ROUNDS, help="interleaved rounds of each matching run")
     parser.add_argument("--ops", default="prune,merge", help="what the search may do (as optimize --ops)")
     parser.add_argument("--rates", default="auto", choices=RATES,
                         help="the search's rates (as optimize --rates)")
