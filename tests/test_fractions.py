@@ -103,3 +103,30 @@ def test_auto_rates_are_fractions_on_measured_budgets_and_ddp_on_gmacs(vit_s_cos
     assert chosen.resolved(gmacs) == chosen  # what is given stays
     with pytest.raises(ValueError, match="unknown rates"):
         SearchConfig(rates="logits").resolved(gmacs)
+
+
+def test_auto_rates_descend_with_ddp_from_the_same_start_where_the_fractions_do_not_beat_it():
+    """On a measured budget ``auto`` runs the fraction rates first; where they do not beat their warm start on
+    the search images (here: they end on it, 17 tokens are coarse), DDP descends from that start and the
+    better of its schedule and the start is kept; the selection records both. Named rates run alone."""
+    from conftest import RECORDED
+
+    from hwsearch.cost import MeasuredCost
+    from hwsearch.cost.fit import load_costmodel
+    from hwsearch.search.optimize import describe_selection
+
+    model = CompressedViT(make_vit("deit_tiny"), merging="similarity")
+    cost = MeasuredCost(load_costmodel(RECORDED / "costmodel.json"), "latency", "similarity")  # a real fit
+    budget = [Budget(cost, 0.8 * cost.dense_cost(model.depth), "latency_ms")]
+    gen = torch.Generator().manual_seed(0)
+    data = ImageSet(torch.randint(0, 256, (32, 3, 64, 64), dtype=torch.uint8, generator=gen), None, "random")
+    both = gradient_search(model, budget, data, SearchConfig(epochs=1, batch_size=4), progress=False)
+    assert both.selection["first"] == {"rates": "fractions", "kept": "warm start"}
+    assert both.config.rates == "ddp" and both.steps == 2 + 8 == len(both.history)  # 32 images: 16, then 4 per update
+    assert both.selection["kept"] == "searched" and both.selection["gain"] > both.selection["standard_error"]
+    assert both.movement["initial"] != both.movement["final"]  # moved from the one start both descended from
+    assert describe_selection(both.selection).splitlines()[0] == (
+        "the fractions rates did not beat the warm start (they ended on it); ddp descended from the same start")
+    alone = gradient_search(model, budget, data, SearchConfig(epochs=1, batch_size=4, rates="fractions"),
+                            progress=False)
+    assert alone.config.rates == "fractions" and alone.steps == 2 and "first" not in alone.selection

@@ -5,33 +5,30 @@ loss = distillation to the dense model + lam * (max over budgets of cost / targe
 budgets, on one or several targets: the binding one is met, the others kept under), AdamW on the DDP
 logits. ``fractions``: the distillation loss alone, every update projected to fixed cost and back onto
 the budget (see hwsearch.search.fractions). ``auto`` (default) takes fractions when a budget is
-measured, ddp for GMACs. Dense outputs are computed once and cached. The warm start is solved on the
+measured, and DDP from the same warm start where the fractions do not beat it; ddp for GMACs. The loop
+itself is hwsearch.search.descent. Dense outputs are computed once and cached. The warm start is solved on the
 worst ratio, and the search descends from the best hand schedule on the search images
 (hwsearch.search.starts); the first budget is the primary one (reported prediction, history).
 """
 from __future__ import annotations
 
-import json
-import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
-from hwsearch.cost.base import Budget, WorstRatio, constraint
-from hwsearch.data import ImageSet, normalize
-from hwsearch.io import atomic_path, write_json
+from hwsearch.cost.base import Budget, constraint
+from hwsearch.data import ImageSet
+from hwsearch.io import write_json
 from hwsearch.model.vit import CompressedViT
-from hwsearch.quality import collect, distill_loss
+from hwsearch.quality import collect
 from hwsearch.schedule import Counts, as_lists
 from hwsearch.search.baselines import solve
+from hwsearch.search.descent import Descent, descend
 from hwsearch.search.finish import TOLERANCE, better_of, onto_budget
-from hwsearch.search.fractions import FractionRates, NormalizedDescent, project_out
 from hwsearch.search.pricing import Pricer
-from hwsearch.search.rates import RateSchedule
 from hwsearch.search.starts import choose_start
 
 
@@ -52,7 +49,8 @@ class SearchConfig:
     init_sharpness: float = 0.25  # ddp: logit fall per candidate step from the warm start (README "A wide warm start")
     merging: str = "similarity"  # the merge operator searched (the model's); see hwsearch.model.matching
     # ddp (DiffRate's proxy, penalty loss), fractions (free rates on the budget), or auto: fractions when
-    # a budget is measured (latency, energy), ddp for GMACs alone (measured; README "Why DDP for GMACs")
+    # a budget is measured (latency, energy), then ddp where they do not beat the warm start (FALLBACK),
+    # ddp for GMACs alone (measured; README "Why DDP for GMACs")
     rates: str = "auto"
     accumulate: int | None = None  # micro-batches of batch_size per update; None: the rates' default
     optimizer: str | None = None  # adamw, or normalized (see NormalizedDescent); None: the rates' default
@@ -77,6 +75,10 @@ class SearchConfig:
 # about one candidate); fractions: the largest move 5% of a decision's tokens at first, 64 images per update
 RATE_DEFAULTS = {"ddp": (0.1, 1, "adamw"), "fractions": (0.05, 4, "normalized")}
 RATES = ("auto", *RATE_DEFAULTS)  # what --rates accepts
+# auto's second rates, from the same warm start, where its first do not beat that start on the search images:
+# at batch 8 the fraction rates lost to the ToMe-style start at every latency budget of session 41 (-0.0047 to
+# -0.0070) while DDP with the latency cost beat it (+0.0005, +0.0006; README "Which rates")
+FALLBACK = {"fractions": "ddp"}
 
 
 @dataclass
@@ -96,81 +98,29 @@ class SearchResult:
     start: dict[str, Any] = field(default_factory=dict)  # the warm start chosen and why (pick_start)
 
 
-def _save_state(path: Path, rates: RateSchedule, optim: torch.optim.Optimizer, step: int) -> None:
-    """Resume point as JSON (no pickle): logits, AdamW moments, step."""
-    state = {
-        "step": step,
-        "rates": {k: v.tolist() for k, v in rates.state_dict().items() if k.endswith("logits")},
-        "optim": [{k: (v.tolist() if torch.is_tensor(v) else v) for k, v in s.items()}
-                  for s in optim.state_dict()["state"].values()],
-    }
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(state))
-
-
-def _load_state(path: Path, rates: RateSchedule, optim: torch.optim.Optimizer) -> int:
-    state = json.loads(path.read_text())
-    current = rates.state_dict()
-    current.update({k: torch.tensor(v) for k, v in state["rates"].items()})
-    rates.load_state_dict(current)
-    opt_state = optim.state_dict()
-    opt_state["state"] = {i: {k: torch.tensor(v) for k, v in s.items()} for i, s in enumerate(state["optim"])}
-    optim.load_state_dict(opt_state)
-    return int(state["step"])
-
-
-def cosine_lr(step: int, total: int, lr: float, lr_min: float) -> float:
-    """Cosine decay from ``lr`` at step 0 to ``lr_min`` at the last step."""
-    return lr_min + (lr - lr_min) * 0.5 * (1 + math.cos(math.pi * step / max(total - 1, 1)))
-
-
-def rank_and_world() -> tuple[int, int]:
-    """(rank, world size) under torch.distributed (torchrun), else (0, 1)."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def _all_reduce_grads(rates: RateSchedule) -> None:
-    import torch.distributed as dist
-
-    for p in rates.parameters():
-        if p.grad is not None:
-            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
-
-
 def gradient_search(model: CompressedViT, budgets: list[Budget], data: ImageSet,
                     cfg: SearchConfig, resume: Path | None = None, progress: bool = True,
                     stop_after: int | None = None, start: Counts | None = None,
                     price: Pricer | None = None) -> SearchResult:
-    """Run the DiffRate loop; returns the rounded schedule and its predicted cost(s).
+    """Run the DiffRate search (:func:`hwsearch.search.descent.descend`); returns the rounded schedule
+    and its predicted cost(s).
 
-    Under torchrun each rank takes its shard of every batch; the loss is weighted so that the
-    summed (all-reduced) gradient equals the single-process gradient of the whole batch, hence
-    every rank keeps the same logits (the same as one process, up to float summation order).
-
-    With ``resume``, the state is saved after every step and a rerun continues from it;
-    ``stop_after`` ends the run early after that many steps (as an interruption would). ``start``: the
-    warm start's counts (default: ``cfg.init`` solved for the budget; none for "flat"). ``price`` (one
-    budget, no ``start`` given): the hand starts priced by measurement (:mod:`hwsearch.search.pricing`);
-    the search then runs on the chosen start's corrected budget.
+    ``start``: the warm start's counts (default: ``cfg.init`` solved for the budget; none for "flat").
+    ``price`` (one budget, no ``start`` given): the hand starts priced by measurement
+    (:mod:`hwsearch.search.pricing`); the search then runs on the chosen start's corrected budget.
+    ``resume``/``stop_after``: see ``descend``. With ``auto`` rates on a measured budget, where the fraction
+    search does not beat its warm start, DDP descends from the same start (:data:`FALLBACK`).
     """
-    cfg = cfg.resolved(budgets)
+    asked, cfg = cfg, cfg.resolved(budgets)
     torch.manual_seed(cfg.seed)
     cost, target = budgets[0].cost, budgets[0].target
-    bound, worst_of = constraint(budgets), WorstRatio(budgets)  # several budgets: the worst cost/budget ratio
-    rank, world = rank_and_world()
-    progress = progress and rank == 0
+    bound = constraint(budgets)  # several budgets: the worst cost/budget ratio
     start_time = time.perf_counter()
     model.eval().requires_grad_(False)
     model = CompressedViT(model.vit, merging=cfg.merging)  # the operator searched (same blocks and weights)
     classifier = model.vit.num_classes > 0
     labels = data.labels if (cfg.use_labels and data.labels is not None and classifier) else None
     ref = collect(model, data, cfg.batch_size)
-    rates = make_rates(cfg, model)
-    fixed = isinstance(rates, FractionRates)
     named_as = "given" if start is not None else cfg.init
     if start is None and cfg.init != "flat":  # "flat": zero logits (DiffRate's uniform candidates, or half each)
         start = solve(cfg.init, bound.cost, bound.target, model.depth, model.num_prefix, cfg.compress_from)
@@ -181,105 +131,38 @@ def gradient_search(model: CompressedViT, budgets: list[Budget], data: ImageSet,
         named = {} if start is None else {named_as: start}
         start, chosen, budgets = choose_start(model, data, ref, labels, budgets, named, cfg.compress_from,
                                               cfg.batch_size, scored, price, hands=cfg.pick_start)
-        bound, worst_of, target = constraint(budgets), WorstRatio(budgets), budgets[0].target
-    if start is not None:
-        if fixed:
-            rates.init_from(start)
-        else:
-            rates.init_from(start, cfg.init_sharpness)
-    if fixed:
-        rates.retract(budgets)
-    start_counts = start if start is not None else rates.counts(rates())  # moves are counted from the warm start
-    learned = [p for p in rates.parameters() if p.requires_grad]
-    optim = make_optimizer(cfg, learned)
-    per_update = cfg.batch_size * cfg.accumulate
-    steps_per_epoch = math.ceil(len(data) / per_update)
-    total = cfg.epochs * steps_per_epoch
-    step = _load_state(resume, rates, optim) if resume is not None and resume.is_file() else 0
-    gen = torch.Generator().manual_seed(cfg.seed)
-    orders = [torch.randperm(len(data), generator=gen) for _ in range(cfg.epochs)]
-    history: list[dict[str, float]] = []
-    bar = tqdm(total=total, initial=step, desc="DiffRate search", disable=not progress, dynamic_ncols=True)
-    end = total if stop_after is None else min(total, stop_after)
-    while step < end:
-        epoch, i = divmod(step, steps_per_epoch)
-        update = orders[epoch][i * per_update:(i + 1) * per_update]
-        optim.zero_grad(set_to_none=True)
-        task_sum = 0.0
-        for micro in update.split(cfg.batch_size):
-            idx = micro[rank::world]  # this rank's shard (the whole batch in one process)
-            if len(idx):
-                images = normalize(data.images[idx], model.vit.pretrained_cfg)
-                out = model.features(images, rates())
-                task = distill_loss(ref.take(idx), out, classifier, labels[idx] if labels is not None else None)
-                task = task * (len(idx) / len(update))  # shard mean -> its share of the update's mean
-                task.backward()
-                task_sum += task.item()
-        keeps = rates()
-        expected = [b.cost.expected_cost(keeps) for b in budgets]
-        penalty = cfg.lam * (worst_of.ratio(expected) - 1.0) ** 2  # the binding budget at 1, others under
-        if fixed:  # the update moves tokens at fixed cost; the retraction puts it back on the budget
-            _project_task_gradient(rates, budgets, expected, world)
-        else:
-            (penalty / world).backward()
-            if world > 1:
-                _all_reduce_grads(rates)
-        for group in optim.param_groups:
-            group["lr"] = cosine_lr(step, total, cfg.lr, cfg.lr / 10)
-        optim.step()
-        if fixed:
-            rates.retract(budgets)
-        step += 1
-        loss = task_sum + (0.0 if fixed else penalty.item() / world)
-        record = {"step": step, "loss": loss, "task": task_sum, "cost": expected[0].item(),  # this rank
-                  **{f"cost_{b.name}": e.item() for b, e in zip(budgets[1:], expected[1:], strict=True)}}
-        history.append(record)
-        bar.set_postfix(task=f"{record['task']:.4f}", cost=f"{record['cost']:.3f}/{target:.3f} {cost.unit}")
-        bar.update()
-        if resume is not None and rank == 0:
-            _save_state(resume, rates, optim, step)
-    bar.close()
-    with torch.no_grad():
-        counts = rates.counts(rates())
-        over = bound.cost.cost(counts) / bound.target
-        counts = onto_budget(counts, bound.cost, bound.target, model, cfg.compress_from)
-        selection: dict[str, Any] = {}
-        if start is not None and cfg.keep_better_start and counts != start:
-            counts, selection = better_of(model, data, ref, labels, {"searched": counts, "warm start": start},
-                                          bound.cost, bound.target, cfg.batch_size, scored)
-    logits = {k: v.tolist() for k, v in rates.state_dict().items() if k.endswith("logits")}
+        bound, target = constraint(budgets), budgets[0].target
+
+    @torch.no_grad()
+    def finish(run: Descent) -> tuple[Counts, dict[str, Any], float]:
+        """The descent's schedule onto the budget, then it or the warm start (better_of); its cost / budget."""
+        over = bound.cost.cost(run.counts) / bound.target
+        counts = onto_budget(run.counts, bound.cost, bound.target, model, cfg.compress_from)
+        if start is None or not cfg.keep_better_start:
+            return counts, {}, over
+        if counts == start:
+            return counts, {"kept": "warm start"}, over
+        counts, selection = better_of(model, data, ref, labels, {"searched": counts, "warm start": start},
+                                      bound.cost, bound.target, cfg.batch_size, scored)
+        return counts, selection, over
+
+    run = descend(model, budgets, data, ref, labels, cfg, start, resume, progress, stop_after)
+    initial = run.initial
+    counts, selection, over = finish(run)
+    steps, history = run.steps, run.history
+    second = FALLBACK.get(cfg.rates) if asked.rates == "auto" else None
+    if second and start is not None and cfg.keep_better_start and stop_after is None \
+            and selection.get("kept") == "warm start":  # the first rates did not beat their warm start
+        first = {"rates": cfg.rates, **selection}
+        cfg = replace(asked, rates=second).resolved(budgets)
+        again = resume.with_name(f"{resume.name}.{second}") if resume is not None else None
+        run = descend(model, budgets, data, ref, labels, cfg, start, again, progress)
+        counts, selection, over = finish(run)
+        selection = {**selection, "first": first}
+        steps, history = steps + run.steps, history + run.history
     return SearchResult(counts, cost.cost(counts), target, {b.name: b.cost.cost(counts) for b in budgets},
-                        time.perf_counter() - start_time, step, cfg, history, logits, movement(start_counts, counts),
+                        time.perf_counter() - start_time, steps, cfg, history, run.logits, movement(initial, counts),
                         selection, over if over > 1 + TOLERANCE else None, chosen)
-
-
-def make_optimizer(cfg: SearchConfig, learned: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
-    if cfg.optimizer == "normalized":
-        return NormalizedDescent(learned, cfg.lr)
-    if cfg.optimizer != "adamw":
-        raise ValueError(f"unknown optimizer {cfg.optimizer!r} (adamw or normalized)")
-    return torch.optim.AdamW(learned, lr=cfg.lr, weight_decay=0.0)
-
-
-def make_rates(cfg: SearchConfig, model: CompressedViT) -> RateSchedule | FractionRates:
-    if cfg.rates == "fractions":
-        return FractionRates(model.depth, model.num_tokens, model.num_prefix, cfg.compress_from, cfg.ops, cfg.merging)
-    return RateSchedule(model.depth, model.num_tokens, model.num_prefix, cfg.granularity, cfg.compress_from,
-                        cfg.ops, cfg.merging)
-
-
-def _project_task_gradient(rates: FractionRates, budgets: list[Budget], expected: list[torch.Tensor],
-                           world: int) -> None:
-    """Replace the accumulated task gradient by its part orthogonal to the worst budget's cost gradient."""
-    if world > 1:
-        _all_reduce_grads(rates)
-    params = [p for p in rates.parameters() if p.requires_grad]
-    task = [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in params]
-    worst = max(range(len(budgets)), key=lambda i: float(expected[i].detach()) / budgets[i].target)
-    cost = torch.autograd.grad(expected[worst] / budgets[worst].target, params, allow_unused=True)
-    cost = [c if c is not None else torch.zeros_like(p) for c, p in zip(cost, params, strict=True)]
-    for p, g in zip(params, project_out(task, cost), strict=True):
-        p.grad = g
 
 
 def movement(start: Counts, end: Counts) -> dict[str, Any]:

@@ -20,8 +20,9 @@ from hwsearch.pages import write_page
 from hwsearch.quality import collect, fidelity
 from hwsearch.schedule import Counts, Schedule, as_lists
 from hwsearch.search.budgets import NO_BUDGET, BudgetSpec, describe_predicted, label, make_budgets, predicted_record
+from hwsearch.search.descent import rank_and_world
 from hwsearch.search.finish import rescaled
-from hwsearch.search.gradient import SearchConfig, gradient_search, rank_and_world, save_history
+from hwsearch.search.gradient import FALLBACK, SearchConfig, gradient_search, save_history
 from hwsearch.search.latency_check import SearchAgain, check_latency, measured_record
 from hwsearch.search.local import in_band
 from hwsearch.search.pricing import Pricer, measured_pricer
@@ -228,11 +229,23 @@ def describe_start(start: dict[str, Any]) -> str:
 
 
 def describe_selection(selection: dict[str, Any]) -> str:
-    """One line: which of the searched schedule and its warm start was kept, and why."""
-    loss, ratio = selection["search_loss"], selection["cost_over_budget"]
-    return (f"kept the {selection['kept']}: search-image loss " + ", ".join(f"{k} {v:.4f}" for k, v in loss.items())
-            + f" (the search's gain {selection['gain']:+.4f}, one standard error {selection['standard_error']:.4f});"
-            " predicted cost " + ", ".join(f"{k} {v:.3f}" for k, v in ratio.items()) + " x budget")
+    """Which of the searched schedule and its warm start was kept, and why (a line per rates tried)."""
+    lines = []
+    if (first := selection.get("first")) is not None:
+        why = (f"their gain {first['gain']:+.4f}, one standard error {first['standard_error']:.4f}"
+               if "gain" in first else "they ended on it")
+        lines.append(f"the {first['rates']} rates did not beat the warm start ({why}); "
+                     f"{FALLBACK[first['rates']]} descended from the same start")
+    if "search_loss" in selection:
+        loss, ratio = selection["search_loss"], selection["cost_over_budget"]
+        lines.append(f"kept the {selection['kept']}: search-image loss "
+                     + ", ".join(f"{k} {v:.4f}" for k, v in loss.items())
+                     + f" (the search's gain {selection['gain']:+.4f}, one standard error "
+                     f"{selection['standard_error']:.4f}); predicted cost "
+                     + ", ".join(f"{k} {v:.3f}" for k, v in ratio.items()) + " x budget")
+    else:
+        lines.append("kept the warm start: the search ended on it")
+    return "\n".join(lines)
 
 
 def measures_latency(budget: Budget) -> bool:
