@@ -151,8 +151,8 @@ def gradient_search(model: CompressedViT, budgets: list[Budget], data: ImageSet,
     counts, selection, over = finish(run)
     steps, history = run.steps, run.history
     second = FALLBACK.get(cfg.rates) if asked.rates == "auto" else None
-    if second and start is not None and cfg.keep_better_start and stop_after is None \
-            and selection.get("kept") == "warm start":  # the first rates did not beat their warm start
+    # "kept" is only recorded where a warm start was compared (keep_better_start): the first rates did not beat it
+    if second and stop_after is None and selection.get("kept") == "warm start":
         first = {"rates": cfg.rates, **selection}
         cfg = replace(asked, rates=second).resolved(budgets)
         again = resume.with_name(f"{resume.name}.{second}") if resume is not None else None
