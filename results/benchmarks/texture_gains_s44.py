@@ -8,8 +8,8 @@ import bench  # noqa: E402
 import numpy as np  # noqa: E402
 
 import hwsearch.data as data  # noqa: E402
-from hwsearch.quality import collect, feature_cosines, group_indices  # noqa: E402
 from hwsearch.model.vit import apply_schedule  # noqa: E402
+from hwsearch.quality import collect, feature_cosines, group_indices  # noqa: E402
 from hwsearch.search.baselines import tome  # noqa: E402
 
 args = bench.parser(__doc__, num_images=1000).parse_args(["--target", "cpu_onnxruntime_b1"])
