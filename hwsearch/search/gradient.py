@@ -8,9 +8,7 @@ the budget (see hwsearch.search.fractions). ``auto`` (default) takes fractions w
 measured, and DDP from the same warm start where the fractions do not beat it; ddp for GMACs. The loop
 itself is hwsearch.search.descent. Dense outputs are computed once and cached. The warm start is solved on the
 worst ratio, and the search descends from the best hand schedule on the search images
-(hwsearch.search.starts); the first budget is the primary one (reported prediction, history). Where the starts
-were priced by measurement, the searched schedule is measured beside its start and compared with it at the
-start's measured cost (hwsearch.search.pricing.at_starts_measured_cost).
+(hwsearch.search.starts); the first budget is the primary one (reported prediction, history).
 """
 from __future__ import annotations
 
@@ -30,7 +28,7 @@ from hwsearch.schedule import Counts, as_lists
 from hwsearch.search.baselines import solve
 from hwsearch.search.descent import Descent, descend
 from hwsearch.search.finish import TOLERANCE, better_of, onto_budget
-from hwsearch.search.pricing import Pricer, at_starts_measured_cost
+from hwsearch.search.pricing import Pricer
 from hwsearch.search.starts import choose_start
 
 
@@ -144,12 +142,9 @@ def gradient_search(model: CompressedViT, budgets: list[Budget], data: ImageSet,
             return counts, {}, over
         if counts == start:
             return counts, {"kept": "warm start"}, over
-        measured: dict[str, float] = {}
-        if price is not None and "measured_errors" in chosen:  # a priced start: compared at its measured cost
-            counts, measured = at_starts_measured_cost(counts, start, price, bound.cost, model, cfg.compress_from)
         counts, selection = better_of(model, data, ref, labels, {"searched": counts, "warm start": start},
                                       bound.cost, bound.target, cfg.batch_size, scored)
-        return counts, {**selection, **measured}, over
+        return counts, selection, over
 
     run = descend(model, budgets, data, ref, labels, cfg, start, resume, progress, stop_after)
     initial = run.initial

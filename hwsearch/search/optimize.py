@@ -245,10 +245,6 @@ def describe_selection(selection: dict[str, Any]) -> str:
                if "gain" in first else "they ended on it")
         lines.append(f"the {first['rates']} rates did not beat the warm start ({why}); "
                      f"{FALLBACK[first['rates']]} descended from the same start")
-    if "measured_factor" in selection:
-        lines.append(f"measured / predicted beside dense: searched {selection['searched_error']:.3f}, warm start "
-                     f"{selection['start_error']:.3f}: compared at the start's measured cost (the searched schedule "
-                     f"moved to {selection['measured_factor']:.3f} x its predicted cost)")
     if "search_loss" in selection:
         loss, ratio = selection["search_loss"], selection["cost_over_budget"]
         lines.append(f"kept the {selection['kept']}: search-image loss "

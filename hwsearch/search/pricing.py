@@ -27,7 +27,6 @@ from hwsearch.model.vit import CompressedViT
 from hwsearch.profiling.measure import Measurement, measure_with_dense
 from hwsearch.schedule import Counts
 from hwsearch.search.baselines import BUILDERS, solve
-from hwsearch.search.finish import TOLERANCE, rescaled
 from hwsearch.targets import Target
 from profilers.timing import paired_ratio
 
@@ -69,22 +68,3 @@ def priced_starts(candidates: dict[str, Counts], price: Pricer, cost: CostModel,
     priced = {name: solve(name, cost, target / errors[name], depth, num_prefix, compress_from) if name in BUILDERS
               else counts for name, counts in candidates.items()}
     return priced, errors
-
-
-def at_starts_measured_cost(searched: Counts, start: Counts, price: Pricer, cost: CostModel, model: CompressedViT,
-                            compress_from: int) -> tuple[Counts, dict[str, float]]:
-    """The searched schedule moved to its priced warm start's measured cost, for the comparison that ends the
-    search (:func:`hwsearch.search.finish.better_of`): both measured beside dense in one run, the searched shape's
-    removed tokens scaled together (:func:`rescaled`) onto the start's predicted cost x (the start's error / its
-    own). The search moves tokens at equal *predicted* cost, but the cost model's error depends on the shape: at
-    batch 1 (session 44, ``vs_tome.py`` at 0.6) the fraction rates front-loaded merging, won +0.0074 over the
-    ToMe-style start on the search images at equal prediction, and at equal measured latency tied ToMe on them
-    (+0.0005, SE 0.0008; ToMe r = 19.92 predicted 2% dearer) and lost the held-out photos (-0.0042). Also returns
-    both errors and the factor (nothing moves within TOLERANCE)."""
-    errors = price({"searched": searched, "start": start})
-    factor = errors["start"] / errors["searched"]
-    record = {"searched_error": round(errors["searched"], 4), "start_error": round(errors["start"], 4),
-              "measured_factor": round(factor, 4)}
-    if abs(factor - 1) <= TOLERANCE:
-        return searched, record
-    return rescaled(searched, cost, cost.cost(start) * factor, model, compress_from), record
