@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from hwsearch.model.zoo import load_model
 from hwsearch.pages import write_page
 from hwsearch.quality import collect, fidelity
 from hwsearch.schedule import Counts, Schedule, as_lists
+from hwsearch.search.baselines import BUILDERS
 from hwsearch.search.budgets import NO_BUDGET, BudgetSpec, describe_predicted, label, make_budgets, predicted_record
 from hwsearch.search.descent import rank_and_world
 from hwsearch.search.finish import rescaled
@@ -26,6 +28,7 @@ from hwsearch.search.gradient import FALLBACK, SearchConfig, gradient_search, sa
 from hwsearch.search.latency_check import SearchAgain, check_latency, measured_record
 from hwsearch.search.local import in_band
 from hwsearch.search.pricing import Pricer, measured_pricer
+from hwsearch.search.starts import against_hand_start
 from hwsearch.workspace import Workspace
 
 
@@ -177,8 +180,11 @@ def searching_again(model: CompressedViT, budgets: list[Budget], images: ImageSe
     17.4-minute ``optimize`` (over its 15); at batch 1 schedules scaled by the measured local search after misses
     of 1.055 and 1.076 x lost to searched ones (README "The measured check"). A refining search descends with its
     first rates alone, no FALLBACK (session 43's: the fraction rates -0.0056, then DDP -0.0007, start kept; no search
-    again has kept a fallback's schedule). ``log``: gets one record per search (the measured ratio it corrects,
-    seconds, steps, images, the rates that ran last and which of it and its warm start was kept)."""
+    again has kept a fallback's schedule). Every later schedule, rescaled or refined, is then held against the hand
+    start (``cfg.init``) solved for the new budget on the same third of the images, and kept only where it beats
+    it by more than one standard error (:func:`hwsearch.search.starts.against_hand_start`: its win was at the
+    first budget). ``log``: gets one record per search (the measured ratio it corrects, seconds, steps, images,
+    the rates that ran last and which schedule was kept: searched, warm start, rescaled or the hand start)."""
     latest: list[tuple[Counts, bool]] = [(after, after_is_start)] if after is not None else []
 
     def record(ratio: float, seconds: float, steps: int, num_images: int, rates: str, kept: str) -> None:
@@ -188,32 +194,40 @@ def searching_again(model: CompressedViT, budgets: list[Budget], images: ImageSe
 
     def search_again(ratio: float) -> Counts:
         again = [Budget(b.cost, aimed(b, ratio), b.name) if measures_latency(b) else b for b in budgets]
-        used = images
-        if latest:
-            bound = constraint(again)
-            start = rescaled(latest[-1][0], bound.cost, bound.target, model, cfg.compress_from)
-            if in_band(ratio, NEAR if latest[-1][1] else CLOSE):
-                what = "its search's warm start" if latest[-1][1] else "searched"
-                print(f"the schedule ({what}) missed by {ratio:.3f} x: its removed tokens scaled onto the new budget, "
-                      "not searched again", flush=True)
-                latest.append((start, True))
-                record(ratio, 0.0, 0, 0, "none", "rescaled")
-                return start
-            used = images.take(slice(0, None, REFINE_SHARE))
+        if not latest:  # the first search
+            result = gradient_search(model, again, images, cfg, progress=progress, price=price)
+            print(describe_start(result.start), flush=True)
+            if result.selection:
+                print(describe_selection(result.selection), flush=True)
+            latest.append((result.counts, result.selection.get("kept") == "warm start"))
+            record(ratio, result.seconds, result.steps, len(images), result.config.rates,
+                   result.selection.get("kept", "searched"))
+            return result.counts
+        began, bound = time.perf_counter(), constraint(again)
+        start = rescaled(latest[-1][0], bound.cost, bound.target, model, cfg.compress_from)
+        used = images.take(slice(0, None, REFINE_SHARE))
+        if in_band(ratio, NEAR if latest[-1][1] else CLOSE):
+            what = "its search's warm start" if latest[-1][1] else "searched"
+            print(f"the schedule ({what}) missed by {ratio:.3f} x: its removed tokens scaled onto the new budget, "
+                  "not searched again", flush=True)
+            counts, kept, rates, steps = start, "rescaled", "none", 0
+        else:
             first_rates = replace(cfg, rates=cfg.resolved(again).rates)  # auto's first rates alone: no FALLBACK
             result = gradient_search(model, again, used, first_rates, progress=progress, start=start)
             print(f"refined the schedule rescaled onto the new budget in {result.seconds:.0f} s "
                   f"({result.steps} steps on {len(used)} images)", flush=True)
-        else:
-            result = gradient_search(model, again, used, cfg, progress=progress, price=price)
-        if result.start.get("start") != "given":  # the first search: the start chosen, and why
-            print(describe_start(result.start), flush=True)
-        if result.selection:
-            print(describe_selection(result.selection), flush=True)
-        latest.append((result.counts, result.selection.get("kept") == "warm start"))
-        record(ratio, result.seconds, result.steps, len(used), result.config.rates,
-               result.selection.get("kept", "searched"))
-        return result.counts
+            if result.selection:
+                print(describe_selection(result.selection), flush=True)
+            counts, kept, rates, steps = (result.counts, result.selection.get("kept", "searched"), result.config.rates,
+                                          result.steps)
+        if cfg.init in BUILDERS:  # the new schedule against the hand start at the new budget
+            counts, why = against_hand_start(model, used, counts, cfg.init, bound.cost, bound.target,
+                                             cfg.compress_from, cfg.batch_size)
+            kept = f"hand start ({cfg.init})" if why.get("start") == cfg.init else kept
+            print(describe_hand_check(why, kept, len(used)), flush=True)
+        latest.append((counts, kept != "searched"))
+        record(ratio, time.perf_counter() - began, steps, len(used), rates, kept)
+        return counts
 
     def aimed(budget: Budget, ratio: float) -> float:
         """The predicted cost to search for after measuring ``ratio`` x budget (see above)."""
@@ -235,6 +249,17 @@ def describe_start(start: dict[str, Any]) -> str:
         line += (f"\nstarts measured beside dense, measured / predicted: {errors}; "
                  f"each solved on the budget / its own; searched on {start['budget']:.3f}")
     return line
+
+
+def describe_hand_check(why: dict[str, Any], kept: str, num_images: int) -> str:
+    """Which of the search again's schedule and the hand start at its budget was kept (against_hand_start)."""
+    if "start_loss" not in why:
+        return f"kept the {kept} schedule: the hand start solved for the new budget is the same"
+    loss = why["start_loss"]
+    hand = next(k for k in loss if k != "searched")
+    return (f"against {hand} solved for the new budget, on {num_images} search images: loss {hand} {loss[hand]:.4f}, "
+            f"the schedule {loss['searched']:.4f} (one standard error of the difference "
+            f"{why['start_standard_error']:.4f} where the schedule is lower): kept the {kept}")
 
 
 def describe_selection(selection: dict[str, Any]) -> str:
