@@ -203,9 +203,10 @@ def test_every_search_again_is_logged_with_its_budget_time_and_images():
     assert log[-1]["rates"] == "fractions"  # a refining search: auto's first rates alone, never the DDP fallback
 
 
-def test_a_warm_start_that_missed_near_its_budget_is_rescaled_not_searched_again(capsys):
+def test_a_hand_schedule_that_missed_its_budget_is_rescaled_never_searched_again(capsys):
     """A schedule that is its search's warm start (a hand schedule) measured 1.06 x budget: its removed tokens
-    are scaled onto budget / 1.06 (predicted), no search runs; measured 1.2 x (far), it is searched again."""
+    are scaled onto budget / 1.06 (predicted), no search runs; measured 1.2 x (far) too: every search again from a
+    hand schedule kept its rescaled start (sessions 29, 30, 36, 44) and took 143-240 s of optimize's 15 minutes."""
     from conftest import RECORDED
 
     from hwsearch.cost import MeasuredCost
@@ -225,14 +226,16 @@ def test_a_warm_start_that_missed_near_its_budget_is_rescaled_not_searched_again
     assert [{k: v for k, v in e.items() if k != "seconds"} for e in log] == [
         {"measured_over_budget": 1.06, "steps": 0, "images": 12 // 3, "rates": "none", "kept": "rescaled"}]
     assert "not searched again" in capsys.readouterr().out
-    again(1.2)
-    assert log[-1]["steps"] >= 1 and log[-1]["seconds"] > 0
+    log = []
+    far = searching_again(model, [Budget(cost, target, "latency_ms")], _random_images(12),
+                          SearchConfig(batch_size=4, pick_start=False), after=start, log=log, after_is_start=True)(1.2)
+    assert log[-1]["steps"] == 0 and log[-1]["rates"] == "none" and cost.cost(far) < cost.cost(start)
 
 
 def test_a_searched_schedule_that_missed_close_to_its_budget_is_rescaled_and_further_searched_again():
     """A searched schedule measured 1.033 x budget (session 43: the search again from it kept its rescaled start,
-    in 214 s of a 17.4-minute ``optimize``) is rescaled; measured 1.06 x (outside CLOSE, inside NEAR) it is
-    searched again, unlike a hand schedule there (previous test)."""
+    in 214 s of a 17.4-minute ``optimize``) is rescaled; measured 1.06 x (outside CLOSE) it is searched again,
+    unlike a hand schedule (previous test)."""
     from conftest import RECORDED
 
     from hwsearch.cost import MeasuredCost
@@ -298,3 +301,31 @@ def test_a_schedule_moved_onto_a_new_budget_must_beat_its_hand_start_there():
     kept, why = against_hand_start(model, data, starved, "tome", cost, target, 0, 4)
     assert kept == hand and why["start"] == "tome" and why["start_loss"]["searched"] > why["start_loss"]["tome"]
     assert against_hand_start(model, data, hand, "tome", cost, target, 0, 4) == (hand, {})
+
+
+def test_a_moved_schedule_must_beat_its_hand_start_on_every_photo():
+    """Beating the hand start on the mean by more than one standard error is not enough where the images have source
+    photos: a schedule worse on one photo is replaced (session 45's replay: the three recorded schedules that lost
+    to their hand start on the held-out photos each lost one search photo; the two that won, none)."""
+    from conftest import RECORDED
+
+    from hwsearch.cost import MeasuredCost
+    from hwsearch.cost.fit import load_costmodel
+    from hwsearch.quality import collect
+    from hwsearch.search.baselines import solve
+    from hwsearch.search.finish import paired_gain, schedule_losses
+    from hwsearch.search.starts import against_hand_start
+
+    model = CompressedViT(make_vit("deit_tiny"), merging="similarity")
+    cost = MeasuredCost(load_costmodel(RECORDED / "costmodel.json"), "latency", model.merging)
+    target = 0.8 * cost.dense_cost(model.depth)
+    data = _random_images(12)
+    hand = solve("tome", cost, target, model.depth, model.num_prefix, 0)
+    other = solve("uniform", cost, 1.05 * target, model.depth, model.num_prefix, 0)  # better on most images
+    losses = schedule_losses(model, data, collect(model, data, 4), None, {"hand": hand, "other": other}, 4)
+    gain, standard_error = paired_gain(losses["hand"], losses["other"])
+    assert float(gain.mean()) > standard_error and bool((gain < 0).any())  # wins on the mean, not on every image
+    assert against_hand_start(model, data, other, "tome", cost, target, 0, 4)[0] == other  # no photos: the mean
+    data.groups = ["worse" if g < 0 else "better" for g in gain.tolist()]
+    kept, why = against_hand_start(model, data, other, "tome", cost, target, 0, 4)
+    assert kept == hand and why["photo_gain"]["worse"] < 0 < why["photo_gain"]["better"]
