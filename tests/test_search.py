@@ -329,3 +329,20 @@ def test_a_moved_schedule_must_beat_its_hand_start_on_every_photo():
     data.groups = ["worse" if g < 0 else "better" for g in gain.tolist()]
     kept, why = against_hand_start(model, data, other, "tome", cost, target, 0, 4)
     assert kept == hand and why["photo_gain"]["worse"] < 0 < why["photo_gain"]["better"]
+
+
+def test_the_standard_error_counts_photos_not_crops():
+    """Crops of one photo share its content: with photos given, the standard error of the mean gain is clustered
+    by photo (for gains constant within each photo: the photo means' standard deviation / sqrt(photos)), far above
+    the per-image one; without photos, or with one, it is the per-image one."""
+    from hwsearch.search.finish import paired_gain
+
+    photo_means = torch.tensor([0.004, -0.001, 0.002, -0.002, 0.001])
+    gain = photo_means.repeat_interleave(20)  # 20 crops per photo, the same gain each
+    groups = [f"p{i}" for i in range(5) for _ in range(20)]
+    zero = torch.zeros_like(gain)
+    per_image = paired_gain(gain, zero)[1]
+    assert per_image == pytest.approx(float(gain.std() / 100 ** 0.5))
+    assert paired_gain(gain, zero, ["one"] * 100)[1] == pytest.approx(per_image)
+    clustered = paired_gain(gain, zero, groups)[1]
+    assert clustered == pytest.approx(float(photo_means.std() / 5 ** 0.5), rel=1e-5) and clustered > 3 * per_image

@@ -37,7 +37,8 @@ def pick_start(model: CompressedViT, data: ImageSet, ref: Reference, labels: tor
                candidates: dict[str, Counts], batch_size: int, cache: dict[tuple, torch.Tensor] | None = None
                ) -> tuple[str, dict[str, Any]]:
     """The name of the start to descend from: the first candidate (the named one) unless the one with the
-    lowest mean search loss beats it by more than one standard error; and why (every mean loss).
+    lowest mean search loss beats it by more than one standard error (clustered by photo: ``paired_gain``); and why
+    (every mean loss).
     ``cache``: see :func:`hwsearch.search.finish.schedule_losses`."""
     unique: dict[str, Counts] = {}
     for name, counts in candidates.items():  # a start equal to an earlier one is scored once, under its first name
@@ -48,7 +49,7 @@ def pick_start(model: CompressedViT, data: ImageSet, ref: Reference, labels: tor
         return preferred, {"start": preferred}
     losses = schedule_losses(model, data, ref, labels, unique, batch_size, cache)
     best = min(losses, key=lambda name: float(losses[name].mean()))
-    gain, standard_error = paired_gain(losses[preferred], losses[best])
+    gain, standard_error = paired_gain(losses[preferred], losses[best], data.groups)
     chosen = best if float(gain.mean()) > standard_error else preferred
     return chosen, {"start": chosen, "named": preferred, "start_loss": {k: float(v.mean()) for k, v in losses.items()},
                     "start_gain": float(gain.mean()), "start_standard_error": standard_error}
@@ -97,7 +98,7 @@ def against_hand_start(model: CompressedViT, data: ImageSet, candidate: Counts, 
         return candidate, {}
     ref = collect(model, data, batch_size)
     losses = schedule_losses(model, data, ref, None, {kind: hand, "searched": candidate}, batch_size)
-    gain, standard_error = paired_gain(losses[kind], losses["searched"])
+    gain, standard_error = paired_gain(losses[kind], losses["searched"], data.groups)
     per_photo = by_group(gain, data.groups)
     wins = float(gain.mean()) > standard_error and all(g > 0 for g in per_photo.values())
     return (candidate if wins else hand), {
