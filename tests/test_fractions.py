@@ -1,4 +1,6 @@
-"""Free rates: any count reachable from any start, every update back on the budget."""
+"""Free rates: any count reachable from any start, every update back on the budget; which rates ``auto`` runs."""
+from dataclasses import replace
+
 import pytest
 import timm
 import torch
@@ -88,45 +90,74 @@ def test_normalized_descent_moves_the_largest_coordinate_by_lr_and_keeps_ratios(
     assert torch.allclose(a.detach(), torch.tensor([-0.05, 0.0125]))
 
 
-def test_auto_rates_are_fractions_on_measured_budgets_and_ddp_on_gmacs(vit_s_cost):
+def test_auto_rates_are_ddp_and_a_measured_budget_gets_a_gmacs_proxy_at_the_start(vit_s_cost):
     from conftest import RECORDED
 
     from hwsearch.cost import MeasuredCost
     from hwsearch.cost.fit import load_costmodel
+    from hwsearch.search.gradient import proxy_budgets
 
     gmacs = [Budget(vit_s_cost["similarity"], 1.0)]
     measured = gmacs + [Budget(MeasuredCost(load_costmodel(RECORDED / "costmodel.json")), 1.0)]  # a real fit
-    assert SearchConfig().resolved(gmacs) == SearchConfig(rates="ddp", lr=0.1, accumulate=1, optimizer="adamw")
-    assert SearchConfig().resolved(measured) == SearchConfig(rates="fractions", lr=0.05, accumulate=4,
-                                                             optimizer="normalized")
+    ddp = SearchConfig(rates="ddp", lr=0.1, accumulate=1, optimizer="adamw")
+    assert SearchConfig().resolved(gmacs) == ddp and SearchConfig().resolved(measured) == ddp
     chosen = SearchConfig(rates="fractions", lr=0.2, accumulate=1, optimizer="adamw")
     assert chosen.resolved(gmacs) == chosen  # what is given stays
     with pytest.raises(ValueError, match="unknown rates"):
         SearchConfig(rates="logits").resolved(gmacs)
+    model = CompressedViT(make_vit("deit_tiny"), merging="similarity")
+    start = [(17, 12), (12, 8), (8, 6), (6, 4)]
+    proxy = proxy_budgets(model, measured, start, "similarity")
+    flops = FlopsCost.from_model(model.vit, "similarity")
+    assert len(proxy) == 1 and proxy[0].name == "gmacs" and not proxy[0].cost.measured
+    assert proxy[0].target == pytest.approx(flops.cost(start))  # the start's GMACs: DDP trades tokens at its cost
+    assert proxy_budgets(model, [Budget(flops, 1.0)], start, "similarity") is None  # nothing measured: no proxy
 
 
-def test_auto_rates_descend_with_ddp_from_the_same_start_where_the_fractions_do_not_beat_it():
-    """On a measured budget ``auto`` runs the fraction rates first; where they do not beat their warm start on
-    the search images (here: they end on it, 17 tokens are coarse), DDP descends from that start and the
-    better of its schedule and the start is kept; the selection records both. Named rates run alone."""
+def _measured_budget(model: CompressedViT, fraction: float) -> list[Budget]:
     from conftest import RECORDED
 
     from hwsearch.cost import MeasuredCost
     from hwsearch.cost.fit import load_costmodel
+
+    cost = MeasuredCost(load_costmodel(RECORDED / "costmodel.json"), "latency", "similarity")  # a real fit
+    return [Budget(cost, fraction * cost.dense_cost(model.depth), "latency_ms")]
+
+
+def _random_set() -> ImageSet:
+    gen = torch.Generator().manual_seed(0)
+    return ImageSet(torch.randint(0, 256, (32, 3, 64, 64), dtype=torch.uint8, generator=gen), None, "random")
+
+
+def test_auto_rates_descend_again_priced_by_gmacs_where_the_measured_ddp_does_not_beat_its_start():
+    """On a measured budget ``auto`` runs DDP priced by the measured model; where it does not beat its warm start on
+    the search images (here: a start on the rates' grid, sharply peaked, and a learning rate too small to move it),
+    DDP priced by GMACs descends from the same start, its schedule is judged on the measured budget, and the
+    selection and history record both."""
     from hwsearch.search.optimize import describe_selection
 
     model = CompressedViT(make_vit("deit_tiny"), merging="similarity")
-    cost = MeasuredCost(load_costmodel(RECORDED / "costmodel.json"), "latency", "similarity")  # a real fit
-    budget = [Budget(cost, 0.8 * cost.dense_cost(model.depth), "latency_ms")]
-    gen = torch.Generator().manual_seed(0)
-    data = ImageSet(torch.randint(0, 256, (32, 3, 64, 64), dtype=torch.uint8, generator=gen), None, "random")
-    both = gradient_search(model, budget, data, SearchConfig(epochs=1, batch_size=4), progress=False)
-    assert both.selection["first"] == {"rates": "fractions", "kept": "warm start"}
-    assert both.config.rates == "ddp" and both.steps == 2 + 8 == len(both.history)  # 32 images: 16, then 4 per update
-    assert both.selection["kept"] == "searched" and both.selection["gain"] > both.selection["standard_error"]
-    assert both.movement["initial"] != both.movement["final"]  # moved from the one start both descended from
+    start, data = [(17, 13), (13, 9), (9, 9), (9, 5)], _random_set()
+    cost = _measured_budget(model, 1.0)[0].cost
+    budget = [Budget(cost, cost.cost(start), "latency_ms")]
+    still = SearchConfig(epochs=1, batch_size=4, lr=1e-9, init_sharpness=50.0, pick_start=False)
+    both = gradient_search(model, budget, data, still, progress=False, start=start)
+    assert both.selection["first"] == {"rates": "ddp", "kept": "warm start"} and both.selection["priced_by"] == "gmacs"
+    assert both.config.rates == "ddp" and both.steps == 8 + 8 == len(both.history)  # 32 images, 4 per update, twice
+    assert [h.get("priced_by") for h in both.history] == [None] * 8 + ["gmacs"] * 8
+    gmacs = FlopsCost.from_model(model.vit, "similarity").cost(both.counts)
+    assert both.history[-1]["cost"] == pytest.approx(gmacs, rel=0.05)  # the second descent priced in GMACs
+    assert both.predicted <= budget[0].target * 1.01  # the result judged on the measured budget
     assert describe_selection(both.selection).splitlines()[0] == (
-        "the fractions rates did not beat the warm start (they ended on it); ddp descended from the same start")
-    alone = gradient_search(model, budget, data, SearchConfig(epochs=1, batch_size=4, rates="fractions"),
-                            progress=False)
-    assert alone.config.rates == "fractions" and alone.steps == 2 and "first" not in alone.selection
+        "the ddp rates did not beat the warm start (they ended on it); ddp priced by gmacs descended from the same "
+        "start, its schedule scaled onto the budget")
+    named = gradient_search(model, budget, data, replace(still, rates="ddp"), progress=False, start=start)
+    assert named.steps == 8 and "first" not in named.selection  # named rates run alone
+
+
+def test_a_measured_ddp_that_beats_its_start_is_not_searched_again():
+    model = CompressedViT(make_vit("deit_tiny"), merging="similarity")
+    won = gradient_search(model, _measured_budget(model, 0.8), _random_set(), SearchConfig(epochs=1, batch_size=4),
+                          progress=False)
+    assert won.selection["kept"] == "searched" and won.selection["gain"] > won.selection["standard_error"]
+    assert "first" not in won.selection and won.steps == 8  # one descent: the proxy runs only where it lost

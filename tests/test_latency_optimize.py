@@ -82,10 +82,10 @@ def test_remote_target_runs_predicted_only(quick_targets, tmp_path, capsys):  # 
     schedule = load(out / "cpu_remote" / "deit_tiny_patch16_224" / "schedules" / "latency10.yaml")
     assert "measured" not in schedule.provenance and schedule.predicted["unit"] == "ms"
     assert schedule.merging == "similarity"  # the default: on the profile's similarity-merge compression samples
-    run_as = schedule.provenance["search"]  # auto rates on a measured budget: the fixed-budget fractions
+    run_as = schedule.provenance["search"]  # auto rates on a measured budget: DDP (then priced by GMACs where it lost)
     chosen = (run_as["rates"], run_as["optimizer"], run_as["accumulate"], run_as["lr"])
-    assert chosen == ("fractions", "normalized", 4, 0.05)
-    assert "search: fractions rates (auto), normalized lr 0.05, 32 images per update" in printed
+    assert chosen == ("ddp", "adamw", 1, 0.1)
+    assert "search: ddp rates (auto), adamw lr 0.1, 8 images per update" in printed
     assert run_as["pick_start"] and schedule.provenance["warm_start"] in BUILDERS
     assert f"warm start: {schedule.provenance['warm_start']} (search-image loss tome " in printed
     # rank merging searches on the profile's rank-merge compression samples

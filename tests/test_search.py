@@ -199,8 +199,9 @@ def test_every_search_again_is_logged_with_its_budget_time_and_images():
         again(ratio)
     assert [e["measured_over_budget"] for e in log] == [1.05, 0.93]
     assert [e["images"] for e in log] == [12, 12 // REFINE_SHARE]
-    assert all(e["seconds"] > 0 and e["steps"] >= 1 and e["kept"] in ("searched", "warm start") for e in log)
-    assert log[-1]["rates"] == "fractions"  # a refining search: auto's first rates alone, never the DDP fallback
+    assert all(e["seconds"] > 0 and e["steps"] >= 1 and e["kept"] in ("searched", "warm start", "hand start (tome)")
+               for e in log)
+    assert log[-1]["rates"] == "ddp"  # a refining search: auto's first descent alone, never priced by GMACs after it
 
 
 def test_a_hand_schedule_that_missed_its_budget_is_rescaled_never_searched_again(capsys):

@@ -44,8 +44,9 @@ def add_arguments(opt: argparse.ArgumentParser) -> None:
     add_merging_arg(opt)
     opt.add_argument("--rates", default="auto", choices=RATES,
                      help="ddp: DiffRate's proxy with the budget as a penalty; fractions: free per-block kept "
-                          "fractions, every update projected back onto the budget; auto (default): fractions "
-                          "when a budget is measured (latency, energy), ddp for --flops-ratio")
+                          "fractions, every update projected back onto the budget; auto (default): ddp, and on a "
+                          "measured budget (latency, energy) where it does not beat its warm start, ddp priced by "
+                          "GMACs from the same start, its schedule scaled onto the measured budget")
     opt.add_argument("--accumulate", type=int, help="micro-batches of --batch-size per update "
                                                     "(default: 1 for ddp, 4 for fractions)")
     opt.add_argument("--optimizer", choices=["adamw", "normalized"],

@@ -24,7 +24,7 @@ from hwsearch.search.baselines import BUILDERS
 from hwsearch.search.budgets import NO_BUDGET, BudgetSpec, describe_predicted, label, make_budgets, predicted_record
 from hwsearch.search.descent import rank_and_world
 from hwsearch.search.finish import rescaled
-from hwsearch.search.gradient import FALLBACK, SearchConfig, gradient_search, save_history
+from hwsearch.search.gradient import SearchConfig, gradient_search, save_history
 from hwsearch.search.latency_check import SearchAgain, check_latency, measured_record
 from hwsearch.search.local import in_band
 from hwsearch.search.pricing import Pricer, measured_pricer
@@ -178,9 +178,10 @@ def searching_again(model: CompressedViT, budgets: list[Budget], images: ImageSe
     rescaled where the miss is within CLOSE: session 43's search again from one 1.033 x over kept its rescaled
     start too, in 214 s of a 17.4-minute ``optimize`` (over its 15); at batch 1 schedules scaled by the measured
     local search after misses of 1.055 and 1.076 x lost to searched ones (README "The measured check"). A refining
-    search descends with its first rates alone, no FALLBACK (session 43's: the fraction rates -0.0056, then DDP
-    -0.0007, start kept; no search again has kept a fallback's schedule). Every later schedule, rescaled or refined,
-    is then held against the hand start (``cfg.init``) solved for the new budget on the same third of the images,
+    search descends with its first rates alone, not priced by GMACs after them (session 43's: the fraction
+    rates -0.0056, then DDP -0.0007, start kept; no search again has kept a second descent's schedule). Every
+    later schedule, rescaled or refined, is then held against the hand start (``cfg.init``) solved for the new
+    budget on the same third of the images,
     and kept only where it beats it beyond one standard error and on every search photo
     (:func:`hwsearch.search.starts.against_hand_start`: its win was at the
     first budget). ``log``: gets one record per search (the measured ratio it corrects, seconds, steps, images,
@@ -212,7 +213,7 @@ def searching_again(model: CompressedViT, budgets: list[Budget], images: ImageSe
                   "not searched again", flush=True)
             counts, kept, rates, steps = start, "rescaled", "none", 0
         else:
-            first_rates = replace(cfg, rates=cfg.resolved(again).rates)  # auto's first rates alone: no FALLBACK
+            first_rates = replace(cfg, rates=cfg.resolved(again).rates)  # auto's first descent alone
             result = gradient_search(model, again, used, first_rates, progress=progress, start=start)
             print(f"refined the schedule rescaled onto the new budget in {result.seconds:.0f} s "
                   f"({result.steps} steps on {len(used)} images)", flush=True)
@@ -271,7 +272,8 @@ def describe_selection(selection: dict[str, Any]) -> str:
         why = (f"their gain {first['gain']:+.4f}, one standard error {first['standard_error']:.4f}"
                if "gain" in first else "they ended on it")
         lines.append(f"the {first['rates']} rates did not beat the warm start ({why}); "
-                     f"{FALLBACK[first['rates']]} descended from the same start")
+                     f"ddp priced by {selection['priced_by']} descended from the same start, "
+                     "its schedule scaled onto the budget")
     if "search_loss" in selection:
         loss, ratio = selection["search_loss"], selection["cost_over_budget"]
         lines.append(f"kept the {selection['kept']}: search-image loss "

@@ -49,10 +49,24 @@ def pick_start(model: CompressedViT, data: ImageSet, ref: Reference, labels: tor
         return preferred, {"start": preferred}
     losses = schedule_losses(model, data, ref, labels, unique, batch_size, cache)
     best = min(losses, key=lambda name: float(losses[name].mean()))
-    gain, standard_error = paired_gain(losses[preferred], losses[best], data.groups)
-    chosen = best if float(gain.mean()) > standard_error else preferred
-    return chosen, {"start": chosen, "named": preferred, "start_loss": {k: float(v.mean()) for k, v in losses.items()},
-                    "start_gain": float(gain.mean()), "start_standard_error": standard_error}
+    wins, why = beats(losses, preferred, best, data.groups)
+    chosen = best if wins else preferred
+    return chosen, {"start": chosen, "named": preferred, **why}
+
+
+def beats(losses: dict[str, torch.Tensor], base: str, other: str, groups: list[str] | None,
+          every_photo: bool = False) -> tuple[bool, dict[str, Any]]:
+    """Whether ``other`` beats ``base`` by their per-image losses: by more than one standard error of the paired
+    difference (clustered by photo: ``paired_gain``) and, with ``every_photo``, on every source photo; and why
+    (every mean loss, the gain, its standard error and, with ``every_photo``, the gain per photo)."""
+    gain, standard_error = paired_gain(losses[base], losses[other], groups)
+    why = {"start_loss": {k: float(v.mean()) for k, v in losses.items()}, "start_gain": float(gain.mean()),
+           "start_standard_error": standard_error}
+    wins = float(gain.mean()) > standard_error
+    if every_photo:
+        why["photo_gain"] = by_group(gain, groups)
+        wins = wins and all(g > 0 for g in why["photo_gain"].values())
+    return wins, why
 
 
 def choose_start(model: CompressedViT, data: ImageSet, ref: Reference, labels: torch.Tensor | None,
@@ -98,9 +112,5 @@ def against_hand_start(model: CompressedViT, data: ImageSet, candidate: Counts, 
         return candidate, {}
     ref = collect(model, data, batch_size)
     losses = schedule_losses(model, data, ref, None, {kind: hand, "searched": candidate}, batch_size)
-    gain, standard_error = paired_gain(losses[kind], losses["searched"], data.groups)
-    per_photo = by_group(gain, data.groups)
-    wins = float(gain.mean()) > standard_error and all(g > 0 for g in per_photo.values())
-    return (candidate if wins else hand), {
-        "start": "searched" if wins else kind, "start_loss": {k: float(v.mean()) for k, v in losses.items()},
-        "start_gain": float(gain.mean()), "start_standard_error": standard_error, "photo_gain": per_photo}
+    wins, why = beats(losses, kind, "searched", data.groups, every_photo=True)
+    return (candidate if wins else hand), {"start": "searched" if wins else kind, **why}
