@@ -332,35 +332,6 @@ def test_a_moved_schedule_must_beat_its_hand_start_on_every_photo():
     assert kept == hand and why["photo_gain"]["worse"] < 0 < why["photo_gain"]["better"]
 
 
-def test_the_hand_check_reuses_what_the_search_computed_on_its_images(monkeypatch):
-    """A refining search's schedule is held against the hand start on the same images: the dense reference and the
-    schedule's losses the search computed are reused (at batch 8 computing them again took ~15 s), and the decision
-    is the one computed from scratch."""
-    from conftest import RECORDED
-
-    from hwsearch.cost import MeasuredCost
-    from hwsearch.cost.fit import load_costmodel
-    from hwsearch.search import starts
-
-    model = CompressedViT(make_vit("deit_tiny"), merging="similarity")
-    cost = MeasuredCost(load_costmodel(RECORDED / "costmodel.json"), "latency", model.merging)
-    budgets = [Budget(cost, 0.75 * cost.dense_cost(model.depth), "latency_ms")]
-    data = _random_images(12)
-    result = gradient_search(model, budgets, data, SearchConfig(batch_size=4, rates="ddp"), progress=False)
-    assert result.scored is not None and result.scored.labels is None
-    assert tuple(tuple(c) for c in result.counts) in result.scored.losses  # the search scored its own schedule
-    fresh = starts.against_hand_start(model, data, result.counts, "tome", cost, 0.9 * budgets[0].target, 0, 4)
-
-    def no_second_reference(*args, **kwargs):
-        raise AssertionError("the dense reference was computed again")
-
-    monkeypatch.setattr(starts, "collect", no_second_reference)
-    reused = starts.against_hand_start(model, data, result.counts, "tome", cost, 0.9 * budgets[0].target, 0, 4,
-                                       result.scored)
-    assert reused[0] == fresh[0] and reused[1]["start"] == fresh[1]["start"]
-    assert reused[1]["start_gain"] == pytest.approx(fresh[1]["start_gain"], abs=1e-6)
-
-
 def test_the_standard_error_counts_photos_not_crops():
     """Crops of one photo share its content: with photos given, the standard error of the mean gain is clustered
     by photo (for gains constant within each photo: the photo means' standard deviation / sqrt(photos)), far above

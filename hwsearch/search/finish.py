@@ -2,7 +2,6 @@
 search's own loss on the search images prefers beyond the noise."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -15,16 +14,6 @@ from hwsearch.schedule import Counts, bisect
 from hwsearch.search.local import shift
 
 TOLERANCE = 0.01  # predicted cost within 1% of the budget meets it
-
-
-@dataclass
-class Scored:
-    """What a search computed on its images, for a later decision on the same images: the dense reference, the
-    labels its loss used and the per-image losses by schedule (:func:`schedule_losses`' cache)."""
-
-    ref: Reference
-    labels: torch.Tensor | None
-    losses: dict[tuple, torch.Tensor] = field(default_factory=dict)
 
 
 def onto_budget(counts: Counts, cost: CostModel, target: float, model: CompressedViT, compress_from: int) -> Counts:

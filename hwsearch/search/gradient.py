@@ -29,7 +29,7 @@ from hwsearch.quality import collect
 from hwsearch.schedule import Counts, as_lists
 from hwsearch.search.baselines import solve
 from hwsearch.search.descent import Descent, descend
-from hwsearch.search.finish import TOLERANCE, Scored, better_of, onto_budget
+from hwsearch.search.finish import TOLERANCE, better_of, onto_budget
 from hwsearch.search.pricing import Pricer
 from hwsearch.search.starts import choose_start
 
@@ -107,7 +107,6 @@ class SearchResult:
     selection: dict[str, Any] = field(default_factory=dict)  # searched vs warm start (better_of)
     over_budget: float | None = None  # predicted cost / budget before onto_budget moved it (None: not moved)
     start: dict[str, Any] = field(default_factory=dict)  # the warm start chosen and why (pick_start)
-    scored: Scored | None = field(default=None, repr=False)  # its dense reference and losses on its images
 
 
 def gradient_search(model: CompressedViT, budgets: list[Budget], data: ImageSet,
@@ -173,7 +172,7 @@ def gradient_search(model: CompressedViT, budgets: list[Budget], data: ImageSet,
         steps, history = steps + run.steps, history + [{**h, "priced_by": "gmacs"} for h in run.history]
     return SearchResult(counts, cost.cost(counts), target, {b.name: b.cost.cost(counts) for b in budgets},
                         time.perf_counter() - start_time, steps, cfg, history, run.logits, movement(initial, counts),
-                        selection, over if over > 1 + TOLERANCE else None, chosen, Scored(ref, labels, scored))
+                        selection, over if over > 1 + TOLERANCE else None, chosen)
 
 
 def movement(start: Counts, end: Counts) -> dict[str, Any]:

@@ -211,7 +211,7 @@ def searching_again(model: CompressedViT, budgets: list[Budget], images: ImageSe
             what = "a hand schedule" if latest[-1][1] else "searched"
             print(f"the schedule ({what}) missed by {ratio:.3f} x: its removed tokens scaled onto the new budget, "
                   "not searched again", flush=True)
-            counts, kept, rates, steps, scored = start, "rescaled", "none", 0, None
+            counts, kept, rates, steps = start, "rescaled", "none", 0
         else:
             first_rates = replace(cfg, rates=cfg.resolved(again).rates)  # auto's first descent alone
             result = gradient_search(model, again, used, first_rates, progress=progress, start=start)
@@ -219,11 +219,11 @@ def searching_again(model: CompressedViT, budgets: list[Budget], images: ImageSe
                   f"({result.steps} steps on {len(used)} images)", flush=True)
             if result.selection:
                 print(describe_selection(result.selection), flush=True)
-            counts, kept, rates, steps, scored = (result.counts, result.selection.get("kept", "searched"),
-                                                  result.config.rates, result.steps, result.scored)
+            counts, kept, rates, steps = (result.counts, result.selection.get("kept", "searched"), result.config.rates,
+                                          result.steps)
         if cfg.init in BUILDERS:  # the new schedule against the hand start at the new budget
             counts, why = against_hand_start(model, used, counts, cfg.init, bound.cost, bound.target,
-                                             cfg.compress_from, cfg.batch_size, scored)
+                                             cfg.compress_from, cfg.batch_size)
             kept = f"hand start ({cfg.init})" if why.get("start") == cfg.init else kept
             print(describe_hand_check(why, kept, len(used)), flush=True)
         latest.append((counts, kept != "searched"))

@@ -22,7 +22,7 @@ from hwsearch.model.vit import CompressedViT
 from hwsearch.quality import Reference, by_group, collect
 from hwsearch.schedule import Counts
 from hwsearch.search.baselines import STARTS, solve
-from hwsearch.search.finish import Scored, paired_gain, schedule_losses
+from hwsearch.search.finish import paired_gain, schedule_losses
 from hwsearch.search.pricing import Pricer, priced_starts
 
 
@@ -98,8 +98,7 @@ def choose_start(model: CompressedViT, data: ImageSet, ref: Reference, labels: t
 
 
 def against_hand_start(model: CompressedViT, data: ImageSet, candidate: Counts, kind: str, cost: CostModel,
-                       target: float, compress_from: int, batch_size: int, scored: Scored | None = None
-                       ) -> tuple[Counts, dict[str, Any]]:
+                       target: float, compress_from: int, batch_size: int) -> tuple[Counts, dict[str, Any]]:
     """``candidate``, or the hand schedule ``kind`` solved for ``target`` unless the candidate beats it on ``data``
     (distillation loss, deploy mode) by more than one standard error of the paired difference (the rule
     :func:`pick_start` and the search's end use) *and* on every source photo of ``data`` (where it has them); and
@@ -107,14 +106,11 @@ def against_hand_start(model: CompressedViT, data: ImageSet, candidate: Counts, 
     first budget, and must win again at the new one, on every scene it was searched on. Session 45 replayed this
     check on five recorded schedules (``results/benchmarks/hand_check_replay_s45.*``): the three that lost to their
     hand start on the held-out photos (-0.0017, -0.0021, -0.0020: the cat -0.009 to -0.021) beat it by 1.4-2.1
-    standard errors but each lost one search photo; the two that beat it held-out (+0.0033, +0.0019) won all five.
-    ``scored``: what the search that found ``candidate`` computed on ``data`` (its dense reference, labels and
-    losses), reused instead of computed again."""
+    standard errors but each lost one search photo; the two that beat it held-out (+0.0033, +0.0019) won all five."""
     hand = solve(kind, cost, target, model.depth, model.num_prefix, compress_from)
     if hand == candidate:
         return candidate, {}
-    scored = scored or Scored(collect(model, data, batch_size), None)
-    losses = schedule_losses(model, data, scored.ref, scored.labels, {kind: hand, "searched": candidate}, batch_size,
-                             scored.losses)
+    ref = collect(model, data, batch_size)
+    losses = schedule_losses(model, data, ref, None, {kind: hand, "searched": candidate}, batch_size)
     wins, why = beats(losses, kind, "searched", data.groups, every_photo=True)
     return (candidate if wins else hand), {"start": "searched" if wins else kind, **why}
