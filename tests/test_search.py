@@ -182,7 +182,8 @@ def test_a_schedule_is_rescaled_onto_a_new_budget_either_way_and_searched_from_t
 
 def test_every_search_again_is_logged_with_its_budget_time_and_images():
     """``optimize --latency-ms`` records each search the measured check asks for (the YAML and the history
-    keep them all, not the first search alone): the first on every search image, later ones on a third."""
+    keep them all, not the first search alone): the first on every search image, later ones (rescaled, then held
+    against the hand start on a third of the images) with no steps."""
     from conftest import RECORDED
 
     from hwsearch.cost import MeasuredCost
@@ -195,13 +196,13 @@ def test_every_search_again_is_logged_with_its_budget_time_and_images():
     budgets = [Budget(cost, 0.8 * cost.dense_cost(model.depth), "latency_ms")]
     log = []
     again = searching_again(model, budgets, data, SearchConfig(batch_size=4, pick_start=False), log=log)
-    for ratio in (1.05, 0.93):  # the first search, then a miss outside CLOSE (within it: rescaled, next test)
+    for ratio in (1.05, 0.93):  # the first search, then a miss
         again(ratio)
     assert [e["measured_over_budget"] for e in log] == [1.05, 0.93]
     assert [e["images"] for e in log] == [12, 12 // REFINE_SHARE]
-    assert all(e["seconds"] > 0 and e["steps"] >= 1 and e["kept"] in ("searched", "warm start", "hand start (tome)")
-               for e in log)
-    assert log[-1]["rates"] == "ddp"  # a refining search: auto's first descent alone, never priced by GMACs after it
+    assert all(e["seconds"] > 0 for e in log)
+    assert log[0]["steps"] >= 1 and log[0]["rates"] == "ddp" and log[0]["kept"] in ("searched", "warm start")
+    assert log[1]["steps"] == 0 and log[1]["rates"] == "none" and log[1]["kept"] in ("rescaled", "hand start (tome)")
 
 
 def test_a_hand_schedule_that_missed_its_budget_is_rescaled_never_searched_again(capsys):
@@ -221,7 +222,7 @@ def test_a_hand_schedule_that_missed_its_budget_is_rescaled_never_searched_again
     start = solve("tome", cost, target, model.depth, model.num_prefix, 0)
     log = []
     again = searching_again(model, [Budget(cost, target, "latency_ms")], _random_images(12),
-                            SearchConfig(batch_size=4, pick_start=False), after=start, log=log, after_is_start=True)
+                            SearchConfig(batch_size=4, pick_start=False), after=start, log=log)
     rescaled = again(1.06)
     assert 0.9 <= cost.cost(rescaled) * 1.06 / target <= 1.03 and cost.cost(rescaled) < cost.cost(start)  # 17 tokens
     assert [{k: v for k, v in e.items() if k != "seconds"} for e in log] == [
@@ -229,14 +230,14 @@ def test_a_hand_schedule_that_missed_its_budget_is_rescaled_never_searched_again
     assert "not searched again" in capsys.readouterr().out
     log = []
     far = searching_again(model, [Budget(cost, target, "latency_ms")], _random_images(12),
-                          SearchConfig(batch_size=4, pick_start=False), after=start, log=log, after_is_start=True)(1.2)
+                          SearchConfig(batch_size=4, pick_start=False), after=start, log=log)(1.2)
     assert log[-1]["steps"] == 0 and log[-1]["rates"] == "none" and cost.cost(far) < cost.cost(start)
 
 
-def test_a_searched_schedule_that_missed_close_to_its_budget_is_rescaled_and_further_searched_again():
-    """A searched schedule measured 1.033 x budget (session 43: the search again from it kept its rescaled start,
-    in 214 s of a 17.4-minute ``optimize``) is rescaled; measured 1.06 x (outside CLOSE) it is searched again,
-    unlike a hand schedule (previous test)."""
+def test_a_searched_schedule_that_missed_its_budget_is_rescaled_never_searched_again():
+    """A searched schedule measured 1.033 or 1.2 x budget is rescaled like a hand schedule (previous test): no search
+    again has ever ended with its own schedule (sessions 29-46: each kept its rescaled start or lost the hand check)
+    and one took 158 s of session 46's 15 min 50 s ``optimize``."""
     from conftest import RECORDED
 
     from hwsearch.cost import MeasuredCost
@@ -248,15 +249,13 @@ def test_a_searched_schedule_that_missed_close_to_its_budget_is_rescaled_and_fur
     cost = MeasuredCost(load_costmodel(RECORDED / "costmodel.json"), "latency", model.merging)
     target = 0.8 * cost.dense_cost(model.depth)
     searched = solve("uniform", cost, target, model.depth, model.num_prefix, 0)  # stands for a searched schedule
-    for ratio, steps in ((1.033, 0), (1.06, 1)):
+    for ratio in (1.033, 1.2):
         log = []
         again = searching_again(model, [Budget(cost, target, "latency_ms")], _random_images(12),
                                 SearchConfig(batch_size=4, pick_start=False), after=searched, log=log)
         moved = again(ratio)
-        assert (log[0]["steps"] >= 1) == bool(steps) and log[0]["images"] == 12 // 3
-        assert (log[0]["rates"] == "none") == (not steps)  # rescaled (then held against ToMe's shape: next test)
-        if not steps:
-            assert moved != searched and cost.cost(moved) <= cost.cost(searched) / ratio * 1.001
+        assert log[0]["steps"] == 0 and log[0]["rates"] == "none" and log[0]["images"] == 12 // 3
+        assert moved != searched and cost.cost(moved) < cost.cost(searched)  # 17 tokens: 1.2 x is out of reach
 
 
 def test_a_search_again_aims_at_the_measured_schedules_own_prediction():
@@ -275,7 +274,7 @@ def test_a_search_again_aims_at_the_measured_schedules_own_prediction():
     target = 0.8 * cost.dense_cost(model.depth)
     start = solve("tome", cost, 0.75 * target, model.depth, model.num_prefix, 0)  # priced: searched on 0.75 x
     again = searching_again(model, [Budget(cost, target, "latency_ms")], _random_images(12),
-                            SearchConfig(batch_size=4, pick_start=False), after=start, after_is_start=True)
+                            SearchConfig(batch_size=4, pick_start=False), after=start)
     moved = again(0.93)
     assert cost.cost(start) < cost.cost(moved) <= cost.cost(start) / 0.93 * 1.001 < 0.97 * target / 0.93
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,6 @@ from hwsearch.search.descent import rank_and_world
 from hwsearch.search.finish import rescaled
 from hwsearch.search.gradient import SearchConfig, gradient_search, save_history
 from hwsearch.search.latency_check import SearchAgain, check_latency, measured_record
-from hwsearch.search.local import in_band
 from hwsearch.search.pricing import Pricer, measured_pricer
 from hwsearch.search.starts import against_hand_start
 from hwsearch.workspace import Workspace
@@ -119,8 +118,8 @@ def optimize(out: Path, request: OptimizeRequest, rank: int = 0) -> Path | None:
     print(f"search took {result.seconds:.0f} s")
     latency = [b for spec in request.budgets if (b := latency_budget(spec.target, spec.kind, spec.value))]
     again_log: list[dict[str, Any]] = []  # every search again: its budget and time (YAML, history)
-    again = (searching_again(model, searched, search_set, cfg, request.progress, result.counts, again_log,
-                             after_is_start=result.selection.get("kept") == "warm start") if alone else None)
+    again = (searching_again(model, searched, search_set, cfg, request.progress, result.counts, again_log)
+             if alone else None)
     check = check_latency(latency, model, result.counts, request.refine, cfg.compress_from,
                           search_again=again) if latency else None  # under torchrun rank 0 cannot search alone
     if check is not None and check.counts != result.counts:  # searched again / moved by the local search
@@ -151,14 +150,12 @@ def optimize(out: Path, request: OptimizeRequest, rank: int = 0) -> Path | None:
     return path
 
 
-REFINE_SHARE = 3  # the search again runs on every REFINE_SHARE-th search image (a third of the steps)
-CLOSE = (0.95, 1.05)  # a searched schedule measured within it is rescaled, not searched again (a hand schedule always)
+REFINE_SHARE = 3  # the hand check after a miss runs on every REFINE_SHARE-th search image
 
 
 def searching_again(model: CompressedViT, budgets: list[Budget], images: ImageSet, cfg: SearchConfig,
                     progress: bool = False, after: Counts | None = None,
-                    log: list[dict[str, Any]] | None = None, price: Pricer | None = None,
-                    after_is_start: bool = False) -> SearchAgain:
+                    log: list[dict[str, Any]] | None = None, price: Pricer | None = None) -> SearchAgain:
     """The measured check's ``search_again(ratio)``: the gradient search with every budget on a measured
     latency model aimed at the latest schedule's own predicted cost / ``ratio`` (measured / budget; the
     budget / ``ratio`` before any schedule), the others as they are. The first search's starts may be
@@ -166,27 +163,18 @@ def searching_again(model: CompressedViT, budgets: list[Budget], images: ImageSe
     budget: budget / ratio there asked for a near-dense schedule (1.33 x budget measured, session 40).
 
     The first search (none given in ``after``) is the full default search (``price``: its hand starts
-    priced by measurement, :mod:`hwsearch.search.pricing`). Every later one refines
-    the latest schedule: its removed tokens scaled together onto the new budget (the shape the search
-    found, the budget the measurement allows) are the warm start of a search on a third of the
-    images (a third of the steps, of the dense reference and of the final comparison with the warm
-    start). On a slow host (546 s per default search, session 27) two full searches alone took 18 of
-    ``optimize --latency-ms``'s 23 minutes. Where the latest schedule is a hand schedule (its search's warm start:
-    ``after_is_start`` for ``after``; or a schedule a search again kept unsearched), it is rescaled, never searched
-    again: every search again from one (sessions 29, 30, 36 and 44; misses 0.883-1.129 x) kept its rescaled start,
-    and took 143-240 s of ``optimize``'s 15 minutes (session 44: 16 min 5 s with it). A searched schedule is
-    rescaled where the miss is within CLOSE: session 43's search again from one 1.033 x over kept its rescaled
-    start too, in 214 s of a 17.4-minute ``optimize`` (over its 15); at batch 1 schedules scaled by the measured
-    local search after misses of 1.055 and 1.076 x lost to searched ones (README "The measured check"). A refining
-    search descends with its first rates alone, not priced by GMACs after them (session 43's: the fraction
-    rates -0.0056, then DDP -0.0007, start kept; no search again has kept a second descent's schedule). Every
-    later schedule, rescaled or refined, is then held against the hand start (``cfg.init``) solved for the new
-    budget on the same third of the images,
-    and kept only where it beats it beyond one standard error and on every search photo
-    (:func:`hwsearch.search.starts.against_hand_start`: its win was at the
-    first budget). ``log``: gets one record per search (the measured ratio it corrects, seconds, steps, images,
-    the rates that ran last and which schedule was kept: searched, warm start, rescaled or the hand start)."""
-    latest: list[tuple[Counts, bool]] = [(after, after_is_start)] if after is not None else []
+    priced by measurement, :mod:`hwsearch.search.pricing`). Every later one rescales the latest schedule: its
+    removed tokens scaled together onto the new budget (the shape the search found, the budget the measurement
+    allows), never searched again. Why: no search again has ever ended with its own schedule. From a hand schedule
+    (sessions 29, 30, 36, 44; misses 0.883-1.129 x) and from searched ones (session 43, 1.033 x; session 46, 0.883
+    and 0.945 x) each kept its rescaled start, and session 45's one that beat it (+0.0026) lost the hand check;
+    each took 141-240 s of ``optimize``'s 15 minutes (session 46: 15 min 50 s with one). The rescaled schedule is
+    then held against the hand start (``cfg.init``) solved for the new budget on a third of the search images and
+    kept only where it beats it beyond one standard error and on every search photo
+    (:func:`hwsearch.search.starts.against_hand_start`: its win was at the first budget). ``log``: gets one record
+    per search (the measured ratio it corrects, seconds, steps, images, the rates, and which schedule was kept:
+    searched, warm start, rescaled or the hand start)."""
+    latest: list[Counts] = [after] if after is not None else []
 
     def record(ratio: float, seconds: float, steps: int, num_images: int, rates: str, kept: str) -> None:
         if log is not None:
@@ -200,39 +188,27 @@ def searching_again(model: CompressedViT, budgets: list[Budget], images: ImageSe
             print(describe_start(result.start), flush=True)
             if result.selection:
                 print(describe_selection(result.selection), flush=True)
-            latest.append((result.counts, result.selection.get("kept") == "warm start"))
+            latest.append(result.counts)
             record(ratio, result.seconds, result.steps, len(images), result.config.rates,
                    result.selection.get("kept", "searched"))
             return result.counts
         began, bound = time.perf_counter(), constraint(again)
-        start = rescaled(latest[-1][0], bound.cost, bound.target, model, cfg.compress_from)
+        counts, kept = rescaled(latest[-1], bound.cost, bound.target, model, cfg.compress_from), "rescaled"
+        print(f"the schedule missed by {ratio:.3f} x: its removed tokens scaled onto the new budget, "
+              "not searched again", flush=True)
         used = images.take(slice(0, None, REFINE_SHARE))
-        if latest[-1][1] or in_band(ratio, CLOSE):
-            what = "a hand schedule" if latest[-1][1] else "searched"
-            print(f"the schedule ({what}) missed by {ratio:.3f} x: its removed tokens scaled onto the new budget, "
-                  "not searched again", flush=True)
-            counts, kept, rates, steps = start, "rescaled", "none", 0
-        else:
-            first_rates = replace(cfg, rates=cfg.resolved(again).rates)  # auto's first descent alone
-            result = gradient_search(model, again, used, first_rates, progress=progress, start=start)
-            print(f"refined the schedule rescaled onto the new budget in {result.seconds:.0f} s "
-                  f"({result.steps} steps on {len(used)} images)", flush=True)
-            if result.selection:
-                print(describe_selection(result.selection), flush=True)
-            counts, kept, rates, steps = (result.counts, result.selection.get("kept", "searched"), result.config.rates,
-                                          result.steps)
-        if cfg.init in BUILDERS:  # the new schedule against the hand start at the new budget
+        if cfg.init in BUILDERS:  # the rescaled schedule against the hand start at the new budget
             counts, why = against_hand_start(model, used, counts, cfg.init, bound.cost, bound.target,
                                              cfg.compress_from, cfg.batch_size)
             kept = f"hand start ({cfg.init})" if why.get("start") == cfg.init else kept
             print(describe_hand_check(why, kept, len(used)), flush=True)
-        latest.append((counts, kept != "searched"))
-        record(ratio, time.perf_counter() - began, steps, len(used), rates, kept)
+        latest.append(counts)
+        record(ratio, time.perf_counter() - began, 0, len(used), "none", kept)
         return counts
 
     def aimed(budget: Budget, ratio: float) -> float:
         """The predicted cost to search for after measuring ``ratio`` x budget (see above)."""
-        return (budget.cost.cost(latest[-1][0]) if latest else budget.target) / ratio
+        return (budget.cost.cost(latest[-1]) if latest else budget.target) / ratio
 
     return search_again
 
