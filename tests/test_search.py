@@ -200,7 +200,7 @@ def test_every_search_again_is_logged_with_its_budget_time_and_images():
         again(ratio)
     assert [e["measured_over_budget"] for e in log] == [1.05, 0.93]
     assert [e["images"] for e in log] == [12, 12 // REFINE_SHARE]
-    assert all(e["seconds"] > 0 for e in log)
+    assert log[0]["seconds"] > 0 and log[1]["seconds"] >= 0  # a rescale and a hand check on 4 images: ~0.0 s
     assert log[0]["steps"] >= 1 and log[0]["rates"] == "ddp" and log[0]["kept"] in ("searched", "warm start")
     assert log[1]["steps"] == 0 and log[1]["rates"] == "none" and log[1]["kept"] in ("rescaled", "hand start (tome)")
 
