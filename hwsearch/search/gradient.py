@@ -164,12 +164,12 @@ def gradient_search(model: CompressedViT, budgets: list[Budget], data: ImageSet,
     proxy = proxy_budgets(model, budgets, start, cfg.merging) if asked.rates == "auto" and start else None
     # "kept" is only recorded where a warm start was compared (keep_better_start): the first descent did not beat it
     if proxy and stop_after is None and selection.get("kept") == "warm start":
-        first = {"rates": cfg.rates, **selection}
-        again = resume.with_name(f"{resume.name}.gmacs") if resume is not None else None
+        first, priced_by = {"rates": cfg.rates, **selection}, proxy[0].name
+        again = resume.with_name(f"{resume.name}.{priced_by}") if resume is not None else None
         run = descend(model, proxy, data, ref, labels, cfg, start, again, progress)
         counts, selection, over = finish(run)  # onto the measured budget, then against the start there
-        selection = {**selection, "first": first, "priced_by": "gmacs"}
-        steps, history = steps + run.steps, history + [{**h, "priced_by": "gmacs"} for h in run.history]
+        selection = {**selection, "first": first, "priced_by": priced_by}
+        steps, history = steps + run.steps, history + [{**h, "priced_by": priced_by} for h in run.history]
     return SearchResult(counts, cost.cost(counts), target, {b.name: b.cost.cost(counts) for b in budgets},
                         time.perf_counter() - start_time, steps, cfg, history, run.logits, movement(initial, counts),
                         selection, over if over > 1 + TOLERANCE else None, chosen)
